@@ -1,0 +1,3 @@
+from dynoscaler.cli import main
+
+raise SystemExit(main())

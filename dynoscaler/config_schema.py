@@ -1,0 +1,122 @@
+"""JSON Schema of autoscale.yml, checked with the jsonschema library.
+
+Policy keys may appear under `defaults`, under an app and under a role; the most
+specific one wins (see dynoscaler.config).
+"""
+
+from typing import Any
+
+BACKENDS = ("sidekiq", "resque", "rq", "celery", "redis_list", "rabbitmq")
+
+_seconds = {"type": "number", "exclusiveMinimum": 0}
+_count = {"type": "integer", "minimum": 0}
+
+POLICY_PROPERTIES: dict[str, Any] = {
+    "min_dynos": _count,
+    "max_dynos": _count,
+    "target_deadline": _seconds,
+    "boot_time": {"type": "number", "minimum": 0},
+    "concurrency": {"type": "integer", "minimum": 1},
+    # Share of jobs allowed to finish after the deadline; sets the square-root
+    # staffing margin (beta) of the capacity model.
+    "miss_ratio": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.5},
+    # How long the desired count must stay lower before dynos are removed.
+    "scale_down_window": {"type": "number", "minimum": 0},
+    # Seconds after an action during which the scaler takes no other scale-down.
+    "cooldown": {"type": "number", "minimum": 0},
+    # Most dynos one action may add or remove.
+    "max_step": {"type": "integer", "minimum": 1},
+}
+
+QUEUE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "backend", "url"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "backend": {"enum": list(BACKENDS)},
+        "url": {"type": "string", "minLength": 1},
+    },
+}
+
+ROLE = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        **POLICY_PROPERTIES,
+        "queues": {"type": "array", "items": QUEUE},
+        "requests": {"enum": ["router"]},
+    },
+}
+
+APP = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["roles"],
+    "properties": {
+        **POLICY_PROPERTIES,
+        "roles": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": "^[a-z0-9_-]+$"},
+            "additionalProperties": ROLE,
+        },
+    },
+}
+
+NOTIFIER = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["type"],
+    "properties": {
+        "type": {"enum": ["webhook", "slack", "newrelic"]},
+        "url": {"type": "string", "minLength": 1},
+        "account_id": {"type": ["string", "integer"]},
+        "insert_key": {"type": "string", "minLength": 1},
+        "timeout": _seconds,
+    },
+}
+
+EXPORTER = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "source_timeout": _seconds,
+        "formation_interval": _seconds,
+    },
+}
+
+SCALER = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "dry_run": {"type": "boolean"},
+        "store": {"type": "string", "minLength": 1},
+        "prometheus_url": {"type": "string", "minLength": 1},
+        "reconcile_interval": _seconds,
+        # Inputs older than this are stale: no scale-down on them.
+        "stale_after": _seconds,
+        "notifiers": {"type": "array", "items": NOTIFIER},
+    },
+}
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apps"],
+    "properties": {
+        "defaults": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": POLICY_PROPERTIES,
+        },
+        "apps": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": "^[a-z][a-z0-9-]{1,29}$"},
+            "additionalProperties": APP,
+        },
+        "exporter": EXPORTER,
+        "scaler": SCALER,
+    },
+}

@@ -1,0 +1,38 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="dynoscaler",
+    version="0.1.0",
+    description="Deadline-driven autoscaler for Heroku dynos, built on Prometheus",
+    python_requires=">=3.11",
+    packages=find_packages(include=["dynoscaler", "dynoscaler.*", "exporter", "exporter.*", "scaler", "scaler.*"]),
+    include_package_data=True,
+    package_data={"scaler": ["openapi.yml"]},
+    install_requires=[
+        "prometheus-client>=0.20",
+        "flask>=3.0",
+        "requests>=2.31",
+        "heroku3==5.2.1",
+        # heroku3 imports six without declaring it
+        "six>=1.16",
+        "pyyaml>=6.0",
+        "gunicorn>=22.0",
+        "redis>=5.0",
+        "jsonschema>=4.20",
+        "psycopg2-binary>=2.9",
+        "numpy>=1.26",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8.0",
+            "hypothesis>=6.100",
+            "ruff>=0.6",
+            "rq>=2.0",
+            "celery>=5.4",
+            "pika>=1.3",
+            "schemathesis>=3.30",
+        ],
+    },
+    entry_points={"console_scripts": ["dynoscaler=dynoscaler.cli:main"]},
+)
