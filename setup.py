@@ -26,6 +26,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=8.0",
+            "pytest-timeout>=2.3",
             "hypothesis>=6.100",
             "ruff>=0.6",
             "rq>=2.0",
