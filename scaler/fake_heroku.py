@@ -561,7 +561,9 @@ class FakeHerokuServer:
         except OSError as error:
             where = f"{host}:{port}"
             raise ConfigError(f"fake-heroku: cannot listen on {where}: {error.strerror}") from None
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def port(self) -> int:
