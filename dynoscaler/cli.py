@@ -16,6 +16,7 @@ from dynoscaler.config import ConfigError
 COMMANDS: dict[str, str | dict[str, str]] = {
     "check-config": "dynoscaler.check_config",
     "fake-heroku": "scaler.fake_heroku",
+    "demo": "dynoscaler.demo.main",
 }
 
 

@@ -50,7 +50,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from dynoscaler import config
 from dynoscaler.config import ConfigError
@@ -348,6 +348,11 @@ class FakeHeroku:
         with self._lock:
             self.requests.append(entry)
 
+    def request_log(self) -> list[dict[str, Any]]:
+        """Every PATCH received so far, oldest first."""
+        with self._lock:
+            return list(self.requests)
+
     def state(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -499,8 +504,7 @@ def _add_admin_routes(web: Flask, fake: FakeHeroku) -> None:
 
     @web.get("/__fake__/requests")
     def requests_log() -> Response:
-        with fake._lock:
-            return jsonify(list(fake.requests))
+        return jsonify(fake.request_log())
 
     @web.post("/__fake__/reset")
     def reset() -> Response:
@@ -551,13 +555,23 @@ _STATUS_IDS = {
 }
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
 class FakeHerokuServer:
     """The fake served by werkzeug's threaded server in a background thread."""
 
-    def __init__(self, fake: FakeHeroku, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, fake: FakeHeroku, host: str = "127.0.0.1", port: int = 0, access_log: bool = True
+    ) -> None:
         self.fake = fake
+        handler = WSGIRequestHandler if access_log else _QuietHandler
         try:
-            self._server: BaseWSGIServer = make_server(host, port, create_app(fake), threaded=True)
+            self._server: BaseWSGIServer = make_server(
+                host, port, create_app(fake), threaded=True, request_handler=handler
+            )
         except OSError as error:
             where = f"{host}:{port}"
             raise ConfigError(f"fake-heroku: cannot listen on {where}: {error.strerror}") from None
