@@ -18,12 +18,14 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dynoscaler.demo import chart, measure
-from dynoscaler.demo.live import Monitor
-from dynoscaler.demo.stack import Ports, Stack, StackOptions
 from dynoscaler.demo.supervisor import DemoError, stop_on_signals
 from dynoscaler.demo.workload import SCENARIOS, Producer, Scenario
+
+if TYPE_CHECKING:
+    from dynoscaler.demo.live import Monitor
+    from dynoscaler.demo.stack import Stack
 
 DEMO_SETTINGS = Path(__file__).with_name("demo.yml")
 DEFAULT_PORT_BASE = 19090
@@ -66,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: the CLI imports every command module at start-up, and these pull
+    # in matplotlib, Flask and the exporter.
+    from dynoscaler.demo.stack import Ports, Stack, StackOptions
+
     scenario = SCENARIOS[args.scenario]()
     if args.duration is not None:
         if args.duration <= 0:
@@ -100,6 +106,8 @@ def _print_pages(stack: Stack, scenario: Scenario) -> None:
 
 
 def _run_scenario(stack: Stack, scenario: Scenario, output: Path, keep: bool) -> int:
+    from dynoscaler.demo.live import Monitor
+
     monitor = Monitor(stack)
     initial = stack.formation()
     producer = Producer(stack.redis, _queues(stack), scenario).start()
@@ -143,6 +151,8 @@ def _report(
     initial: dict[tuple[str, str], int],
     output: Path,
 ) -> None:
+    from dynoscaler.demo import chart, measure
+
     patches = stack.patches()
     (output / "patches.json").write_text(json.dumps(patches, indent=1))
     (output / "samples.json").write_text(json.dumps([s.__dict__ for s in monitor.samples]))
