@@ -39,12 +39,12 @@ def prometheus(
     does not run are dropped. Rule files are made absolute.
     """
     document = _read(source)
-    seconds = f"{interval:g}s"
+    seconds = _duration(interval)
     document["global"] = {
         **document.get("global", {}),
         "scrape_interval": seconds,
         "evaluation_interval": seconds,
-        "scrape_timeout": f"{max(interval / 2, 0.5):g}s",
+        "scrape_timeout": _duration(max(interval / 2, 0.5)),
     }
     document["rule_files"] = [str(source.parent / f) for f in document.get("rule_files", [])]
     if alertmanager:
@@ -105,11 +105,11 @@ def alertmanager(source: Path, scaler_url: str, token: str, group_wait: float) -
 
 def _fast_route(route: dict[str, Any], group_wait: float) -> dict[str, Any]:
     route = dict(route)
-    route["group_wait"] = f"{group_wait:g}s"
-    route["group_interval"] = f"{max(2 * group_wait, 2):g}s"
+    route["group_wait"] = _duration(group_wait)
+    route["group_interval"] = _duration(max(2 * group_wait, 2))
     # Alertmanager re-sends a firing alert only every repeat_interval, and a new
     # desired_dynos annotation alone does not count as a change: keep it short.
-    route["repeat_interval"] = f"{max(5 * group_wait, 10):g}s"
+    route["repeat_interval"] = _duration(max(5 * group_wait, 10))
     if "routes" in route:
         route["routes"] = [_fast_child(child, group_wait) for child in route["routes"]]
     return route
@@ -134,6 +134,11 @@ def _to_scaler(hook: dict[str, Any], base: Any, token: str) -> dict[str, Any] | 
     hook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
     hook["max_alerts"] = hook.get("max_alerts", 0)
     return hook
+
+
+def _duration(seconds: float) -> str:
+    """Prometheus and Alertmanager durations take whole numbers of a unit."""
+    return f"{round(seconds * 1000)}ms"
 
 
 def write(document: dict[str, Any], path: Path) -> Path:
