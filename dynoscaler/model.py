@@ -12,9 +12,10 @@ Both compute, per app/role and in the same order of operations:
     unmeetable        = needed > max_dynos, or S ≥ D, or (queue roles) W ≤ 0
 
 When an input is unknown (no arrival rate; no processing time although work is
-present) the model does not guess: it holds at the current dyno count (raised to
-one dyno when work waits on a role at zero), so missing data neither scales down
-nor scales up wildly. Scale-down stabilisation is ScaleDownStabiliser's job.
+present; a source or the exporter down) the model does not guess: it holds at
+the current dyno count (raised to one dyno when work waits on a role at zero),
+so missing data neither scales down nor scales up wildly. Scale-down
+stabilisation is ScaleDownStabiliser's job.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class RoleInputs:
     oldest_age_seconds: float = 0.0
     arrival_rate_slope: float = 0.0  # dλ/dt (jobs/s per s), for the look-ahead over boot_time
     current_dynos: int | None = None  # formation now; what the model holds at on unknown inputs
+    stale: bool = False  # a source of the role (or the exporter) is down: hold
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def required_capacity(inputs: RoleInputs, policy: RoleSettings) -> Capacity:
     rate = None if inputs.arrival_rate is None else max(inputs.arrival_rate, 0.0)
     backlog = max(inputs.backlog, 0.0)
     work = backlog > 0 or inputs.in_progress > 0 or (rate is not None and rate > 0)
-    if rate is None or (inputs.processing_seconds is None and work):
+    if inputs.stale or rate is None or (inputs.processing_seconds is None and work):
         return _hold(inputs, policy, work)
     if inputs.processing_seconds is None:  # idle: nothing arrives, waits or runs
         return _clamped(0, 0.0, False, ("idle: no arrivals, backlog or jobs in progress",), policy)
@@ -136,8 +138,13 @@ def _clamped(
 def _hold(inputs: RoleInputs, policy: RoleSettings, work: bool) -> Capacity:
     current = policy.min_dynos if inputs.current_dynos is None else inputs.current_dynos
     desired = max(current, min(1, policy.max_dynos)) if work else current
-    missing = "arrival rate" if inputs.arrival_rate is None else "processing time"
-    reason = f"{missing} unknown: holding at the current {current} dyno(s)"
+    if inputs.stale:
+        missing = "inputs stale"
+    elif inputs.arrival_rate is None:
+        missing = "arrival rate unknown"
+    else:
+        missing = "processing time unknown"
+    reason = f"{missing}: holding at the current {current} dyno(s)"
     if desired != current:
         reason += ", raised to 1 because work is waiting"
     return Capacity(desired, desired, 0.0, False, (reason,), holding=True)

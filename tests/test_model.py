@@ -145,3 +145,9 @@ def test_stabiliser_scales_up_at_once_and_down_after_the_window() -> None:
 
 def test_rules_window_rounds_up_to_a_step_the_rules_have() -> None:
     assert [rules_window(s) for s in (0, 1, 60, 250, 300, 5000)] == [0, 60, 60, 300, 300, 3600]
+
+
+def test_stale_inputs_hold_even_when_the_numbers_say_less() -> None:
+    result = capacity(arrival_rate=0.0, processing_seconds=1.0, current_dynos=4, stale=True)
+    assert (result.desired_dynos, result.holding) == (4, True)
+    assert result.reasons == ("inputs stale: holding at the current 4 dyno(s)",)
