@@ -15,6 +15,8 @@ from dynoscaler.config import ConfigError
 # command name -> module; a dict value groups sub-commands ("scaler serve").
 COMMANDS: dict[str, str | dict[str, str]] = {
     "check-config": "dynoscaler.check_config",
+    "scaler": {"serve": "scaler.serve", "reconcile": "scaler.reconcile"},
+    "decisions": "scaler.decisions",
 }
 
 
