@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from scaler_support import TOKEN, alert, payload, write_settings
+from scaler_support import FIXTURES, TOKEN, alert, payload, write_settings
 
 from dynoscaler import config
 from dynoscaler.config import ConfigError
@@ -193,3 +193,14 @@ def test_health_metrics_openapi_and_unknown_paths(env) -> None:
     missing = client.get("/nope")
     assert missing.status_code == 404 and "error" in missing.json
     assert client.get("/alerts").status_code == 405
+
+
+def test_real_alertmanager_payloads(env) -> None:
+    """Payloads captured from Alertmanager 0.25 (see tests/fixtures)."""
+    client, _, _ = env
+    firing = json.loads((FIXTURES / "alertmanager_scale_firing.json").read_text())
+    resolved = json.loads((FIXTURES / "alertmanager_scale_resolved.json").read_text())
+    decisions = post(client, firing).json["decisions"]
+    assert {(d["role"], d["from"], d["to"]) for d in decisions} == {("web", 2, 3), ("worker", 1, 4)}
+    decisions = post(client, resolved).json["decisions"]
+    assert [d["outcome"] for d in decisions] == ["ignored", "ignored"]
