@@ -37,8 +37,15 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-def write_settings(directory: Path, store: str, **scaler: Any) -> Path:
-    document = {**SETTINGS, "scaler": {"store": store, **scaler}}
+def write_settings(
+    directory: Path, store: str, defaults: dict[str, Any] | None = None, **scaler: Any
+) -> Path:
+    """autoscale.yml with SETTINGS, `defaults` merged over its defaults, `scaler` settings."""
+    document = {
+        **SETTINGS,
+        "defaults": {**SETTINGS["defaults"], **(defaults or {})},
+        "scaler": {"store": store, **scaler},
+    }
     path = directory / "autoscale.yml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path
