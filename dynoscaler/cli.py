@@ -15,6 +15,7 @@ from dynoscaler.config import ConfigError
 # command name -> module; a dict value groups sub-commands ("scaler serve").
 COMMANDS: dict[str, str | dict[str, str]] = {
     "check-config": "dynoscaler.check_config",
+    "exporter": "exporter.cli",
 }
 
 
