@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from types import ModuleType
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from exporter.collectors import (
     Queue,
@@ -39,8 +41,13 @@ class RedisSource:
     def __init__(self, url: str, queues: Sequence[Queue], timeout: float) -> None:
         self.address = address(url)
         self.backends = tuple(sorted({queue.backend for queue in queues}))
+        # No retries inside a scrape: the next scrape is the retry, and the
+        # source stays inside its time-out.
         self.client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
         self.parts: list[tuple[ModuleType, list[Queue]]] = [
             (BACKENDS[backend], [q for q in queues if q.backend == backend])
