@@ -19,7 +19,9 @@ with the bucket, sum, count and in_progress updates at the end, so the hash is
 always consistent. The exporter reads it in its per-Redis pipeline and
 publishes dynoscaler_job_duration_seconds.
 
-A failure to record is logged and never fails the job. A worker killed in the
+A failure to record is logged and never fails the job; give the timer a client
+with short time-outs and no retries, so a dead Redis costs a job little time:
+redis.Redis.from_url(url, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)). A worker killed in the
 middle of a job leaves in_progress one too high until the hash is deleted.
 """
 
