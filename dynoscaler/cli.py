@@ -16,6 +16,7 @@ from dynoscaler.config import ConfigError
 COMMANDS: dict[str, str | dict[str, str]] = {
     "check-config": "dynoscaler.check_config",
     "exporter": "exporter.cli",
+    "bench": {"exporter": "exporter.bench"},
 }
 
 
