@@ -5,7 +5,9 @@ setup(
     version="0.1.0",
     description="Deadline-driven autoscaler for Heroku dynos, built on Prometheus",
     python_requires=">=3.11",
-    packages=find_packages(include=["dynoscaler", "dynoscaler.*", "exporter", "exporter.*", "scaler", "scaler.*"]),
+    packages=find_packages(
+        include=["dynoscaler", "dynoscaler.*", "exporter", "exporter.*", "scaler", "scaler.*"]
+    ),
     include_package_data=True,
     package_data={"scaler": ["openapi.yml"]},
     install_requires=[

@@ -15,6 +15,11 @@ from dynoscaler.config import ConfigError
 # command name -> module; a dict value groups sub-commands ("scaler serve").
 COMMANDS: dict[str, str | dict[str, str]] = {
     "check-config": "dynoscaler.check_config",
+    "fake-heroku": "scaler.fake_heroku",
+    "demo": "dynoscaler.demo.main",
+    "scaler": {"serve": "scaler.serve", "reconcile": "scaler.reconcile"},
+    "decisions": "scaler.decisions",
+    "exporter": "exporter.cli",
 }
 
 

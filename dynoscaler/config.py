@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -119,7 +118,8 @@ def parse(document: Any, path: str, environ: dict[str, str]) -> Config:
     roles = tuple(_resolve_roles(document, path))
     scaler = dict(document.get("scaler", {}))
     notifiers = tuple(
-        NotifierSettings(**{**n, **_stringify(n, "account_id")}) for n in scaler.pop("notifiers", [])
+        NotifierSettings(**{**n, **_stringify(n, "account_id")})
+        for n in scaler.pop("notifiers", [])
     )
     return Config(
         path=path,
@@ -169,8 +169,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if error.validator == "enum":
         allowed = ", ".join(map(str, error.validator_value))
         return f"{error.instance!r} is not one of: {allowed}"
-    if error.validator == "propertyNames":
-        return f"{error.instance!r} is not a valid name"
+    if error.validator == "pattern":
+        # Only names (of apps and roles) carry patterns in the schema.
+        return f"{error.instance!r} is not a valid name (expected {error.validator_value})"
     return error.message
 
 

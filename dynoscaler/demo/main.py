@@ -1,0 +1,178 @@
+"""Run the whole closed loop locally against a fake Heroku, with live progress and a chart.
+
+Starts a fake Heroku whose formation starts and stops local worker processes
+(dynos), the exporter, Prometheus and Alertmanager (from the project's
+prometheus/ and alertmanager/ files, rewritten for local ports and 2 s
+intervals), and the scaler under gunicorn; then pushes a scenario's jobs into
+Sidekiq queues on Redis database 3 and shows per role the queue, the oldest
+job's wait against the deadline, the dynos and the desired count. At the end it
+writes a PNG chart and prints where the decision log is. Ctrl-C stops
+everything cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dynoscaler.demo.supervisor import DemoError, stop_on_signals
+from dynoscaler.demo.workload import SCENARIOS, Producer, Scenario
+
+if TYPE_CHECKING:
+    from dynoscaler.demo.live import Monitor
+    from dynoscaler.demo.stack import Stack
+
+DEMO_SETTINGS = Path(__file__).with_name("demo.yml")
+DEFAULT_PORT_BASE = 19090
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="spike",
+        help="load shape (default: spike, within the target)",
+    )
+    parser.add_argument(
+        "--duration", type=float, help="seconds of load (default: the scenario's, 3-4 min)"
+    )
+    parser.add_argument(
+        "--config", type=Path, default=DEMO_SETTINGS, help="settings (default: the demo's own)"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="directory for the chart, logs and data (default: ./demo-<time>)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=("alertmanager", "reconcile"),
+        default="alertmanager",
+        help="alertmanager: alerts -> webhook; reconcile: the scaler queries Prometheus itself",
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/3", help="emptied first")
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=DEFAULT_PORT_BASE,
+        help="Prometheus on it, Alertmanager +3, exporter +10, scaler +20, fake Heroku +30",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="after the run, keep everything up until Ctrl-C"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: the CLI imports every command module at start-up, and these pull
+    # in matplotlib, Flask and the exporter.
+    from dynoscaler.demo.stack import Ports, Stack, StackOptions
+
+    scenario = SCENARIOS[args.scenario]()
+    if args.duration is not None:
+        if args.duration <= 0:
+            raise DemoError("--duration must be positive")
+        scenario = dataclasses.replace(scenario, duration=args.duration)
+    output = args.output or Path(f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}")
+    run_dir = output.resolve() / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    options = StackOptions(
+        settings=args.config.resolve(),
+        run_dir=run_dir,
+        ports=Ports.from_base(args.port_base),
+        redis_url=args.redis_url,
+        mode=args.mode,
+    )
+    try:
+        with stop_on_signals(), Stack(options) as stack:
+            _print_pages(stack, scenario)
+            return _run_scenario(stack, scenario, output.resolve(), args.keep)
+    except DemoError as error:
+        print(f"dynoscaler demo: {error}")
+        return 1
+
+
+def _print_pages(stack: Stack, scenario: Scenario) -> None:
+    print(f"demo: scenario {scenario.name}: {scenario.description}, {scenario.duration:g} s")
+    print(f"demo: Prometheus   {stack.urls['prometheus']}/alerts")
+    if stack.options.mode == "alertmanager":
+        print(f"demo: Alertmanager {stack.urls['alertmanager']}/#/alerts")
+    print(f"demo: fake Heroku  {stack.urls['heroku']}/__fake__/state")
+    print(f"demo: logs in      {stack.options.run_dir}")
+
+
+def _run_scenario(stack: Stack, scenario: Scenario, output: Path, keep: bool) -> int:
+    from dynoscaler.demo.live import Monitor
+
+    monitor = Monitor(stack)
+    initial = stack.formation()
+    producer = Producer(stack.redis, _queues(stack), scenario).start()
+    load_offset = time.monotonic() - monitor.started
+    interrupted = False
+    try:
+        while not producer.done:
+            monitor.show(monitor.sample())
+            crashed = stack.crashed()
+            if crashed:
+                names = ", ".join(child.name for child in crashed)
+                raise DemoError(f"{names} stopped; see the logs in {stack.options.run_dir}")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("\ndemo: interrupted, stopping everything")
+    finally:
+        producer.stop()
+    _report(stack, scenario, monitor, producer, load_offset, initial, output)
+    if keep and not interrupted:
+        print("demo: everything stays up; Ctrl-C to stop")
+        try:
+            while True:
+                monitor.show(monitor.sample())
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+    return 130 if interrupted else 0
+
+
+def _queues(stack: Stack) -> list[str]:
+    return [queue.name for role in stack.settings.roles for queue in role.queues]
+
+
+def _report(
+    stack: Stack,
+    scenario: Scenario,
+    monitor: Monitor,
+    producer: Producer,
+    load_offset: float,
+    initial: dict[tuple[str, str], int],
+    output: Path,
+) -> None:
+    from dynoscaler.demo import chart, measure
+
+    patches = stack.patches()
+    (output / "patches.json").write_text(json.dumps(patches, indent=1))
+    (output / "samples.json").write_text(json.dumps([s.__dict__ for s in monitor.samples]))
+    spike_at = (producer.started_at or 0) + scenario.load_starts_at
+    for role in monitor.roles:
+        samples = [s for s in monitor.samples if s.key == role.key]
+        path = output / f"{role.app}-{role.role}.png"
+        title = f"dynoscaler demo: {scenario.name}, {role.app}/{role.role}"
+        chart.draw(samples, producer.pushed, load_offset, title, path)
+        print(f"demo: chart        {path}")
+        reaction = measure.reaction_time(patches, role.role, spike_at, initial[role.key])
+        floor = stack.options.reaction_floor
+        shown = "no scale-up" if reaction is None else f"{reaction:.1f} s"
+        name = f"{role.app}/{role.role}"
+        print(f"demo: {name}: load start -> formation PATCH {shown} (floor {floor:g} s)")
+        if samples:
+            last = samples[-1]
+            print(f"demo: {name}: {last.done} jobs done, {last.late} after the deadline")
+    print(f"demo: PATCH log    {output / 'patches.json'} ({len(patches)} requests)")
+    print(
+        f"demo: decisions    DYNOSCALER_STORE={stack.store} "
+        f"dynoscaler decisions --config {stack.options.settings}"
+    )
