@@ -17,6 +17,10 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "check-config": "dynoscaler.check_config",
     "fake-heroku": "scaler.fake_heroku",
     "demo": "dynoscaler.demo.main",
+    "scaler": {"serve": "scaler.serve", "reconcile": "scaler.reconcile"},
+    "decisions": "scaler.decisions",
+    "exporter": "exporter.cli",
+    "bench": {"exporter": "exporter.bench"},
 }
 
 

@@ -1,0 +1,174 @@
+"""The capacity model in Python: the mirror of prometheus/rules/capacity.yml.
+
+Both compute, per app/role and in the same order of operations:
+
+    look-ahead     λ' = λ + max(dλ/dt, 0) · B          (rates only rise while dynos boot)
+    offered load   a  = λ' · S                          (busy slots on average)
+    margin         β  = z(1 − miss_ratio)               (normal quantile, see staffing_beta)
+    drain window   W  = D − S − B                       (time left to clear today's backlog)
+    slots             = a + β·√a + Q·S / max(W, S)
+    needed            = ceil(slots / c − 1e-9), at least 1 while there is any work
+    desired           = needed clamped to [min_dynos, max_dynos]
+    unmeetable        = needed > max_dynos, or S ≥ D, or (queue roles) W ≤ 0
+
+When an input is unknown (no arrival rate; no processing time although work is
+present; a source or the exporter down) the model does not guess: it holds at
+the current dyno count (raised to one dyno when work waits on a role at zero),
+so missing data neither scales down nor scales up wildly. Scale-down
+stabilisation is ScaleDownStabiliser's job.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+from dynoscaler.config import RoleSettings
+
+# Abramowitz & Stegun 26.2.23: rational approximation of the normal quantile,
+# |error| < 4.5e-4. PromQL has no inverse normal function; the rules use the
+# same constants so both sides compute the same beta.
+_C = (2.515517, 0.802853, 0.010328)
+_D = (1.432788, 0.189269, 0.001308)
+_MISS_RATIO_FLOOR = 1e-9
+# ceil() must not turn 2.0000000000000004 slots per dyno into 3 dynos.
+_CEIL_TOLERANCE = 1e-9
+# Windows (seconds) the rules can stabilise over: a PromQL range is fixed text,
+# so the rules keep one max_over_time per step and a role's scale_down_window is
+# rounded up to the next step (0 means no stabilisation).
+STABILISATION_WINDOWS = (0, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600)
+
+
+@dataclass(frozen=True)
+class RoleInputs:
+    arrival_rate: float | None  # jobs (or requests) per second, λ; None when unknown
+    processing_seconds: float | None  # mean processing time S; None when unknown
+    backlog: float  # jobs waiting, Q
+    in_progress: float = 0.0
+    oldest_age_seconds: float = 0.0
+    arrival_rate_slope: float = 0.0  # dλ/dt (jobs/s per s), for the look-ahead over boot_time
+    current_dynos: int | None = None  # formation now; what the model holds at on unknown inputs
+    stale: bool = False  # a source of the role (or the exporter) is down: hold
+
+
+@dataclass(frozen=True)
+class Capacity:
+    desired_dynos: int  # clamped to [min_dynos, max_dynos], before scale-down stabilisation
+    needed_dynos: int  # the unclamped need
+    required_slots: float
+    unmeetable: bool  # even max_dynos cannot meet the deadline (or D - S - B <= 0)
+    reasons: tuple[str, ...]  # human-readable, each term with its value
+    holding: bool = False  # inputs unknown: desired is the current count (not clamped)
+
+
+def staffing_beta(miss_ratio: float) -> float:
+    """Square-root staffing margin: the normal quantile z with P(Z > z) = miss_ratio."""
+    p = min(max(miss_ratio, _MISS_RATIO_FLOOR), 0.5)
+    t = math.sqrt(-2.0 * math.log(p))
+    numerator = _C[0] + _C[1] * t + _C[2] * t * t
+    denominator = 1.0 + _D[0] * t + _D[1] * t * t + _D[2] * t * t * t
+    return t - numerator / denominator
+
+
+def is_web_role(policy: RoleSettings) -> bool:
+    """Web roles scale on router requests; they have no backlog to drain."""
+    return policy.requests is not None and not policy.queues
+
+
+def required_capacity(inputs: RoleInputs, policy: RoleSettings) -> Capacity:
+    """Dynos the role needs to finish its jobs within policy.target_deadline."""
+    rate = None if inputs.arrival_rate is None else max(inputs.arrival_rate, 0.0)
+    backlog = max(inputs.backlog, 0.0)
+    work = backlog > 0 or inputs.in_progress > 0 or (rate is not None and rate > 0)
+    if inputs.stale or rate is None or (inputs.processing_seconds is None and work):
+        return _hold(inputs, policy, work)
+    if inputs.processing_seconds is None:  # idle: nothing arrives, waits or runs
+        return _clamped(0, 0.0, False, ("idle: no arrivals, backlog or jobs in progress",), policy)
+    return _model(inputs, policy, rate, backlog, work)
+
+
+def _model(
+    inputs: RoleInputs, policy: RoleSettings, rate: float, backlog: float, work: bool
+) -> Capacity:
+    s = max(inputs.processing_seconds, 0.0)
+    deadline, boot, c = policy.target_deadline, policy.boot_time, policy.concurrency
+    ahead = rate + max(inputs.arrival_rate_slope, 0.0) * boot
+    load = ahead * s
+    beta = staffing_beta(policy.miss_ratio)
+    margin = beta * math.sqrt(load)
+    window = deadline - s - boot
+    drain = backlog * s / max(window, s) if s > 0 else 0.0
+    slots = load + margin + drain
+    needed = math.ceil(slots / c - _CEIL_TOLERANCE)
+    if work:
+        needed = max(needed, 1)
+    no_window = window <= 0 and not is_web_role(policy)
+    unmeetable = needed > policy.max_dynos or s >= deadline or no_window
+    reasons = (
+        f"arrival rate λ={rate:.4g}/s, look-ahead over boot {boot:g}s λ'={ahead:.4g}/s",
+        f"processing time S={s:.4g}s, offered load a=λ'·S={load:.4g}",
+        f"margin β={beta:.4g} (miss ratio {policy.miss_ratio:g}), β·√a={margin:.4g}",
+        f"backlog Q={backlog:g}, drain window W=D-S-B={window:.4g}s, drain slots={drain:.4g}",
+        f"slots={slots:.4g}, concurrency {c}: needed {needed} dyno(s)",
+    )
+    if unmeetable:
+        reasons += (_unmeetable_reason(needed, s, window, no_window, policy),)
+    return _clamped(needed, slots, unmeetable, reasons, policy)
+
+
+def _unmeetable_reason(
+    needed: int, s: float, window: float, no_window: bool, policy: RoleSettings
+) -> str:
+    deadline = policy.target_deadline
+    if s >= deadline:
+        return f"deadline unmeetable: processing time {s:.4g}s ≥ deadline {deadline:g}s"
+    if no_window:
+        return f"deadline unmeetable: D-S-B={window:.4g}s leaves no time to boot and drain"
+    return f"deadline unmeetable: needs {needed} dynos, max_dynos is {policy.max_dynos}"
+
+
+def _clamped(
+    needed: int, slots: float, unmeetable: bool, reasons: tuple[str, ...], policy: RoleSettings
+) -> Capacity:
+    desired = min(max(needed, policy.min_dynos), policy.max_dynos)
+    return Capacity(desired, needed, slots, unmeetable, reasons)
+
+
+def _hold(inputs: RoleInputs, policy: RoleSettings, work: bool) -> Capacity:
+    current = policy.min_dynos if inputs.current_dynos is None else inputs.current_dynos
+    desired = max(current, min(1, policy.max_dynos)) if work else current
+    if inputs.stale:
+        missing = "inputs stale"
+    elif inputs.arrival_rate is None:
+        missing = "arrival rate unknown"
+    else:
+        missing = "processing time unknown"
+    reason = f"{missing}: holding at the current {current} dyno(s)"
+    if desired != current:
+        reason += ", raised to 1 because work is waiting"
+    return Capacity(desired, desired, 0.0, False, (reason,), holding=True)
+
+
+def rules_window(seconds: float) -> float:
+    """The stabilisation window the rules use for a role's scale_down_window."""
+    return next((w for w in STABILISATION_WINDOWS if w >= seconds), STABILISATION_WINDOWS[-1])
+
+
+class ScaleDownStabiliser:
+    """Max of the desired counts over the last window_seconds (both ends included).
+
+    Scale-up is immediate (the newest count is in the window); scale-down waits
+    until every count in the window is lower. Pass rules_window(scale_down_window)
+    to match the PromQL rules exactly.
+    """
+
+    def __init__(self, window_seconds: float) -> None:
+        self.window_seconds = window_seconds
+        self._history: deque[tuple[float, int]] = deque()
+
+    def update(self, now: float, desired: int) -> int:
+        self._history.append((now, desired))
+        while self._history[0][0] < now - self.window_seconds:
+            self._history.popleft()
+        return max(count for _, count in self._history)

@@ -1,0 +1,1 @@
+"""The dynoscaler Prometheus exporter: queues, job timing, router traffic, dynos, policy."""

@@ -1,0 +1,106 @@
+"""Serve Prometheus metrics of queues, job timing, router traffic, dynos and policy."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+
+from prometheus_client.registry import CollectorRegistry
+
+from dynoscaler import config
+from exporter.collector import ExporterCollector
+from exporter.collectors import Queue, Source
+from exporter.collectors.formation import FormationSource
+from exporter.collectors.policy import policy_samples
+from exporter.collectors.rabbitmq import rabbitmq_sources
+from exporter.collectors.redis_source import BACKENDS, redis_sources
+from exporter.logdrain import RouterStats
+from exporter.server import serve, wsgi_app
+
+_log = logging.getLogger("dynoscaler.exporter")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="autoscale.yml")
+    parser.add_argument("--port", type=int, required=True, help="HTTP port (0: any free port)")
+    parser.add_argument("--bind", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+
+
+@dataclass
+class Exporter:
+    """Everything one exporter process serves, built from the settings."""
+
+    collector: ExporterCollector
+    router: RouterStats
+    pollers: list[FormationSource] = field(default_factory=list)
+
+    def registry(self) -> CollectorRegistry:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self.collector)
+        return registry
+
+    def close(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        self.collector.close()
+
+
+def build(settings: config.Config) -> Exporter:
+    timeout = settings.exporter.source_timeout
+    pairs = [
+        (queue.url, Queue(role.app, role.role, queue.name, queue.backend))
+        for role in settings.roles
+        for queue in role.queues
+    ]
+    sources: list[Source] = [
+        *redis_sources([p for p in pairs if p[1].backend in BACKENDS], timeout),
+        *rabbitmq_sources([p for p in pairs if p[1].backend == "rabbitmq"], timeout),
+    ]
+    pollers = []
+    if os.environ.get("HEROKU_API_KEY"):
+        pollers.append(
+            FormationSource(settings.apps, settings.exporter.formation_interval, timeout)
+        )
+    else:
+        _log.warning("HEROKU_API_KEY is not set: no dynoscaler_dynos (formation) metrics")
+    router_roles = [role.key for role in settings.roles if role.requests == "router"]
+    router = RouterStats(settings.apps, router_roles)
+    collector = ExporterCollector(
+        [*sources, *pollers], timeout, static=policy_samples(settings), extra=[router.samples]
+    )
+    return Exporter(collector, router, pollers)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    exporter = build(config.load(args.config))
+    try:
+        server = serve(wsgi_app(exporter.registry(), exporter.router), args.bind, args.port)
+    except OSError as error:
+        print(
+            f"dynoscaler exporter: cannot listen on {args.bind}:{args.port}: {error}",
+            file=sys.stderr,
+        )
+        exporter.close()
+        return 1
+    for poller in exporter.pollers:
+        poller.start()
+    # SIGTERM (Heroku, systemd, tests) stops as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(
+        f"dynoscaler exporter listening on http://{args.bind}:{server.server_port}/metrics",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        exporter.close()
+    return 0

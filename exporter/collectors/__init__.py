@@ -1,0 +1,70 @@
+"""Sources the exporter reads on every scrape, one module per backend.
+
+A source is one address the exporter reads in one round trip (a Redis server,
+a RabbitMQ management API, the Heroku formation poller). It has:
+
+- `address`: the `source` label, the address without credentials;
+- `backends`: the `backend` labels its source_up / scrape duration are reported under;
+- `read() -> list[Sample | HistogramSample]`: read fresh values, raise on any failure.
+
+Redis-based backends (sidekiq, resque, rq, celery, redis_list, and the job
+timing hashes) are modules with `commands(queues)` and `parse(queues, replies,
+now)`: the Redis source puts every backend's commands for one server into one
+pipeline (see redis_source.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from exporter.metrics import HistogramSample, Sample
+
+
+class Source(Protocol):
+    address: str
+    backends: tuple[str, ...]
+
+    def read(self) -> list[Sample | HistogramSample]: ...
+
+
+@dataclass(frozen=True)
+class Queue:
+    """One configured queue of one app/role."""
+
+    app: str
+    role: str
+    name: str
+    backend: str
+
+    @property
+    def labels(self) -> tuple[str, str, str, str]:
+        return (self.app, self.role, self.name, self.backend)
+
+
+def address(url: str) -> str:
+    """The URL without user name and password: safe as a label and in logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def by_url(queues: Iterable[tuple[str, Queue]]) -> dict[str, list[Queue]]:
+    """Queues grouped by the URL they are read from, in configuration order."""
+    groups: dict[str, list[Queue]] = {}
+    for url, queue in queues:
+        groups.setdefault(url, []).append(queue)
+    return groups
+
+
+class StaleRead(Exception):
+    """A failed read that still has older values worth publishing (the source counts as down)."""
+
+    def __init__(self, message: str, samples: list[Sample]) -> None:
+        super().__init__(message)
+        self.samples = samples

@@ -1,0 +1,43 @@
+"""What the Sidekiq and Resque modules share: server-wide counters and busy workers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from exporter.collectors import Queue
+from exporter.metrics import Sample
+
+# Ends a Lua script that filled `counts` (queue -> jobs): returns it as a flat list.
+LUA_RETURN_COUNTS = """
+local flat = {}
+for queue, count in pairs(counts) do
+  flat[#flat + 1] = queue
+  flat[#flat + 1] = count
+end
+return flat
+"""
+
+
+def per_queue_counts(flat: list[Any]) -> dict[str, int]:
+    """[queue, count, queue, count, ...] from a Lua script as {queue: count}."""
+    names = [name.decode() if isinstance(name, bytes) else name for name in flat[::2]]
+    return dict(zip(names, map(int, flat[1::2]), strict=True))
+
+
+def in_progress(queues: Sequence[Queue], busy: dict[str, int]) -> list[Sample]:
+    return [Sample("dynoscaler_queue_in_progress", q.labels, busy.get(q.name, 0)) for q in queues]
+
+
+def server_completed(queues: Sequence[Queue], processed: bytes | None) -> list[Sample]:
+    """The server-wide processed counter, published only when one app/role owns the server.
+
+    Sidekiq and Resque count processed jobs per server, not per queue, so the
+    count carries an empty queue label, and is left out when several roles
+    share the server: it could not be split between them honestly.
+    """
+    owners = {(q.app, q.role) for q in queues}
+    if len(owners) != 1:
+        return []
+    (app, role), backend = owners.pop(), queues[0].backend
+    return [Sample("dynoscaler_jobs_completed", (app, role, "", backend), int(processed or 0))]

@@ -1,0 +1,76 @@
+"""One Redis server: every queue of every Redis-based backend in one pipeline.
+
+Each backend module adds its commands for its queues on this server; the
+pipeline goes out in one round trip per scrape, and each module parses its
+slice of the replies. The client reconnects by itself after a failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from types import ModuleType
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from exporter.collectors import (
+    Queue,
+    address,
+    by_url,
+    celery,
+    redis_list,
+    resque,
+    rq,
+    sidekiq,
+    timing_reader,
+)
+from exporter.metrics import HistogramSample, Sample
+
+BACKENDS: dict[str, ModuleType] = {
+    "sidekiq": sidekiq,
+    "resque": resque,
+    "rq": rq,
+    "celery": celery,
+    "redis_list": redis_list,
+}
+
+
+class RedisSource:
+    def __init__(self, url: str, queues: Sequence[Queue], timeout: float) -> None:
+        self.address = address(url)
+        self.backends = tuple(sorted({queue.backend for queue in queues}))
+        # No retries inside a scrape: the next scrape is the retry, and the
+        # source stays inside its time-out.
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self.parts: list[tuple[ModuleType, list[Queue]]] = [
+            (BACKENDS[backend], [q for q in queues if q.backend == backend])
+            for backend in self.backends
+        ]
+        self.parts.append((timing_reader, list(queues)))
+
+    def read(self) -> list[Sample | HistogramSample]:
+        pipe = self.client.pipeline(transaction=False)
+        sizes = []
+        for module, queues in self.parts:
+            commands = module.commands(queues)
+            for command in commands:
+                pipe.execute_command(*command)
+            sizes.append(len(commands))
+        replies = pipe.execute()
+        now, start, samples = time.time(), 0, []
+        for (module, queues), size in zip(self.parts, sizes, strict=True):
+            samples += module.parse(queues, replies[start : start + size], now)
+            start += size
+        return samples
+
+
+def redis_sources(queues: Sequence[tuple[str, Queue]], timeout: float) -> list[RedisSource]:
+    """One source per Redis URL, from (url, queue) pairs of Redis-based backends."""
+    return [RedisSource(url, group, timeout) for url, group in by_url(queues).items()]

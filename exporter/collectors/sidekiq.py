@@ -1,0 +1,79 @@
+"""Sidekiq queues: `queue:NAME` lists, busy workers, the processed counter.
+
+Sidekiq's client LPUSHes a JSON job and its server takes jobs with BRPOP, so
+the oldest waiting job is the list's tail. Its `enqueued_at` is epoch seconds
+(a float) up to Sidekiq 7 and epoch milliseconds (an integer) from Sidekiq 8.
+
+In progress: each live process (member of the `processes` set whose hash still
+exists; Sidekiq expires it 60 s after the last heartbeat) keeps a
+`<identity>:work` hash with one JSON entry per running job naming its queue,
+so jobs in progress are counted per queue in one Lua script.
+`stat:processed` is server-wide (see redis_shared.server_completed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from exporter.collectors import Queue
+from exporter.collectors.redis_shared import (
+    LUA_RETURN_COUNTS,
+    in_progress,
+    per_queue_counts,
+    server_completed,
+)
+from exporter.metrics import Sample
+
+_BUSY_BY_QUEUE = (
+    """
+local counts = {}
+for _, identity in ipairs(redis.call('SMEMBERS', 'processes')) do
+  if redis.call('EXISTS', identity) == 1 then
+    for _, entry in ipairs(redis.call('HVALS', identity .. ':work')) do
+      local ok, work = pcall(cjson.decode, entry)
+      if ok and type(work) == 'table' and work.queue then
+        counts[work.queue] = (counts[work.queue] or 0) + 1
+      end
+    end
+  end
+end
+"""
+    + LUA_RETURN_COUNTS
+)
+
+# Sidekiq 8 writes milliseconds; no job was enqueued before 1973 in seconds either.
+_MILLISECONDS_FROM = 1e11
+
+
+def commands(queues: Sequence[Queue]) -> list[tuple[Any, ...]]:
+    per_queue = [
+        command
+        for queue in queues
+        for command in (("LLEN", f"queue:{queue.name}"), ("LINDEX", f"queue:{queue.name}", -1))
+    ]
+    return [*per_queue, ("GET", "stat:processed"), ("EVAL", _BUSY_BY_QUEUE, 0)]
+
+
+def parse(queues: Sequence[Queue], replies: list[Any], now: float) -> list[Sample]:
+    samples = []
+    for index, queue in enumerate(queues):
+        length, oldest = replies[2 * index], replies[2 * index + 1]
+        samples.append(Sample("dynoscaler_queue_depth", queue.labels, length))
+        samples.append(
+            Sample("dynoscaler_queue_oldest_age_seconds", queue.labels, _age(oldest, now))
+        )
+    processed, busy = replies[-2], replies[-1]
+    samples += in_progress(queues, per_queue_counts(busy))
+    samples += server_completed(queues, processed)
+    return samples
+
+
+def _age(job: bytes | None, now: float) -> float:
+    if job is None:
+        return 0.0
+    enqueued_at = float(json.loads(job)["enqueued_at"])
+    if enqueued_at > _MILLISECONDS_FROM:
+        enqueued_at /= 1000
+    return max(0.0, now - enqueued_at)

@@ -1,0 +1,135 @@
+"""The metric contract (docs/ARCHITECTURE.md) and the samples sources produce.
+
+Sources return plain samples; the collector merges them into one family per
+metric name, since several sources feed the same family and a family may appear
+only once in an exposition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+# Upper bounds (seconds) of the job duration and router service histograms.
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
+)  # fmt: skip
+
+QUEUE_LABELS = ("app", "role", "queue", "backend")
+ROLE_LABELS = ("app", "role")
+SOURCE_LABELS = ("source", "backend")
+
+
+@dataclass(frozen=True)
+class Family:
+    kind: str  # gauge, counter or histogram
+    help: str
+    labels: tuple[str, ...]
+
+
+_POLICY_HELP = {
+    "min_dynos": "Fewest dynos the role may run (setting)",
+    "max_dynos": "Most dynos the role may run (setting)",
+    "target_deadline_seconds": "Seconds from enqueue to done each job should meet (setting)",
+    "concurrency": "Jobs one dyno processes at once (setting)",
+    "boot_seconds": "Seconds from a formation change to a dyno taking work (setting)",
+    "miss_ratio": "Share of jobs allowed to finish after the deadline (setting)",
+    "scale_down_window_seconds": "Seconds the need must stay lower before removing dynos (setting)",
+}
+
+FAMILIES: dict[str, Family] = {
+    "dynoscaler_queue_depth": Family("gauge", "Jobs waiting in the queue", QUEUE_LABELS),
+    "dynoscaler_queue_in_progress": Family("gauge", "Jobs being processed now", QUEUE_LABELS),
+    "dynoscaler_queue_oldest_age_seconds": Family(
+        "gauge", "Time in queue of the oldest waiting job (0 when empty)", QUEUE_LABELS
+    ),
+    "dynoscaler_jobs_completed": Family(
+        "counter", "Jobs finished, where the backend counts them", QUEUE_LABELS
+    ),
+    "dynoscaler_job_duration_seconds": Family(
+        "histogram", "Job processing time reported by workers", ("app", "role", "queue")
+    ),
+    "dynoscaler_dynos": Family("gauge", "Current formation quantity", ROLE_LABELS),
+    "dynoscaler_dyno_size_info": Family(
+        "gauge", "Dyno size of the formation (always 1)", (*ROLE_LABELS, "size")
+    ),
+    **{
+        f"dynoscaler_policy_{name}": Family("gauge", text, ROLE_LABELS)
+        for name, text in _POLICY_HELP.items()
+    },
+    "dynoscaler_router_requests": Family(
+        "counter", "Web requests seen in the Heroku router log drain", ROLE_LABELS
+    ),
+    "dynoscaler_router_service_seconds": Family(
+        "histogram", "Heroku router service time of web requests", ROLE_LABELS
+    ),
+    "dynoscaler_source_up": Family(
+        "gauge", "1 when the last read of the source worked", SOURCE_LABELS
+    ),
+    "dynoscaler_source_scrape_duration_seconds": Family(
+        "gauge", "Seconds the last read of the source took", SOURCE_LABELS
+    ),
+}
+
+
+class Sample(NamedTuple):
+    """One gauge or counter value; `metric` is a FAMILIES key (counters without _total)."""
+
+    metric: str
+    labels: tuple[str, ...]
+    value: float
+
+
+class HistogramSample(NamedTuple):
+    """One histogram series; `buckets` are per-bucket (not cumulative) counts by upper bound."""
+
+    metric: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...]  # one count per DURATION_BUCKETS bound, then the +Inf overflow
+    sum: float
+
+
+def cumulative(counts: Sequence[float]) -> list[tuple[str, float]]:
+    """Per-bucket counts (one per DURATION_BUCKETS bound plus +Inf) as Prometheus buckets."""
+    bounds = [*(str(float(b)) for b in DURATION_BUCKETS), "+Inf"]
+    total, buckets = 0.0, []
+    for bound, count in zip(bounds, counts, strict=True):
+        total += count
+        buckets.append((bound, total))
+    return buckets
+
+
+def bucket_index(seconds: float) -> int:
+    """Index of the histogram bucket a duration falls in (len(DURATION_BUCKETS) = +Inf)."""
+    return next(
+        (i for i, bound in enumerate(DURATION_BUCKETS) if seconds <= bound), len(DURATION_BUCKETS)
+    )
+
+
+def families(samples: Iterable[Sample | HistogramSample]) -> list[Metric]:
+    """Merge samples into one metric family per name, in FAMILIES order."""
+    built: dict[str, Metric] = {}
+    for sample in samples:
+        family = FAMILIES[sample.metric]
+        metric = built.get(sample.metric)
+        if metric is None:
+            metric = built[sample.metric] = _new_family(sample.metric, family)
+        if isinstance(sample, HistogramSample):
+            metric.add_metric(list(sample.labels), cumulative(sample.buckets), sample.sum)
+        else:
+            metric.add_metric(list(sample.labels), sample.value)
+    return [built[name] for name in FAMILIES if name in built]
+
+
+def _new_family(name: str, family: Family) -> Metric:
+    kinds = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}
+    kinds["histogram"] = HistogramMetricFamily
+    return kinds[family.kind](name, family.help, labels=list(family.labels))

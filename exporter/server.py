@@ -1,0 +1,76 @@
+"""The exporter's HTTP server: /metrics, /healthz and POST /logs/<app> (router log drain)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.registry import CollectorRegistry
+
+from exporter.logdrain import BadDrainBody, RouterStats
+
+MAX_DRAIN_BODY = 1 << 20  # Logplex batches are a few kilobytes
+
+StartResponse = Callable[..., Any]
+_log = logging.getLogger(__name__)
+
+
+def wsgi_app(registry: CollectorRegistry, router: RouterStats) -> Callable[..., Iterable[bytes]]:
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        if path == "/metrics":
+            return metrics(environ, start_response)
+        if path == "/healthz":
+            return _reply(start_response, "200 OK", "ok")
+        if path.startswith("/logs/"):
+            if method != "POST":
+                return _reply(start_response, "405 Method Not Allowed", "POST a log drain batch")
+            return _drain(environ, start_response, router, path.removeprefix("/logs/"))
+        return _reply(start_response, "404 Not Found", "try /metrics, /healthz or POST /logs/<app>")
+
+    return app
+
+
+def _drain(
+    environ: dict[str, Any], start_response: StartResponse, router: RouterStats, app: str
+) -> Iterable[bytes]:
+    if app not in router.apps:
+        return _reply(start_response, "404 Not Found", f"app {app!r} is not in the settings")
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return _reply(start_response, "400 Bad Request", "Content-Length is not a number")
+    if length > MAX_DRAIN_BODY:
+        return _reply(start_response, "413 Content Too Large", f"body over {MAX_DRAIN_BODY} bytes")
+    body = environ["wsgi.input"].read(length)
+    try:
+        counted = router.receive(app, body)
+    except BadDrainBody as error:
+        return _reply(start_response, "400 Bad Request", f"not a Logplex body: {error}")
+    return _reply(start_response, "200 OK", f"{counted} router request(s) counted")
+
+
+def _reply(start_response: StartResponse, status: str, text: str) -> list[bytes]:
+    body = (text + "\n").encode()
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per scrape."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(app: Callable[..., Iterable[bytes]], bind: str, port: int) -> WSGIServer:
+    """A threaded WSGI server, bound but not yet serving (call serve_forever)."""
+    return make_server(bind, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)

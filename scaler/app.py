@@ -1,0 +1,196 @@
+"""The scaler's HTTP API (Flask app factory): Alertmanager webhook, health, metrics, log.
+
+POST /alerts and GET /decisions need `Authorization: Bearer <token>` (or basic
+auth with the token as password); GET /healthz, /metrics and /openapi.yml are
+open. Every error is JSON {"error": ...}; a payload that can never succeed gets
+a 4xx (Alertmanager retries only 5xx) and changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import os
+import time
+from importlib import resources
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from dynoscaler.config import Config, ConfigError
+from scaler import metrics
+from scaler.actuator import Actuator, HerokuError
+from scaler.alerts import PayloadError, parse
+from scaler.notifiers import Notifiers
+from scaler.service import Notify, Scaler
+from scaler.store import Decision, Store
+
+TOKEN_ENV = "DYNOSCALER_WEBHOOK_TOKEN"
+MAX_BODY_BYTES = 1024 * 1024
+MAX_LIMIT = 1000
+
+
+def create_app(
+    config: Config,
+    store: Store | None = None,
+    actuator: Actuator | None = None,
+    notify: Notify | None = None,
+    token: str | None = None,
+) -> Flask:
+    """Build the app; the token defaults to DYNOSCALER_WEBHOOK_TOKEN (required)."""
+    token = token if token is not None else os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise ConfigError(f"{TOKEN_ENV} is not set: the scaler refuses to run without a secret")
+    store = store or Store(config.scaler.store)
+    actuator = actuator or Actuator()
+    notify = notify or Notifiers(config.scaler.notifiers)
+    scaler = Scaler(config, store, actuator, notify)
+
+    app = Flask("scaler")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False
+
+    @app.before_request
+    def authenticate() -> Any:
+        if request.endpoint in ("alerts", "decisions") and not _authorized(token):
+            return _error(401, "missing or wrong credentials (Bearer token or basic auth)")
+        return None
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        metrics.REQUESTS.labels(request.endpoint or "unknown", str(response.status_code)).inc()
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        response = _error(error.code or 500, error.description or error.name)
+        # Keep werkzeug's headers (Allow on a 405), with a JSON body instead of HTML.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
+
+    @app.post("/alerts")
+    def alerts() -> Any:
+        try:
+            payload = json.loads(request.get_data(cache=False))
+            # JSON may escape lone surrogates, which are not text: refuse them here.
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except (ValueError, UnicodeError) as error:
+            return _error(400, f"body is not JSON text: {error}")
+        now = time.time()
+        try:
+            parsed = parse(payload, config, now)
+        except PayloadError as error:
+            return _error(422, "payload refused, nothing done", problems=error.problems)
+        decisions = [_ignored(alert, reason, now) for alert, reason in parsed.ignored]
+        scaler.record(decisions)
+        for alert in parsed.unmeetable:
+            notify({"event": "deadline_unmeetable", **_labels(alert), **alert["annotations"]})
+        for app_name, inputs in parsed.scale.items():
+            decisions += scaler.apply(app_name, inputs, "webhook")
+        failed = any(d.outcome == "failure" for d in decisions)
+        # Heroku failing is transient: a 5xx makes Alertmanager send it again.
+        status = 502 if failed else 200
+        return jsonify(decisions=[_summary(d) for d in decisions]), status
+
+    @app.get("/decisions")
+    def decisions() -> Any:
+        limit_text = request.args.get("limit", "100")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+            return _error(400, f"limit must be an integer from 1 to {MAX_LIMIT}")
+        rows = store.decisions(request.args.get("app"), request.args.get("role"), int(limit_text))
+        return jsonify(decisions=rows)
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        checks = {"store": _check(store.check_writable)}
+        checks["heroku"] = "dry run" if config.scaler.dry_run else _check(actuator.check)
+        healthy = all(v in ("ok", "dry run") for v in checks.values())
+        return jsonify(checks), 200 if healthy else 503
+
+    @app.get("/metrics")
+    def metrics_page() -> Response:
+        return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.yml")
+    def openapi() -> Response:
+        text = resources.files("scaler").joinpath("openapi.yml").read_text(encoding="utf-8")
+        return Response(text, content_type="application/yaml")
+
+    return app
+
+
+def _authorized(token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        offered = value.strip()
+    elif scheme.lower() == "basic":
+        try:
+            offered = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except (ValueError, UnicodeDecodeError):
+            return False
+    else:
+        return False
+    return hmac.compare_digest(offered.encode(), token.encode())
+
+
+def _error(status: int, message: str, **extra: Any) -> Response:
+    response = jsonify(error=message, **extra)
+    response.status_code = status
+    return response
+
+
+def _check(probe: Any) -> str:
+    try:
+        probe()
+    except (HerokuError, ConfigError) as error:
+        return f"failing: {error}"
+    except Exception as error:  # noqa: BLE001 - any store failure is a failed check
+        return f"failing: {type(error).__name__}: {error}"
+    return "ok"
+
+
+def _labels(alert: dict[str, Any]) -> dict[str, str]:
+    return {k: alert["labels"][k] for k in ("app", "role", "alertname") if k in alert["labels"]}
+
+
+def _ignored(alert: dict[str, Any], reason: str, now: float) -> Decision:
+    keys = ("labels", "annotations", "startsAt", "endsAt", "fingerprint", "status")
+    return Decision(
+        time=now,
+        source="webhook",
+        app=alert["labels"].get("app", ""),
+        role=alert["labels"].get("role", ""),
+        inputs={"alerts": [{k: alert[k] for k in keys if k in alert}]},
+        settings={},
+        from_count=None,
+        to_count=None,
+        reason=reason,
+        outcome="ignored",
+    )
+
+
+def _summary(d: Decision) -> dict[str, Any]:
+    return {
+        "app": d.app,
+        "role": d.role,
+        "from": d.from_count,
+        "to": d.to_count,
+        "reason": d.reason,
+        "outcome": d.outcome,
+    }
+
+
+def _registry() -> CollectorRegistry:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return REGISTRY
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry

@@ -1,0 +1,163 @@
+"""The scaler's safety rules in one place: pure functions, no I/O, no Flask.
+
+The webhook, the reconcile loop and the simulator's autoscalers all decide
+through `decide`, so a rule changed here changes everywhere at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dynoscaler.config import RoleSettings
+
+# A target still marked in flight after this long belongs to a worker that died
+# mid-request; it no longer suppresses a new action. It is longer than the
+# actuator's worst case (attempts x time-out + back-off).
+IN_FLIGHT_EXPIRY_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an input asks for one role.
+
+    desired: the count the rules computed (None when the input carries none).
+    observed_at: Unix time of the data behind `desired`; None when unknown or
+    missing. Data older than `stale_after` never causes a scale-down.
+    """
+
+    desired: int | None
+    observed_at: float | None
+
+
+@dataclass(frozen=True)
+class State:
+    """What is known about one role right now.
+
+    current: the formation quantity Heroku last confirmed (None: unknown).
+    last_action_at: Unix time of the last applied change (None: never).
+    in_flight: the target of a change sent but not yet answered (None: none).
+    in_flight_since: Unix time that change was started.
+    """
+
+    current: int | None
+    last_action_at: float | None = None
+    in_flight: int | None = None
+    in_flight_since: float | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The settings of one role that the rules need (a subset of RoleSettings)."""
+
+    min_dynos: int
+    max_dynos: int
+    cooldown: float
+    max_step: int
+
+    @classmethod
+    def of(cls, settings: RoleSettings) -> Policy:
+        return cls(settings.min_dynos, settings.max_dynos, settings.cooldown, settings.max_step)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """target: the count to set (None: no change); reason: why, for people and the log.
+
+    With dry_run the target is what would have been set; nothing must be sent.
+    """
+
+    target: int | None
+    reason: str
+    dry_run: bool = False
+
+    @property
+    def acts(self) -> bool:
+        """True when the caller must send `target` to Heroku."""
+        return self.target is not None and not self.dry_run
+
+
+def clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(high, value))
+
+
+def is_stale(observed_at: float | None, now: float, stale_after: float) -> bool:
+    """Missing data counts as stale."""
+    return observed_at is None or now - observed_at > stale_after
+
+
+def decide(
+    request: Request,
+    state: State,
+    policy: Policy,
+    now: float,
+    stale_after: float,
+    dry_run: bool = False,
+) -> Verdict:
+    """Decide the next formation quantity of one role.
+
+    Contract (every rule holds for any input; property-tested):
+    - a returned target is always within [policy.min_dynos, policy.max_dynos];
+    - no target when `request.desired` or `state.current` is None (nothing safe
+      to compare), when the clamped desired count equals the current count, or
+      when the target equals the count already in flight (repeated and duplicate
+      alerts: one action);
+    - a target below `state.current` only when the data is fresh
+      (`now - request.observed_at <= stale_after`) and the last action is at
+      least `policy.cooldown` seconds old, except that a current count outside
+      [min, max] is always brought back inside (the budget is the hard rule);
+    - a target differs from `state.current` by at most `policy.max_step`, except
+      where that would leave it outside [min, max];
+    - with `dry_run` the verdict carries the same target, marked dry_run, and
+      `Verdict.acts` is False: the caller must only record it.
+    All times are Unix seconds; the function reads no clock and does no I/O.
+    """
+    if request.desired is None:
+        return Verdict(None, "no desired count in the input")
+    if state.current is None:
+        return Verdict(None, "current count unknown")
+    wanted = clamp(request.desired, policy.min_dynos, policy.max_dynos)
+    clamped = (
+        f" (desired {request.desired} clamped to {wanted})" if wanted != request.desired else ""
+    )
+    if wanted == state.current:
+        return Verdict(None, f"already at {wanted}{clamped}")
+    out_of_bounds = clamp(state.current, policy.min_dynos, policy.max_dynos) != state.current
+    if wanted < state.current and not out_of_bounds:
+        refusal = _scale_down_refusal(request, state, policy, now, stale_after)
+        if refusal:
+            return Verdict(None, refusal)
+    step = clamp(wanted - state.current, -policy.max_step, policy.max_step)
+    target = clamp(state.current + step, policy.min_dynos, policy.max_dynos)
+    limited = f" (limited by max_step {policy.max_step})" if target != wanted else ""
+    if _in_flight(state, now) == target:
+        return Verdict(None, f"{target} already in flight{clamped}")
+    reason = f"scale {state.current} -> {target}{clamped}{limited}"
+    if out_of_bounds:
+        reason += f" (current outside [{policy.min_dynos}, {policy.max_dynos}])"
+    if dry_run:
+        return Verdict(target, f"dry run: {reason}", dry_run=True)
+    return Verdict(target, reason)
+
+
+def _in_flight(state: State, now: float) -> int | None:
+    if state.in_flight is None or state.in_flight_since is None:
+        return None
+    if now - state.in_flight_since > IN_FLIGHT_EXPIRY_SECONDS:
+        return None
+    return state.in_flight
+
+
+def _scale_down_refusal(
+    request: Request, state: State, policy: Policy, now: float, stale_after: float
+) -> str | None:
+    if request.observed_at is None:
+        return "no scale-down: input data missing"
+    if is_stale(request.observed_at, now, stale_after):
+        age = now - request.observed_at
+        return f"no scale-down: input data {age:.0f}s old (stale after {stale_after:g}s)"
+    if state.last_action_at is not None and now - state.last_action_at < policy.cooldown:
+        left = policy.cooldown - (now - state.last_action_at)
+        return f"no scale-down: cooldown, {left:.0f}s left"
+    return None

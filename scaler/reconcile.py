@@ -1,0 +1,136 @@
+"""Reconcile: ask Prometheus for the desired dyno counts and act as the webhook would.
+
+Queries app_role:dynoscaler_desired_dynos, the sample times behind it and
+dynoscaler_source_up, then takes the same decision path as POST /alerts
+(scaler.service.Scaler): the same guardrails, store and actuator. Data older
+than scaler.stale_after, or from a source that is down, never scales down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import signal
+import threading
+from collections import defaultdict
+from typing import Any
+
+import requests
+
+from dynoscaler import config
+from dynoscaler.config import Config, ConfigError
+from scaler.actuator import Actuator
+from scaler.guardrails import Request
+from scaler.notifiers import Notifiers
+from scaler.service import RoleInput, Scaler
+from scaler.store import Store
+
+log = logging.getLogger("dynoscaler.reconcile")
+
+DESIRED = "app_role:dynoscaler_desired_dynos"
+QUERIES = {
+    "desired": DESIRED,
+    "desired_at": f"timestamp({DESIRED})",
+    "dynos_at": "timestamp(dynoscaler_dynos)",
+    "down": "dynoscaler_source_up == 0",
+}
+QUERY_TIMEOUT_SECONDS = 10.0
+
+
+class PrometheusError(Exception):
+    """Prometheus did not answer a query usably."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="autoscale.yml")
+    parser.add_argument("--once", action="store_true", help="one pass, then exit")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = config.load(args.config)
+    scaler = build_scaler(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    while True:
+        ok = reconcile_once(settings, scaler)
+        if args.once:
+            return 0 if ok else 1
+        if stop.wait(settings.scaler.reconcile_interval):
+            return 0
+
+
+def build_scaler(settings: Config) -> Scaler:
+    return Scaler(
+        settings, Store(settings.scaler.store), Actuator(), Notifiers(settings.scaler.notifiers)
+    )
+
+
+def reconcile_once(settings: Config, scaler: Scaler) -> bool:
+    """One pass over every app; False when Prometheus could not be read."""
+    try:
+        results = {name: query(settings.scaler.prometheus_url, q) for name, q in QUERIES.items()}
+    except PrometheusError as error:
+        log.error("reconcile skipped: %s", error)
+        return False
+    for app, inputs in role_inputs(settings, results).items():
+        for d in scaler.apply(app, inputs, "reconcile"):
+            print(f"{d.app}/{d.role}: {d.reason} ({d.outcome})", flush=True)
+    return True
+
+
+def query(base_url: str, promql: str) -> list[dict[str, Any]]:
+    """An instant query; the result vector as Prometheus returns it."""
+    url = f"{base_url.rstrip('/')}/api/v1/query"
+    try:
+        response = requests.get(url, params={"query": promql}, timeout=QUERY_TIMEOUT_SECONDS)
+        body = response.json()
+    except (requests.RequestException, ValueError) as error:
+        raise PrometheusError(f"{url}: {error}") from None
+    if response.status_code != 200 or body.get("status") != "success":
+        raise PrometheusError(f"{url} {promql!r}: HTTP {response.status_code} {body.get('error')}")
+    if body["data"]["resultType"] != "vector":
+        raise ConfigError(f"{promql!r} did not return an instant vector")
+    return body["data"]["result"]
+
+
+def role_inputs(
+    settings: Config, results: dict[str, list[dict[str, Any]]]
+) -> dict[str, list[RoleInput]]:
+    """Turn query results into one RoleInput per configured role that has a desired count."""
+    desired_at = _by_role(results["desired_at"])
+    dynos_at = _by_role(results["dynos_at"])
+    down = {s["metric"].get("backend") for s in results["down"]}
+    inputs: dict[str, list[RoleInput]] = defaultdict(list)
+    for sample in results["desired"]:
+        app, role = sample["metric"].get("app"), sample["metric"].get("role")
+        settings_of_role = settings.role(app, role)
+        if settings_of_role is None:
+            log.warning("%s for %s/%s: not in %s, ignored", DESIRED, app, role, settings.path)
+            continue
+        value = float(sample["value"][1])
+        desired = math.ceil(value) if math.isfinite(value) and value >= 0 else None
+        backends = {q.backend for q in settings_of_role.queues} | {"heroku"}
+        times = [desired_at.get((app, role)), dynos_at.get((app, role))]
+        fresh = None not in times and not backends & down
+        recorded = {
+            "query": DESIRED,
+            "value": sample["value"][1],
+            "desired_at": times[0],
+            "dynos_at": times[1],
+            "sources_down": sorted(backends & down),
+        }
+        observed_at = min(times) if fresh else None
+        inputs[app].append(RoleInput(role, Request(desired, observed_at), recorded))
+    return dict(inputs)
+
+
+def _by_role(vector: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
+    """Sample value per (app, role); the oldest when several series share a role."""
+    found: dict[tuple[str, str], float] = {}
+    for sample in vector:
+        key = (sample["metric"].get("app"), sample["metric"].get("role"))
+        value = float(sample["value"][1])
+        found[key] = min(value, found.get(key, value))
+    return found

@@ -1,0 +1,91 @@
+"""Serve the scaler's webhook API with gunicorn (Alertmanager -> POST /alerts)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from dynoscaler import config
+from dynoscaler.config import ConfigError
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Longer than the actuator's worst case (4 attempts x 10 s time-out + back-off),
+# so gunicorn never kills a worker in the middle of a formation change.
+WORKER_TIMEOUT_SECONDS = 90
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="autoscale.yml")
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT", "8080")), help="default: $PORT"
+    )
+    parser.add_argument("--bind", default="127.0.0.1", help="address (0.0.0.0 on Heroku)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = config.load(args.config)
+    if not os.environ.get("DYNOSCALER_WEBHOOK_TOKEN"):
+        raise ConfigError("DYNOSCALER_WEBHOOK_TOKEN is not set: the scaler needs a secret")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {args.workers}")
+    # Create the store's tables once, before workers race to do it.
+    from scaler.store import Store
+
+    Store(settings.scaler.store).close()
+    _multiprocess_metrics()
+    _Server(args).run()
+    return 0
+
+
+def _multiprocess_metrics() -> None:
+    """Each worker writes its metrics to files that /metrics merges.
+
+    prometheus_client picks its value class when first imported, and the CLI
+    imports it before this runs, so the choice is made again here; every
+    scaler metric has labels, so no value was created before this point.
+    """
+    if not os.environ.get(MULTIPROC_ENV):
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="dynoscaler-metrics-")
+    for name in os.listdir(os.environ[MULTIPROC_ENV]):
+        if name.endswith(".db"):
+            os.remove(os.path.join(os.environ[MULTIPROC_ENV], name))
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+class _Server(BaseApplication):
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        super().__init__()
+
+    def load_config(self) -> None:
+        options = {
+            "bind": f"{self.args.bind}:{self.args.port}",
+            "workers": self.args.workers,
+            "worker_class": "sync",
+            "timeout": WORKER_TIMEOUT_SECONDS,
+            "child_exit": _child_exit,
+            "accesslog": None,
+            "errorlog": "-",
+            "proc_name": "dynoscaler-scaler",
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Runs in each worker after the fork: its own store connection and threads.
+        from scaler.app import create_app
+
+        return create_app(config.load(self.args.config))

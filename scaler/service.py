@@ -1,0 +1,196 @@
+"""The one decision path shared by the webhook and the reconcile loop.
+
+For one app: read the formation, lock the roles' state, decide each role with
+scaler.guardrails, mark the targets in flight, send them in one batch, store
+Heroku's answer and record every decision (acted on or not).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dynoscaler.config import Config, RoleSettings
+from scaler import metrics
+from scaler.actuator import FAILURE, HerokuError, Result
+from scaler.guardrails import Policy, Request, State, decide
+from scaler.store import Decision, Store, StoredState
+
+log = logging.getLogger("dynoscaler.scaler")
+
+_RECORDED_SETTINGS = (
+    "min_dynos",
+    "max_dynos",
+    "cooldown",
+    "max_step",
+    "target_deadline",
+    "boot_time",
+    "concurrency",
+    "scale_down_window",
+)
+
+
+@dataclass(frozen=True)
+class RoleInput:
+    """One role's request and the raw inputs behind it (recorded as they came)."""
+
+    role: str
+    request: Request
+    inputs: dict[str, Any]
+
+
+class FormationSource(Protocol):
+    def formation(self, app: str) -> dict[str, int]: ...
+
+    def scale(self, app: str, targets: dict[str, int]) -> Result: ...
+
+
+class Notify(Protocol):
+    def __call__(self, event: dict[str, Any]) -> None: ...
+
+
+class Scaler:
+    """Takes decisions for the roles of one app at a time; safe across processes."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        actuator: FormationSource,
+        notify: Notify,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.actuator = actuator
+        self.notify = notify
+        self.clock = clock
+        self.dry_run = config.scaler.dry_run
+
+    def apply(self, app: str, inputs: list[RoleInput], source: str) -> list[Decision]:
+        """Decide and act for some roles of one app; every role gets one recorded Decision."""
+        settings = {i.role: self._settings(app, i.role) for i in inputs}
+        read_at = self.clock()
+        try:
+            formation = None if self.dry_run else self.actuator.formation(app)
+        except HerokuError as error:
+            decisions = [
+                self._decision(
+                    i, settings, source, None, None, f"cannot read formation: {error}", FAILURE
+                )
+                for i in inputs
+            ]
+            for d in decisions:
+                d.answer = error.answer()
+            self.notify({"event": "formation_unreadable", "app": app, "answer": error.answer()})
+            return self.record(decisions)
+        now = self.clock()
+        verdicts, states = {}, {}
+        with self.store.locked_app(app, [i.role for i in inputs]) as lock:
+            for i in inputs:
+                state = self._state(lock.states[i.role], formation, i.role, read_at, settings)
+                verdict = decide(
+                    i.request,
+                    state,
+                    Policy.of(settings[i.role]),
+                    now,
+                    self.config.scaler.stale_after,
+                    self.dry_run,
+                )
+                if verdict.target is not None:
+                    lock.mark_in_flight(i.role, verdict.target, now)
+                verdicts[i.role], states[i.role] = verdict, state
+        targets = {r: v.target for r, v in verdicts.items() if v.target is not None}
+        result = self._send(app, targets)
+        decisions = []
+        for i in inputs:
+            verdict = verdicts[i.role]
+            outcome = "none" if verdict.target is None else result.outcome
+            d = self._decision(
+                i, settings, source, states[i.role].current, verdict.target, verdict.reason, outcome
+            )
+            if verdict.target is not None:
+                d.answer = result.answer
+            decisions.append(d)
+        return self.record(decisions)
+
+    def _settings(self, app: str, role: str) -> RoleSettings:
+        settings = self.config.role(app, role)
+        if settings is None:
+            raise KeyError(f"{app}/{role} is not in {self.config.path}")
+        return settings
+
+    def _state(
+        self,
+        stored: StoredState,
+        formation: dict[str, int] | None,
+        role: str,
+        read_at: float,
+        settings: dict[str, RoleSettings],
+    ) -> State:
+        """The freshest known count: Heroku's read, unless the store confirmed one since."""
+        current = stored.state.current
+        if formation is not None and (stored.current_at is None or stored.current_at < read_at):
+            current = formation.get(role)
+        elif formation is None and current is None:
+            # Dry run without a recorded count: start where fake-heroku does.
+            current = settings[role].min_dynos
+        return dataclasses.replace(stored.state, current=current)
+
+    def _send(self, app: str, targets: dict[str, int]) -> Result:
+        if not targets:
+            return Result("none")
+        now = self.clock()
+        if self.dry_run:
+            self.store.finish(app, dict(targets), now, acted=True)
+            return Result("dry_run", dict(targets), {"dry_run": True})
+        result = self.actuator.scale(app, targets)
+        confirmed = {role: result.counts.get(role) for role in targets}
+        self.store.finish(app, confirmed, self.clock(), acted=result.outcome == "success")
+        if result.outcome != "success":
+            self.notify(
+                {
+                    "event": f"actuation_{result.outcome}",
+                    "app": app,
+                    "targets": targets,
+                    "answer": result.answer,
+                }
+            )
+        return result
+
+    def _decision(
+        self,
+        i: RoleInput,
+        settings: dict[str, RoleSettings],
+        source: str,
+        from_count: int | None,
+        to_count: int | None,
+        reason: str,
+        outcome: str,
+    ) -> Decision:
+        role_settings = settings[i.role]
+        recorded = {k: getattr(role_settings, k) for k in _RECORDED_SETTINGS}
+        recorded.update(dry_run=self.dry_run, stale_after=self.config.scaler.stale_after)
+        return Decision(
+            time=self.clock(),
+            source=source,
+            app=role_settings.app,
+            role=i.role,
+            inputs=i.inputs,
+            settings=recorded,
+            from_count=from_count,
+            to_count=to_count,
+            reason=reason,
+            outcome=outcome,
+        )
+
+    def record(self, decisions: list[Decision]) -> list[Decision]:
+        self.store.record(decisions)
+        for d in decisions:
+            metrics.DECISIONS.labels(d.app, d.role, d.source, d.outcome).inc()
+            log.info("%s/%s %s: %s (%s)", d.app, d.role, d.source, d.reason, d.outcome)
+        return decisions

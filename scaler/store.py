@@ -1,0 +1,303 @@
+"""The decision store: every input, setting and decision, and each role's state.
+
+SQLite by default (WAL, one file, survives restarts); PostgreSQL by URL
+(postgresql://...) so an HA pair of scalers shares one store. The role state
+(current count, last action, count in flight) is read and marked inside one
+locked transaction per app, so two scalers, or two gunicorn workers, given the
+same alert take one action between them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynoscaler.config import ConfigError
+from scaler.guardrails import State
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS decisions (
+        id {serial} PRIMARY KEY,
+        time DOUBLE PRECISION NOT NULL,
+        source TEXT NOT NULL,
+        app TEXT NOT NULL,
+        role TEXT NOT NULL,
+        inputs TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        from_count INTEGER,
+        to_count INTEGER,
+        reason TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        answer TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS decisions_app_role ON decisions (app, role, id)",
+    """CREATE TABLE IF NOT EXISTS role_state (
+        app TEXT NOT NULL,
+        role TEXT NOT NULL,
+        current INTEGER,
+        current_at DOUBLE PRECISION,
+        last_action_at DOUBLE PRECISION,
+        in_flight INTEGER,
+        in_flight_since DOUBLE PRECISION,
+        PRIMARY KEY (app, role)
+    )""",
+    "CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY, at DOUBLE PRECISION)",
+)
+
+_SCHEMA_LOCK = 0x64796E6F  # "dyno"
+
+COLUMNS = (
+    "id",
+    "time",
+    "source",
+    "app",
+    "role",
+    "inputs",
+    "settings",
+    "from_count",
+    "to_count",
+    "reason",
+    "outcome",
+    "answer",
+)
+_JSON_COLUMNS = ("inputs", "settings", "answer")
+
+
+@dataclass
+class Decision:
+    """One record of the log. outcome: none | success | failure | limit | dry_run."""
+
+    time: float
+    source: str
+    app: str
+    role: str
+    inputs: dict[str, Any]
+    settings: dict[str, Any]
+    from_count: int | None
+    to_count: int | None
+    reason: str
+    outcome: str = "none"
+    answer: dict[str, Any] | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """A role's state as stored, plus when `current` was last confirmed."""
+
+    state: State
+    current_at: float | None
+
+
+class Store:
+    """A decision store on SQLite or PostgreSQL; one connection per thread and process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.postgres = url.startswith(("postgresql://", "postgres://"))
+        if not self.postgres and not url.startswith("sqlite:///"):
+            raise ConfigError(
+                f"scaler.store: {url!r} is neither sqlite:///path nor postgresql://..."
+            )
+        self._local = threading.local()
+        with self._transaction() as cursor:
+            if self.postgres:
+                # Two workers creating the tables at once would collide in pg_type.
+                cursor.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+            for statement in _SCHEMA:
+                serial = "BIGSERIAL" if self.postgres else "INTEGER"
+                cursor.execute(statement.format(serial=serial))
+
+    # -- connections ---------------------------------------------------------
+
+    def _connect(self) -> Any:
+        if self.postgres:
+            import psycopg2
+
+            try:
+                return psycopg2.connect(self.url, connect_timeout=5)
+            except psycopg2.OperationalError as error:
+                raise ConfigError(f"scaler.store: cannot connect to PostgreSQL: {error}") from None
+        path = self.url[len("sqlite:///") :]
+        try:
+            connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as error:
+            raise ConfigError(f"scaler.store: cannot open SQLite file {path!r}: {error}") from None
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    def _connection(self) -> Any:
+        # A connection must not cross a fork (gunicorn workers): key it by pid.
+        if getattr(self._local, "pid", None) != os.getpid():
+            self._local.connection = self._connect()
+            self._local.pid = os.getpid()
+        return self._local.connection
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", "%s") if self.postgres else statement
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A write transaction; on SQLite it holds the database's write lock throughout."""
+        connection = self._connection()
+        cursor = connection.cursor()
+        if not self.postgres:
+            cursor.execute("BEGIN IMMEDIATE")
+        try:
+            yield _Cursor(cursor, self._sql)
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
+
+    def close(self) -> None:
+        if getattr(self._local, "pid", None) == os.getpid():
+            self._local.connection.close()
+            self._local.pid = None
+
+    # -- role state ----------------------------------------------------------
+
+    @contextmanager
+    def locked_app(self, app: str, roles: list[str]) -> Iterator[AppLock]:
+        """Lock the roles' state of one app; what the block marks is committed together."""
+        with self._transaction() as cursor:
+            for role in roles:
+                self._ensure_row(cursor, app, role)
+            lock = " FOR UPDATE" if self.postgres else ""
+            marks = ",".join("?" for _ in roles)
+            cursor.execute(
+                "SELECT role, current, current_at, last_action_at, in_flight, in_flight_since "
+                f"FROM role_state WHERE app = ? AND role IN ({marks}) ORDER BY role{lock}",
+                (app, *roles),
+            )
+            states = {
+                row[0]: StoredState(State(row[1], row[3], row[4], row[5]), row[2])
+                for row in cursor.fetchall()
+            }
+            yield AppLock(cursor, app, states)
+
+    def finish(self, app: str, counts: dict[str, int | None], now: float, acted: bool) -> None:
+        """Clear the in-flight marks; store Heroku's confirmed counts (None: unchanged)."""
+        with self._transaction() as cursor:
+            for role, count in counts.items():
+                self._ensure_row(cursor, app, role)
+                if count is None:
+                    cursor.execute(
+                        "UPDATE role_state SET in_flight = NULL, in_flight_since = NULL "
+                        "WHERE app = ? AND role = ?",
+                        (app, role),
+                    )
+                    continue
+                cursor.execute(
+                    "UPDATE role_state SET current = ?, current_at = ?, in_flight = NULL, "
+                    "in_flight_since = NULL, last_action_at = "
+                    "CASE WHEN ? THEN ? ELSE last_action_at END WHERE app = ? AND role = ?",
+                    (count, now, acted, now, app, role),
+                )
+
+    @staticmethod
+    def _ensure_row(cursor: _Cursor, app: str, role: str) -> None:
+        cursor.execute(
+            "INSERT INTO role_state (app, role) VALUES (?, ?) ON CONFLICT DO NOTHING", (app, role)
+        )
+
+    def states(self, app: str) -> dict[str, StoredState]:
+        cursor = _Cursor(self._connection().cursor(), self._sql)
+        cursor.execute(
+            "SELECT role, current, current_at, last_action_at, in_flight, in_flight_since "
+            "FROM role_state WHERE app = ?",
+            (app,),
+        )
+        rows = cursor.fetchall()
+        self._connection().commit()
+        return {r[0]: StoredState(State(r[1], r[3], r[4], r[5]), r[2]) for r in rows}
+
+    # -- decisions -----------------------------------------------------------
+
+    def record(self, decisions: list[Decision]) -> None:
+        with self._transaction() as cursor:
+            for d in decisions:
+                cursor.execute(
+                    f"INSERT INTO decisions ({', '.join(COLUMNS[1:])}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        d.time,
+                        d.source,
+                        d.app,
+                        d.role,
+                        json.dumps(d.inputs, sort_keys=True),
+                        json.dumps(d.settings, sort_keys=True),
+                        d.from_count,
+                        d.to_count,
+                        d.reason,
+                        d.outcome,
+                        None if d.answer is None else json.dumps(d.answer, sort_keys=True),
+                    ),
+                )
+
+    def decisions(
+        self, app: str | None = None, role: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` records first, optionally for one app and role."""
+        where, params = [], []
+        for column, value in (("app", app), ("role", role)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        cursor = _Cursor(self._connection().cursor(), self._sql)
+        cursor.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM decisions{clause} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        )
+        rows = cursor.fetchall()
+        self._connection().commit()
+        return [_decode(dict(zip(COLUMNS, row, strict=True))) for row in rows]
+
+    def check_writable(self) -> None:
+        """Raise if the store cannot take a write (for /healthz)."""
+        with self._transaction() as cursor:
+            cursor.execute("DELETE FROM heartbeat WHERE id = 1")
+            cursor.execute("INSERT INTO heartbeat (id, at) VALUES (1, 0)")
+
+
+class _Cursor:
+    """A DB-API cursor that takes `?` placeholders on both databases."""
+
+    def __init__(self, cursor: Any, translate: Any) -> None:
+        self._cursor = cursor
+        self._translate = translate
+
+    def execute(self, statement: str, params: tuple[Any, ...] = ()) -> None:
+        self._cursor.execute(self._translate(statement), params)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._cursor.fetchall()
+
+
+class AppLock:
+    """The locked state of one app's roles inside `Store.locked_app`."""
+
+    def __init__(self, cursor: _Cursor, app: str, states: dict[str, StoredState]) -> None:
+        self._cursor = cursor
+        self.app = app
+        self.states = states
+
+    def mark_in_flight(self, role: str, target: int, now: float) -> None:
+        self._cursor.execute(
+            "UPDATE role_state SET in_flight = ?, in_flight_since = ? WHERE app = ? AND role = ?",
+            (target, now, self.app, role),
+        )
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    for column in _JSON_COLUMNS:
+        if row[column] is not None:
+            row[column] = json.loads(row[column])
+    return row

@@ -1,0 +1,108 @@
+"""Shared by the exporter tests: run the real exporter process and scrape it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_DB1 = "redis://127.0.0.1:6379/1"  # the exporter tests' database
+RABBITMQ_API = "http://guest:guest@127.0.0.1:15672/%2F"
+
+Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_config(directory: Path, apps: dict[str, Any], **exporter: float) -> Path:
+    path = directory / "autoscale.yml"
+    document: dict[str, Any] = {"apps": apps}
+    if exporter:
+        document["exporter"] = exporter
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+class RunningExporter:
+    def __init__(self, process: subprocess.Popen[str], url: str, log: Path) -> None:
+        self.process, self.url, self.log = process, url, log
+
+    def scrape(self) -> Series:
+        response = requests.get(f"{self.url}/metrics", timeout=10)
+        response.raise_for_status()
+        return parse(response.text)
+
+    def log_lines(self, text: str) -> list[str]:
+        return [line for line in self.log.read_text().splitlines() if text in line]
+
+
+def parse(text: str) -> Series:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@contextlib.contextmanager
+def exporter(config: Path, env: dict[str, str] | None = None) -> Iterator[RunningExporter]:
+    """The real `dynoscaler exporter` in a subprocess on a free port; always stopped."""
+    log = config.parent / "exporter.log"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    if env is None or "HEROKU_API_KEY" not in env:
+        environment.pop("HEROKU_API_KEY", None)
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dynoscaler", "exporter", "--config", str(config)]
+            + ["--port", "0", "--bind", "127.0.0.1"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=environment,
+        )
+    try:
+        banner = process.stdout.readline()  # "... listening on http://127.0.0.1:PORT/metrics"
+        assert "listening on" in banner, f"exporter did not start: {log.read_text()}"
+        yield RunningExporter(process, banner.split()[-1].removesuffix("/metrics"), log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        process.stdout.close()
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.2) -> Any:
+    """Call `check` until it returns something true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            assert result, f"condition not met within {timeout}s"
+            return result
+        time.sleep(interval)
+
+
+def labels(**values: str) -> frozenset[tuple[str, str]]:
+    return frozenset(values.items())
+
+
+def queue(app: str, role: str, name: str, backend: str) -> frozenset[tuple[str, str]]:
+    return labels(app=app, role=role, queue=name, backend=backend)

@@ -1,0 +1,60 @@
+"""`promtool check metrics` finds nothing to complain about in a real scrape."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+import redis
+import requests
+from exporter_helpers import RABBITMQ_API, REDIS_DB1, exporter, write_config
+from test_exporter_logdrain import LINES, logplex
+
+from exporter.timing import JobTimer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_promtool_accepts_a_scrape_with_every_kind_of_series(tmp_path):
+    client = redis.Redis.from_url(REDIS_DB1)
+    client.flushdb()
+    try:
+        client.lpush("queue:default", json.dumps({"class": "W", "enqueued_at": time.time()}))
+        client.rpush("emails", "x")
+        JobTimer(client, queue="emails").record(0.3)
+        config = write_config(
+            tmp_path,
+            {"shop": {"roles": {
+                "worker": {"queues": [
+                    {"name": "default", "backend": "sidekiq", "url": REDIS_DB1},
+                    {"name": "emails", "backend": "redis_list", "url": REDIS_DB1},
+                    {"name": "reports", "backend": "rq", "url": REDIS_DB1},
+                    {"name": "celery", "backend": "celery", "url": REDIS_DB1},
+                    {"name": "twilio", "backend": "resque", "url": REDIS_DB1},
+                    {"name": "absent", "backend": "rabbitmq", "url": RABBITMQ_API},
+                    {"name": "down", "backend": "redis_list", "url": "redis://127.0.0.1:1/0"},
+                ]},
+                "web": {"requests": "router"},
+            }}},
+        )  # fmt: skip
+        with exporter(config) as running:
+            requests.post(f"{running.url}/logs/shop", data=logplex(LINES), timeout=5)
+            text = requests.get(f"{running.url}/metrics", timeout=10).text
+    finally:
+        client.flushdb()
+        client.close()
+    for metric in (
+        "dynoscaler_job_duration_seconds_bucket",
+        "dynoscaler_router_service_seconds_bucket",
+        "dynoscaler_queue_oldest_age_seconds",
+        "dynoscaler_jobs_completed_total",
+        "dynoscaler_policy_scale_down_window_seconds",
+        'dynoscaler_source_up{backend="redis_list",source="redis://127.0.0.1:1/0"} 0.0',
+    ):
+        assert metric in text
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert (check.returncode, check.stdout, check.stderr) == (0, "", "")

@@ -1,0 +1,150 @@
+"""A dead, hung or restarted source is a metric, never a failed scrape, and recovers alone."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import uuid
+
+import pika
+import pytest
+import redis
+import requests
+from exporter_helpers import (
+    RABBITMQ_API,
+    REDIS_DB1,
+    exporter,
+    free_port,
+    labels,
+    wait_for,
+    write_config,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def source(url: str, backend: str) -> frozenset[tuple[str, str]]:
+    return labels(source=url, backend=backend)
+
+
+@pytest.fixture
+def db1() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_DB1)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def hung_server():
+    """A TCP port that accepts connections (kernel backlog) but never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield sock.getsockname()[1]
+
+
+def test_dead_and_hung_redis_are_down_and_a_dead_one_recovers(tmp_path, db1, hung_server):
+    dead_port = free_port()
+    dead_url = f"redis://127.0.0.1:{dead_port}/0"
+    hung_url = f"redis://127.0.0.1:{hung_server}/0"
+    db1.rpush("jobs", "a", "b")
+    config = write_config(
+        tmp_path,
+        {"shop": {"roles": {"worker": {"queues": [
+            {"name": "jobs", "backend": "redis_list", "url": REDIS_DB1},
+            {"name": "jobs", "backend": "redis_list", "url": dead_url},
+            {"name": "jobs", "backend": "rq", "url": hung_url},
+        ]}}}},
+        source_timeout=0.5,
+    )  # fmt: skip
+    up = "dynoscaler_source_up"
+    with exporter(config) as running:
+        for _ in range(3):
+            started = time.monotonic()
+            series = running.scrape()
+            assert time.monotonic() - started < 2.0  # the hung source costs its time-out only
+            assert series[(up, source(REDIS_DB1, "redis_list"))] == 1
+            assert series[(up, source(f"redis://127.0.0.1:{dead_port}/0", "redis_list"))] == 0
+            assert series[(up, source(f"redis://127.0.0.1:{hung_server}/0", "rq"))] == 0
+        duration = series[("dynoscaler_source_scrape_duration_seconds", source(hung_url, "rq"))]
+        assert 0.5 <= duration < 1.0
+        depths = {
+            dict(key[1])["queue"]: value
+            for key, value in series.items()
+            if key[0] == "dynoscaler_queue_depth"
+        }
+        assert depths == {"jobs": 2}  # only the live source's queue
+        assert len(running.log_lines(f"source {dead_url} (redis_list) is down")) == 1
+        assert len(running.log_lines(f"source {hung_url} (rq) is down")) == 1
+
+        # A Redis comes up on the dead port: the next scrapes see it, without a restart.
+        server = subprocess.Popen(
+            ["redis-server", "--port", str(dead_port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(lambda: _pings(dead_port))
+            redis.Redis(port=dead_port).rpush("jobs", "x", "y", "z")
+            series = wait_for(lambda: (s := running.scrape())[(up, source(dead_url, "redis_list"))]
+                              and s)  # fmt: skip
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+        key = ("dynoscaler_queue_depth", frozenset(
+            {"app": "shop", "role": "worker", "queue": "jobs", "backend": "redis_list"}.items()
+        ))  # fmt: skip
+        assert key in series
+        assert len(running.log_lines(f"source {dead_url} (redis_list) is up again")) == 1
+        assert len(running.log_lines(f"source {dead_url} (redis_list) is down")) == 1
+
+
+def _pings(port: int) -> bool:
+    try:
+        return redis.Redis(port=port, socket_connect_timeout=0.5).ping()
+    except redis.ConnectionError:
+        return False
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+def test_rabbitmq_stopped_then_started(tmp_path, db1):
+    name = f"stopped-{uuid.uuid4().hex[:8]}"
+    db1.rpush("jobs", "a")
+    config = write_config(
+        tmp_path,
+        {"shop": {"roles": {"worker": {"queues": [
+            {"name": "jobs", "backend": "redis_list", "url": REDIS_DB1},
+            {"name": name, "backend": "rabbitmq", "url": RABBITMQ_API},
+        ]}}}},
+        source_timeout=2,
+    )  # fmt: skip
+    rabbit = ("dynoscaler_source_up", source("http://127.0.0.1:15672/%2F", "rabbitmq"))
+    live = ("dynoscaler_source_up", source(REDIS_DB1, "redis_list"))
+    with exporter(config) as running:
+        assert running.scrape()[rabbit] == 1
+        try:
+            _rabbitmqctl("stop_app")
+            series = running.scrape()
+            assert series[rabbit] == 0
+            assert series[live] == 1
+        finally:
+            _rabbitmqctl("start_app")
+        wait_for(lambda: running.scrape()[rabbit] == 1, timeout=60, interval=1)
+        assert len(running.log_lines("source http://127.0.0.1:15672/%2F (rabbitmq) is down")) == 1
+        assert len(running.log_lines("(rabbitmq) is up again")) == 1
+    # RabbitMQ accepts clients again (other tests need it).
+    pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1")).close()
+
+
+def test_healthz_and_unknown_paths(tmp_path):
+    config = write_config(tmp_path, {"shop": {"roles": {"web": {"requests": "router"}}}})
+    with exporter(config) as running:
+        assert requests.get(f"{running.url}/healthz", timeout=5).text == "ok\n"
+        missing = requests.get(f"{running.url}/nope", timeout=5)
+        assert missing.status_code == 404

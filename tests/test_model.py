@@ -1,0 +1,153 @@
+"""The capacity model in Python (dynoscaler.model), term by term."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+
+import pytest
+
+from dynoscaler.config import QueueSettings, RoleSettings
+from dynoscaler.model import (
+    Capacity,
+    RoleInputs,
+    ScaleDownStabiliser,
+    required_capacity,
+    rules_window,
+    staffing_beta,
+)
+
+WORKER = RoleSettings(
+    app="shop",
+    role="worker",
+    min_dynos=0,
+    max_dynos=10,
+    target_deadline=60,
+    boot_time=10,
+    concurrency=2,
+    miss_ratio=0.01,
+    scale_down_window=300,
+    cooldown=60,
+    max_step=10,
+    queues=(QueueSettings("default", "sidekiq", "redis://127.0.0.1:6379/0"),),
+)
+WEB = dataclasses.replace(WORKER, role="web", queues=(), requests="router", target_deadline=2)
+BETA_1PCT = staffing_beta(0.01)
+
+
+def capacity(policy: RoleSettings = WORKER, **inputs: float | None) -> Capacity:
+    return required_capacity(RoleInputs(**{"backlog": 0.0, **inputs}), policy)
+
+
+@pytest.mark.parametrize("miss_ratio", [0.5, 0.25, 0.1, 0.05, 0.01, 0.001, 1e-4])
+def test_beta_is_the_normal_quantile_within_the_approximation_error(miss_ratio: float) -> None:
+    exact = statistics.NormalDist().inv_cdf(1 - miss_ratio)
+    assert abs(staffing_beta(miss_ratio) - exact) < 4.5e-4
+
+
+def test_offered_load_plus_square_root_margin() -> None:
+    # a = 1/s * 4 s = 4 busy slots; slots = 4 + β·2 = 8.65; 2 per dyno -> 5 dynos
+    result = capacity(arrival_rate=1.0, processing_seconds=4.0)
+    assert result.required_slots == pytest.approx(4 + BETA_1PCT * 2, abs=1e-12)
+    assert (result.needed_dynos, result.desired_dynos, result.unmeetable) == (5, 5, False)
+
+
+def test_backlog_drains_within_deadline_minus_processing_and_boot() -> None:
+    # drain = 100 jobs * 4 s / (60 - 4 - 10) s = 8.70 slots on top of 8.65
+    result = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=100)
+    assert result.required_slots == pytest.approx(4 + BETA_1PCT * 2 + 400 / 46, abs=1e-12)
+    assert result.needed_dynos == 9
+    assert any("drain window W=D-S-B=46s" in reason for reason in result.reasons)
+
+
+def test_need_above_max_is_clamped_and_unmeetable() -> None:
+    result = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=300)
+    assert (result.needed_dynos, result.desired_dynos, result.unmeetable) == (18, 10, True)
+    assert result.reasons[-1] == "deadline unmeetable: needs 18 dynos, max_dynos is 10"
+
+
+def test_no_time_to_boot_and_drain_is_unmeetable_for_queue_roles() -> None:
+    # D - S - B = 60 - 55 - 10 < 0: the backlog drains one job per slot at best
+    result = capacity(arrival_rate=0.01, processing_seconds=55.0, backlog=3)
+    assert result.required_slots == pytest.approx(0.55 + BETA_1PCT * math.sqrt(0.55) + 3)
+    assert (result.needed_dynos, result.unmeetable) == (3, True)
+    assert result.reasons[-1] == "deadline unmeetable: D-S-B=-5s leaves no time to boot and drain"
+
+
+def test_processing_time_alone_longer_than_the_deadline() -> None:
+    result = capacity(arrival_rate=0.01, processing_seconds=90.0)
+    assert (result.needed_dynos, result.unmeetable) == (2, True)
+    assert result.reasons[-1] == "deadline unmeetable: processing time 90s ≥ deadline 60s"
+
+
+def test_web_role_has_no_drain_window_check() -> None:
+    # 50 req/s * 0.2 s = 10 busy slots; 10 + β·√10 = 17.36; 2 per dyno -> 9 dynos
+    result = capacity(WEB, arrival_rate=50.0, processing_seconds=0.2)
+    assert result.needed_dynos == 9
+    assert result.unmeetable is False
+    assert capacity(WEB, arrival_rate=1.0, processing_seconds=2.5).unmeetable is True
+
+
+def test_look_ahead_over_boot_time_only_for_rising_rates() -> None:
+    rising = capacity(arrival_rate=1.0, processing_seconds=4.0, arrival_rate_slope=0.05)
+    # λ' = 1 + 0.05 * 10 = 1.5; a = 6; 6 + β·√6 = 11.70 -> 6 dynos
+    assert rising.required_slots == pytest.approx(6 + BETA_1PCT * math.sqrt(6), abs=1e-12)
+    assert rising.needed_dynos == 6
+    falling = capacity(arrival_rate=1.0, processing_seconds=4.0, arrival_rate_slope=-0.05)
+    assert falling.needed_dynos == 5
+
+
+def test_idle_role_goes_to_min_dynos() -> None:
+    idle = capacity(arrival_rate=0.0, processing_seconds=None)
+    assert (idle.needed_dynos, idle.desired_dynos, idle.holding) == (0, 0, False)
+    floor = capacity(
+        dataclasses.replace(WORKER, min_dynos=2), arrival_rate=0.0, processing_seconds=None
+    )
+    assert floor.desired_dynos == 2
+
+
+def test_one_job_brings_a_role_back_from_zero() -> None:
+    # nothing completed yet, so S is unknown: hold at the current 0, raised to 1
+    result = capacity(arrival_rate=0.02, processing_seconds=None, backlog=1, current_dynos=0)
+    assert (result.desired_dynos, result.holding) == (1, True)
+    known = capacity(arrival_rate=0.02, processing_seconds=0.5, backlog=1, current_dynos=0)
+    assert (known.desired_dynos, known.holding) == (1, False)
+
+
+def test_unknown_arrival_rate_holds_at_the_current_count() -> None:
+    result = capacity(arrival_rate=None, processing_seconds=4.0, current_dynos=7)
+    assert (result.desired_dynos, result.holding) == (7, True)
+    assert result.reasons == ("arrival rate unknown: holding at the current 7 dyno(s)",)
+
+
+def test_unknown_processing_time_with_work_holds_instead_of_scaling_down() -> None:
+    result = capacity(arrival_rate=0.0, processing_seconds=None, in_progress=12, current_dynos=6)
+    assert (result.desired_dynos, result.holding) == (6, True)
+
+
+def test_float_rounding_does_not_add_a_dyno() -> None:
+    # 3 * 0.1 / 0.1 = 3.0000000000000004 slots: 3 dynos, not 4
+    policy = dataclasses.replace(WORKER, concurrency=1, target_deadline=0.15, boot_time=0)
+    result = capacity(policy, arrival_rate=0.0, processing_seconds=0.1, backlog=3)
+    assert result.required_slots > 3
+    assert (result.needed_dynos, result.unmeetable) == (3, False)
+
+
+def test_stabiliser_scales_up_at_once_and_down_after_the_window() -> None:
+    stabiliser = ScaleDownStabiliser(300)
+    assert stabiliser.update(0, 2) == 2
+    assert stabiliser.update(15, 5) == 5
+    assert stabiliser.update(60, 1) == 5
+    assert stabiliser.update(315, 1) == 5  # t=15 is still inside [15, 315]
+    assert stabiliser.update(330, 1) == 1
+
+
+def test_rules_window_rounds_up_to_a_step_the_rules_have() -> None:
+    assert [rules_window(s) for s in (0, 1, 60, 250, 300, 5000)] == [0, 60, 60, 300, 300, 3600]
+
+
+def test_stale_inputs_hold_even_when_the_numbers_say_less() -> None:
+    result = capacity(arrival_rate=0.0, processing_seconds=1.0, current_dynos=4, stale=True)
+    assert (result.desired_dynos, result.holding) == (4, True)
+    assert result.reasons == ("inputs stale: holding at the current 4 dyno(s)",)

@@ -1,0 +1,211 @@
+"""The Flask app in dry-run mode: auth, validation, decisions, idempotence, the log."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from scaler_support import FIXTURES, TOKEN, alert, payload, write_settings
+
+from dynoscaler import config
+from dynoscaler.config import ConfigError
+from scaler.app import create_app
+from scaler.store import Store
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def __call__(self, event: dict) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+def env(tmp_path):
+    path = write_settings(tmp_path, f"sqlite:///{tmp_path / 's.sqlite3'}", dry_run=True)
+    settings = config.load(path)
+    store = Store(settings.scaler.store)
+    notes = Recorder()
+    app = create_app(settings, store=store, notify=notes, token=TOKEN)
+    return app.test_client(), store, notes
+
+
+def post(client, body, headers=AUTH):
+    data = body if isinstance(body, bytes | str) else json.dumps(body)
+    return client.post("/alerts", data=data, headers=headers, content_type="application/json")
+
+
+def test_refuses_to_start_without_a_token(tmp_path) -> None:
+    settings = config.load(write_settings(tmp_path, f"sqlite:///{tmp_path / 's.sqlite3'}"))
+    with pytest.raises(ConfigError, match="DYNOSCALER_WEBHOOK_TOKEN is not set"):
+        create_app(settings, token="")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic " + base64.b64encode(b"user:wrong").decode()},
+        {"Authorization": "Basic !!!notbase64"},
+        {"Authorization": TOKEN},
+    ],
+)
+def test_unauthorized_gets_401_and_nothing_recorded(env, headers) -> None:
+    client, store, _ = env
+    response = post(client, payload(alert("shop", "worker", "5")), headers)
+    assert response.status_code == 401
+    assert response.json["error"].startswith("missing or wrong credentials")
+    assert store.decisions() == []
+    assert client.get("/decisions", headers=headers).status_code == 401
+
+
+def test_basic_auth_with_token_as_password(env) -> None:
+    client, _, _ = env
+    basic = {"Authorization": "Basic " + base64.b64encode(f"am:{TOKEN}".encode()).decode()}
+    assert post(client, payload(alert("shop", "worker", "5")), basic).status_code == 200
+
+
+def test_scale_role_in_dry_run(env) -> None:
+    client, store, _ = env
+    response = post(client, payload(alert("shop", "worker", "3"), alert("shop", "web", "4")))
+    assert response.status_code == 200
+    summary = {(d["role"], d["from"], d["to"], d["outcome"]) for d in response.json["decisions"]}
+    assert summary == {("worker", 1, 3, "dry_run"), ("web", 2, 4, "dry_run")}
+    rows = store.decisions(app="shop", role="worker")
+    assert rows[0]["reason"] == "dry run: scale 1 -> 3"
+    assert rows[0]["inputs"]["alerts"][0]["annotations"] == {"desired_dynos": "3"}
+    assert rows[0]["settings"]["max_dynos"] == 10
+    assert rows[0]["settings"]["dry_run"] is True
+    assert rows[0]["answer"] == {"dry_run": True}
+
+
+def test_repeated_alert_takes_one_action(env) -> None:
+    client, store, _ = env
+    body = payload(alert("shop", "worker", "3"))
+    outcomes = [post(client, body).json["decisions"][0]["outcome"] for _ in range(3)]
+    assert outcomes == ["dry_run", "none", "none"]
+    assert [r["reason"] for r in store.decisions(role="worker")][:2] == ["already at 3"] * 2
+
+
+def test_desired_as_rendered_float_is_accepted(env) -> None:
+    client, _, _ = env
+    response = post(client, payload(alert("shop", "worker", "4.0")))
+    assert response.json["decisions"][0]["to"] == 4
+
+
+def test_other_alerts_and_resolved_are_recorded_not_acted_on(env) -> None:
+    client, store, notes = env
+    body = payload(
+        alert("shop", "worker", "9", status="resolved"),
+        alert("shop", "worker", "9", name="SourceDown"),
+        alert("shop", "worker", "30", name="DeadlineUnmeetable"),
+    )
+    response = post(client, body)
+    assert response.status_code == 200
+    assert [d["outcome"] for d in response.json["decisions"]] == ["ignored"] * 3
+    assert [d["reason"] for d in response.json["decisions"]] == [
+        "ScaleRole resolved: changes nothing",
+        "SourceDown: not a scaling alert",
+        "DeadlineUnmeetable: recorded and notified",
+    ]
+    assert store.states("shop") == {}
+    assert notes.events == [
+        {
+            "event": "deadline_unmeetable",
+            "app": "shop",
+            "role": "worker",
+            "alertname": "DeadlineUnmeetable",
+            "desired_dynos": "30",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"{not json", 400, "body is not JSON text"),
+        (b"\xff\xfe", 400, "body is not JSON text"),
+        (b'{"version": "4", "alerts": [{"labels": {"app": "\\ud835"}}]}', 400, "surrogates"),
+        (
+            {"version": "3", "status": "firing", "alerts": []},
+            422,
+            "version: '3' is not one of ['4']",
+        ),
+        ({"version": "4", "status": "firing"}, 422, "'alerts' is a required property"),
+        (payload(alert("nope", "worker", "3")), 422, "unknown app/role nope/worker"),
+        (payload(alert("shop", "nope", "3")), 422, "unknown app/role shop/nope"),
+        (payload(alert("shop", "worker", "3.5")), 422, "not a non-negative integer"),
+        (payload(alert("shop", "worker", "-1")), 422, "not a non-negative integer"),
+        (payload(alert("shop", "worker", "NaN")), 422, "not a non-negative integer"),
+        (payload(alert("shop", "worker", "five")), 422, "not a non-negative integer"),
+    ],
+)
+def test_bad_payloads_get_a_4xx_and_change_nothing(env, body, status, fragment) -> None:
+    client, store, _ = env
+    response = post(client, body)
+    assert response.status_code == status
+    assert fragment in json.dumps(response.json)
+    assert store.decisions() == []
+    assert store.states("shop") == {}
+
+
+def test_one_bad_alert_blocks_the_whole_payload(env) -> None:
+    client, store, _ = env
+    body = payload(alert("shop", "worker", "3"), alert("shop", "web", "x"))
+    response = post(client, body)
+    assert response.status_code == 422
+    assert response.json["problems"] == [
+        "alerts.1: desired_dynos of shop/web is 'x', not a non-negative integer"
+    ]
+    assert store.decisions() == []
+
+
+def test_body_size_limit(env) -> None:
+    client, store, _ = env
+    response = post(client, b"[" + b"1," * 600_000 + b"1]")
+    assert response.status_code == 413
+    assert "error" in response.json
+    assert store.decisions() == []
+
+
+def test_decisions_endpoint(env) -> None:
+    client, _, _ = env
+    post(client, payload(alert("shop", "worker", "3"), alert("shop", "web", "4")))
+    rows = client.get("/decisions?app=shop&role=web&limit=5", headers=AUTH).json["decisions"]
+    assert [(r["role"], r["from_count"], r["to_count"]) for r in rows] == [("web", 2, 4)]
+    assert len(client.get("/decisions?limit=1", headers=AUTH).json["decisions"]) == 1
+    for limit in ("0", "1001", "abc", "-1"):
+        response = client.get(f"/decisions?limit={limit}", headers=AUTH)
+        assert response.status_code == 400
+        assert response.json == {"error": "limit must be an integer from 1 to 1000"}
+
+
+def test_health_metrics_openapi_and_unknown_paths(env) -> None:
+    client, _, _ = env
+    post(client, payload(alert("shop", "worker", "3")))
+    assert client.get("/healthz").json == {"store": "ok", "heroku": "dry run"}
+    text = client.get("/metrics").get_data(as_text=True)
+    assert (
+        'dynoscaler_scaler_decisions_total{app="shop",outcome="dry_run",role="worker",'
+        'source="webhook"}' in text
+    )
+    assert client.get("/openapi.yml").get_data(as_text=True).startswith("openapi: 3.0.3")
+    missing = client.get("/nope")
+    assert missing.status_code == 404 and "error" in missing.json
+    assert client.get("/alerts").status_code == 405
+
+
+def test_real_alertmanager_payloads(env) -> None:
+    """Payloads captured from Alertmanager 0.25 (see tests/fixtures)."""
+    client, _, _ = env
+    firing = json.loads((FIXTURES / "alertmanager_scale_firing.json").read_text())
+    resolved = json.loads((FIXTURES / "alertmanager_scale_resolved.json").read_text())
+    decisions = post(client, firing).json["decisions"]
+    assert {(d["role"], d["from"], d["to"]) for d in decisions} == {("web", 2, 3), ("worker", 1, 4)}
+    decisions = post(client, resolved).json["decisions"]
+    assert [d["outcome"] for d in decisions] == ["ignored", "ignored"]

@@ -1,0 +1,127 @@
+"""Notifiers against a real local HTTP receiver; a slow or dead one never blocks."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import REGISTRY
+from scaler_support import free_port
+
+from dynoscaler.config import ConfigError, NotifierSettings
+from scaler.notifiers import Notifiers
+
+EVENT = {"event": "actuation_limit", "app": "shop", "targets": {"worker": 30}}
+
+
+class Receiver:
+    def __init__(self, delay: float = 0.0, status: int = 200) -> None:
+        self.requests: list[tuple[str, dict[str, str], object]] = []
+        self.arrived = threading.Event()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                time.sleep(delay)
+                receiver.requests.append((self.path, dict(self.headers), body))
+                receiver.arrived.set()
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def deliver(settings: NotifierSettings, event: dict) -> None:
+    notifiers = Notifiers((settings,))
+    notifiers(event)
+    notifiers.close(wait=True)
+
+
+def test_webhook_posts_the_event_as_json(receiver) -> None:
+    deliver(NotifierSettings(type="webhook", url=f"{receiver.url}/events"), EVENT)
+    [(path, headers, body)] = receiver.requests
+    assert path == "/events"
+    assert headers["Content-Type"] == "application/json"
+    assert body == EVENT
+
+
+def test_slack_posts_a_text_line(receiver) -> None:
+    deliver(NotifierSettings(type="slack", url=f"{receiver.url}/services/T/B/X"), EVENT)
+    [(path, _, body)] = receiver.requests
+    assert path == "/services/T/B/X"
+    assert body == {"text": 'dynoscaler actuation_limit on shop: {"targets": {"worker": 30}}'}
+
+
+def test_newrelic_inserts_a_flat_custom_event(receiver) -> None:
+    settings = NotifierSettings(
+        type="newrelic", url=receiver.url, account_id="12345", insert_key="NRII-secret"
+    )
+    deliver(settings, EVENT)
+    [(path, headers, body)] = receiver.requests
+    assert path == "/v1/accounts/12345/events"
+    assert headers["X-Insert-Key"] == "NRII-secret"
+    assert body == [
+        {
+            "eventType": "DynoscalerEvent",
+            "event": "actuation_limit",
+            "app": "shop",
+            "targets": '{"worker": 30}',
+        }
+    ]
+
+
+@pytest.mark.timeout(20)
+def test_slow_or_failing_notifiers_never_block_the_caller() -> None:
+    slow, failing = Receiver(delay=3.0), Receiver(status=500)
+    dead = NotifierSettings(type="webhook", url=f"http://127.0.0.1:{free_port()}/x", timeout=1)
+    notifiers = Notifiers(
+        (
+            NotifierSettings(type="webhook", url=slow.url, timeout=0.5),
+            NotifierSettings(type="webhook", url=failing.url),
+            dead,
+        )
+    )
+    failed = {"kind": "webhook", "outcome": "failed"}
+    before = REGISTRY.get_sample_value("dynoscaler_scaler_notifications_total", failed) or 0
+    try:
+        started = time.monotonic()
+        for _ in range(5):
+            notifiers(EVENT)
+        assert time.monotonic() - started < 0.5
+        assert failing.arrived.wait(10)
+    finally:
+        notifiers.close(wait=True)
+        slow.close()
+        failing.close()
+    assert len(failing.requests) == 5
+    after = REGISTRY.get_sample_value("dynoscaler_scaler_notifications_total", failed)
+    assert after - before == 15  # 5 each: time-out, HTTP 500, connection refused
+
+
+def test_missing_settings_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="newrelic notifier needs account_id and insert_key"):
+        Notifiers((NotifierSettings(type="newrelic", account_id="1"),))
+    with pytest.raises(ConfigError, match="a slack notifier needs a url"):
+        Notifiers((NotifierSettings(type="slack"),))

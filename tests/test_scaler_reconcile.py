@@ -1,0 +1,169 @@
+"""`scaler reconcile --once` against a real Prometheus scraping a metrics page; `decisions`."""
+
+from __future__ import annotations
+
+import csv
+import http.server
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+from scaler_support import free_port, stop, wait_http, write_settings
+
+pytestmark = pytest.mark.timeout(90)
+
+
+class MetricsPage:
+    """An HTTP server whose /metrics text the test rewrites."""
+
+    def __init__(self) -> None:
+        self.values = {"worker": 5.0, "web": 2.0, "rq_up": 1.0}
+        page = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = page.render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def render(self) -> str:
+        v = self.values
+        return "".join(
+            [
+                f'app_role:dynoscaler_desired_dynos{{app="shop",role="worker"}} {v["worker"]}\n',
+                f'app_role:dynoscaler_desired_dynos{{app="shop",role="web"}} {v["web"]}\n',
+                'app_role:dynoscaler_desired_dynos{app="ghost",role="x"} 3\n',
+                'dynoscaler_dynos{app="shop",role="worker"} 1\n',
+                'dynoscaler_dynos{app="shop",role="web"} 2\n',
+                f'dynoscaler_source_up{{source="127.0.0.1:6379",backend="rq"}} {v["rq_up"]}\n',
+            ]
+        )
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def prometheus(tmp_path) -> Iterator[tuple[str, MetricsPage]]:
+    page = MetricsPage()
+    port = free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: page\n    static_configs: [{{targets: ['127.0.0.1:{page.port}']}}]\n"
+    )
+    process = subprocess.Popen(
+        [
+            "/usr/bin/prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/-/ready", process)
+        yield url, page
+    finally:
+        stop(process)
+        page.close()
+
+
+def wait_for(url: str, promql: str, expected: float) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        result = requests.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()
+        values = [float(s["value"][1]) for s in result["data"]["result"]]
+        if values == [expected]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{promql} never became {expected}")
+
+
+def dynoscaler(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dynoscaler", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ,
+    )
+
+
+def test_reconcile_decides_like_the_webhook(prometheus, tmp_path) -> None:
+    url, page = prometheus
+    settings = write_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 's.sqlite3'}",
+        defaults={"cooldown": 0},
+        dry_run=True,
+        prometheus_url=url,
+    )
+    worker = 'app_role:dynoscaler_desired_dynos{role="worker"}'
+    wait_for(url, worker, 5)
+    first = dynoscaler("scaler", "reconcile", "--once", "--config", str(settings))
+    assert first.returncode == 0, first.stderr
+    assert sorted(first.stdout.splitlines()) == [
+        "shop/web: already at 2 (none)",
+        "shop/worker: dry run: scale 1 -> 4 (limited by max_step 3) (dry_run)",
+    ]
+
+    page.values.update(worker=2.0, rq_up=0.0)
+    wait_for(url, 'dynoscaler_source_up{backend="rq"}', 0)
+    wait_for(url, worker, 2)
+    down = dynoscaler("scaler", "reconcile", "--once", "--config", str(settings))
+    assert "shop/worker: no scale-down: input data missing (none)" in down.stdout.splitlines()
+
+    page.values.update(rq_up=1.0)
+    wait_for(url, 'dynoscaler_source_up{backend="rq"}', 1)
+    fresh = dynoscaler("scaler", "reconcile", "--once", "--config", str(settings))
+    assert "shop/worker: dry run: scale 4 -> 2 (dry_run)" in fresh.stdout.splitlines()
+
+    table = dynoscaler("decisions", "--config", str(settings), "--role", "worker")
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == [
+        "time", "source", "app", "role", "from_count", "to_count", "outcome", "reason"
+    ]  # fmt: skip
+    assert [line.split()[3:7] for line in lines[1:]] == [
+        ["shop", "worker", "4", "2"],
+        ["shop", "worker", "4", "-"],
+        ["shop", "worker", "1", "4"],
+    ]
+    exported = dynoscaler("decisions", "--config", str(settings), "--csv", "--limit", "1")
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    assert len(rows) == 1
+    assert rows[0]["source"] == "reconcile"
+    assert '"sources_down": []' in rows[0]["inputs"]
+
+
+def test_reconcile_once_without_prometheus_fails_cleanly(tmp_path) -> None:
+    settings = write_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 's.sqlite3'}",
+        dry_run=True,
+        prometheus_url=f"http://127.0.0.1:{free_port()}",
+    )
+    result = dynoscaler("scaler", "reconcile", "--once", "--config", str(settings))
+    assert result.returncode == 1
+    assert "reconcile skipped: http://127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr

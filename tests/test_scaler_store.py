@@ -1,0 +1,135 @@
+"""The decision store on SQLite and on a real PostgreSQL (its own database)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+
+import psycopg2
+import pytest
+
+from dynoscaler.config import ConfigError
+from scaler.store import Decision, Store
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    name = f"dynoscaler_scaler_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(PG_ADMIN)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'decisions.sqlite3'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def decision(app: str, role: str, to: int | None, at: float) -> Decision:
+    return Decision(
+        time=at,
+        source="webhook",
+        app=app,
+        role=role,
+        inputs={"alerts": [{"labels": {"app": app}}]},
+        settings={"max_dynos": 10},
+        from_count=1,
+        to_count=to,
+        reason="test",
+        outcome="success" if to is not None else "none",
+        answer={"formation": {role: to}} if to is not None else None,
+    )
+
+
+def test_records_survive_a_new_store_and_filter(store_url: str) -> None:
+    store = Store(store_url)
+    store.record([decision("shop", "worker", 3, 1.0), decision("shop", "web", None, 2.0)])
+    store.record([decision("dialer", "calls", 5, 3.0)])
+    store.close()
+    reopened = Store(store_url)
+    rows = reopened.decisions()
+    assert [(r["app"], r["role"], r["to_count"]) for r in rows] == [
+        ("dialer", "calls", 5),
+        ("shop", "web", None),
+        ("shop", "worker", 3),
+    ]
+    assert rows[2]["inputs"] == {"alerts": [{"labels": {"app": "shop"}}]}
+    assert rows[2]["answer"] == {"formation": {"worker": 3}}
+    assert rows[1]["answer"] is None
+    assert [r["role"] for r in reopened.decisions(app="shop", limit=1)] == ["web"]
+    assert [r["role"] for r in reopened.decisions(app="shop", role="worker")] == ["worker"]
+
+
+def test_in_flight_mark_and_finish(store_url: str) -> None:
+    store = Store(store_url)
+    with store.locked_app("shop", ["worker", "web"]) as lock:
+        assert lock.states["worker"].state.current is None
+        lock.mark_in_flight("worker", 4, 100.0)
+    state = store.states("shop")["worker"].state
+    assert (state.in_flight, state.in_flight_since) == (4, 100.0)
+    store.finish("shop", {"worker": 4, "web": None}, 101.0, acted=True)
+    states = store.states("shop")
+    assert states["worker"].state.current == 4
+    assert states["worker"].state.last_action_at == 101.0
+    assert states["worker"].state.in_flight is None
+    assert states["worker"].current_at == 101.0
+    assert states["web"].state.current is None
+
+
+def test_failed_action_leaves_count_and_cooldown_unchanged(store_url: str) -> None:
+    store = Store(store_url)
+    store.finish("shop", {"worker": 2}, 50.0, acted=True)
+    with store.locked_app("shop", ["worker"]) as lock:
+        lock.mark_in_flight("worker", 5, 60.0)
+    store.finish("shop", {"worker": None}, 61.0, acted=False)
+    state = store.states("shop")["worker"].state
+    assert (state.current, state.last_action_at, state.in_flight) == (2, 50.0, None)
+
+
+def test_lock_serialises_two_connections(store_url: str) -> None:
+    """Two stores (as two processes would) racing: the second sees the first's mark."""
+    first, second = Store(store_url), Store(store_url)
+    seen: list[int | None] = []
+    entered = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with first.locked_app("shop", ["worker"]) as lock:
+            entered.set()
+            release.wait(5)
+            lock.mark_in_flight("worker", 7, 1.0)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert entered.wait(5)
+
+    def contend() -> None:
+        with second.locked_app("shop", ["worker"]) as lock:
+            seen.append(lock.states["worker"].state.in_flight)
+
+    contender = threading.Thread(target=contend)
+    contender.start()
+    contender.join(0.3)
+    assert contender.is_alive(), "the second transaction must wait for the lock"
+    release.set()
+    holder.join(5)
+    contender.join(5)
+    assert seen == [7]
+
+
+def test_writable_check_and_bad_urls(tmp_path) -> None:
+    Store(f"sqlite:///{tmp_path / 'ok.sqlite3'}").check_writable()
+    with pytest.raises(ConfigError, match="neither sqlite:///path nor postgresql"):
+        Store("mysql://somewhere/db")
+    with pytest.raises(ConfigError, match="cannot open SQLite file"):
+        Store(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.sqlite3'}")
