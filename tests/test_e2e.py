@@ -122,12 +122,7 @@ def decisions(stack: Stack) -> list[dict[str, Any]]:
 
 def report_reaction(stack: Stack, producer: Producer, patch: dict[str, Any]) -> None:
     reaction = patch["at"] - producer.started_at - producer.scenario.load_starts_at
-    print(
-        f"\n{stack.options.mode}: spike -> formation PATCH {reaction:.1f} s; floor "
-        f"{stack.reaction_floor:g} s (scrape + evaluation + "
-        f"{'group_wait' if stack.options.mode == 'alertmanager' else 'reconcile interval'}), "
-        f"plus ScaleRole's for: {stack.alert_hold('ScaleRole'):g} s"
-    )
+    print(f"\n{stack.options.mode}: spike -> formation PATCH {stack.describe_reaction(reaction)}")
 
 
 # -- one loop through Alertmanager, in phases -------------------------------------------------
