@@ -17,7 +17,7 @@ dynoscaler depends on it:
 
 Admin endpoints outside Heroku's API, without authentication (bind to localhost):
 
-  POST /__fake__/faults    queue faults for the next API requests; one object or a list:
+  POST /__fake__/faults    queue faults for the next API requests; one JSON object or a list:
                            {"status": 503, "count": 2}        answer with an error
                            {"latency": 1.5, "count": 3}       delay, then answer normally
                            {"timeout": true, "seconds": 30}   hold the request, then 504
@@ -414,7 +414,7 @@ def create_app(fake: FakeHeroku) -> Flask:
                     "at": time.time(),
                     "method": request.method,
                     "path": request.path,
-                    "body": request.get_json(silent=True),
+                    "body": request.get_json(force=True, silent=True),
                     "status": response.status_code,
                 }
             )
@@ -483,7 +483,7 @@ def create_app(fake: FakeHeroku) -> Flask:
 def _add_admin_routes(web: Flask, fake: FakeHeroku) -> None:
     @web.post("/__fake__/faults")
     def add_faults() -> Response:
-        body = request.get_json(silent=True)
+        body = request.get_json(force=True, silent=True)
         faults = [Fault.parse(spec) for spec in (body if isinstance(body, list) else [body])]
         with fake._lock:
             fake.faults.extend(faults)
@@ -491,7 +491,8 @@ def _add_admin_routes(web: Flask, fake: FakeHeroku) -> None:
 
     @web.post("/__fake__/rate-limit")
     def set_rate_limit() -> Response:
-        remaining = (request.get_json(silent=True) or {}).get("remaining")
+        body = request.get_json(force=True, silent=True)
+        remaining = body.get("remaining") if isinstance(body, dict) else None
         if isinstance(remaining, bool) or not isinstance(remaining, int | float):
             raise ApiError(422, "invalid_params", "remaining must be a number.")
         with fake._lock:
