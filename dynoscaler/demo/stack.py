@@ -164,6 +164,9 @@ class Stack:
             f"--config.file={path}",
             f"--storage.tsdb.path={options.run_dir / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{options.ports.prometheus}",
+            # Prometheus re-sends a firing alert, with its new annotations (desired_dynos),
+            # only every resend-delay (1m by default): as often as it evaluates here.
+            f"--rules.alert.resend-delay={configs.duration(options.interval)}",
         ]
         child = self._start("prometheus", argv)
         self.supervisor.wait_ready(child, _http_ok(f"{self.urls['prometheus']}/-/ready"))

@@ -37,9 +37,9 @@ def _step(base: float, peak: float, start: float, end: float) -> Callable[[float
 def spike(
     base: float = 3,
     peak: float = 40,
-    start: float = 30,
-    length: float = 60,
-    duration: float = 210,
+    start: float = 20,
+    length: float = 50,
+    duration: float = 240,
     job_seconds: float = 0.5,
     name: str = "spike",
 ) -> Scenario:
