@@ -42,6 +42,8 @@ class FormationSource:
         self._thread = threading.Thread(target=self._loop, name="formation-poller", daemon=True)
 
     def start(self) -> None:
+        """Read once before serving (so the first scrape has dynos), then in the background."""
+        self.poll()
         self._thread.start()
 
     def stop(self) -> None:
@@ -85,6 +87,5 @@ class FormationSource:
         return samples
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self.interval):
             self.poll()
-            self._stop.wait(self.interval)
