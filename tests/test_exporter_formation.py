@@ -96,3 +96,18 @@ def _remaining(url: str) -> int:
 
 def _fault(url: str, fault: dict) -> None:
     requests.post(f"{url}/__fake__/faults", json=fault, timeout=5).raise_for_status()
+
+
+def test_an_app_heroku_does_not_know_does_not_hide_the_others(tmp_path, fake_heroku):
+    directory = tmp_path / "exporter"
+    directory.mkdir()
+    ghost = {"ghost": {"roles": {"web": {"requests": "router"}}}}
+    config = write_config(directory, {**APPS, **ghost}, formation_interval=1)
+    env = {"HEROKU_API_KEY": KEY, "HEROKU_API_URL": fake_heroku}
+    with exporter(config, env=env) as running:
+        series = running.scrape()
+    assert series[("dynoscaler_source_up", labels(source=fake_heroku, backend="heroku"))] == 0
+    assert series[("dynoscaler_dynos", labels(app="shop", role="web"))] == 2
+    assert ("dynoscaler_dynos", labels(app="ghost", role="web")) not in series
+    (line,) = running.log_lines("(heroku) is down")
+    assert "ghost: HTTPError: 404" in line
