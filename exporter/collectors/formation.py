@@ -51,7 +51,8 @@ class FormationSource:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self.interval + 1)
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval + 1)
 
     def read(self) -> list[Sample]:
         """Every app's last fresh formation; StaleRead (down) if any app's last read failed."""
