@@ -27,10 +27,25 @@ MAX_ARGUMENT = 128 * 1024 - 1
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--sizes", default="10,100,1000,10000", help="queue counts to measure (comma separated)"
+        "--sizes",
+        type=_sizes,
+        default="10,100,1000,10000",
+        help="queue counts to measure (comma separated)",
     )
-    parser.add_argument("--scrapes", type=int, default=20, help="scrapes per size and exporter")
+    parser.add_argument(
+        "--scrapes", type=_positive, default=20, help="scrapes per size and exporter"
+    )
     parser.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port (DB 2 is used)")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _sizes(text: str) -> list[int]:
+    return [_positive(size.strip()) for size in text.split(",")]
 
 
 @dataclass
@@ -41,7 +56,6 @@ class Figures:
 
 
 def run(args: argparse.Namespace) -> int:
-    sizes = [int(size) for size in args.sizes.split(",")]
     if not os.access(REDIS_EXPORTER, os.X_OK):
         print(
             f"dynoscaler bench: {REDIS_EXPORTER} is missing (apt install prometheus-redis-exporter)"
@@ -55,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.scrapes} scrapes of each, taking turns; times in ms, RSS in MB\n{header}")
     print("-" * len(header))
     try:
-        for size in sizes:
+        for size in args.sizes:
             names = _fill(client, size)
             with (
                 _our_exporter(args.redis, names) as mine,
