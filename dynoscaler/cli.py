@@ -19,6 +19,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "demo": "dynoscaler.demo.main",
     "scaler": {"serve": "scaler.serve", "reconcile": "scaler.reconcile"},
     "decisions": "scaler.decisions",
+    "bench": {"webhook": "scaler.bench"},
     "exporter": "exporter.cli",
 }
 
