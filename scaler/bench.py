@@ -2,7 +2,7 @@
 
 Starts `dynoscaler scaler serve` (gunicorn, N workers, dry run unless
 --fake-heroku) and, as the peer, gunicorn serving a trivial WSGI app with the
-same workers; drives both in turn from this process over loopback with an
+same workers; drives both from this process over loopback, alternating 1 s slices, with an
 open-loop load (requests are sent on schedule, latency counts from the
 scheduled time, so a stall is not hidden), and prints p50/p90/p99/max,
 throughput and the scaler/peer ratios.
@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
             )
             scaler_url = _start(_scaler_command(settings, args.workers), env, processes)
             peer_url = _start(_peer_command(args.workers), env, processes)
-            scaler = _drive(f"{scaler_url}/alerts", args.rate, args.duration)
-            peer = _drive(f"{peer_url}/alerts", args.rate, args.duration)
+            urls = [f"{scaler_url}/alerts", f"{peer_url}/alerts"]
+            scaler, peer = _drive(urls, args.rate, args.duration)
         finally:
             for process in reversed(processes):
                 _stop(process)
@@ -188,35 +188,44 @@ def _body(i: int) -> bytes:
     return json.dumps(payload).encode()
 
 
-def _drive(url: str, rate: float, duration: float) -> Figures:
-    total = int(rate * duration)
+def _drive(urls: list[str], rate: float, duration: float) -> list[Figures]:
+    """Send `rate` requests/s to each url for `duration` s, in alternating 1 s slices.
+
+    Interleaving gives the scaler and its peer the same background load (the
+    machine may be shared), which running them one after the other would not.
+    """
+    per_slice = max(1, int(rate))
+    slices = max(1, int(duration))
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     local = threading.local()
-    latencies: list[float] = []
-    errors = [0]
+    latencies: list[list[float]] = [[] for _ in urls]
+    errors = [0 for _ in urls]
     lock = threading.Lock()
 
-    def send(i: int, scheduled: float) -> None:
+    def send(target: int, i: int, scheduled: float) -> None:
         session = getattr(local, "session", None) or requests.Session()
         local.session = session
         try:
-            ok = session.post(url, data=_body(i), headers=headers, timeout=10).status_code == 200
+            response = session.post(urls[target], data=_body(i), headers=headers, timeout=10)
+            ok = response.status_code == 200
         except requests.RequestException:
             ok = False
         took = time.perf_counter() - scheduled
         with lock:
-            latencies.append(took)
-            errors[0] += not ok
+            latencies[target].append(took)
+            errors[target] += not ok
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=32) as pool:
-        for i in range(total):
-            scheduled = started + i / rate
+        for n in range(slices * len(urls) * per_slice):
+            target, i = (n // per_slice) % len(urls), (n // (per_slice * len(urls))) * per_slice
+            scheduled = started + n / per_slice
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            pool.submit(send, i, scheduled)
-    return Figures(latencies, errors[0], time.perf_counter() - started, total)
+            pool.submit(send, target, i + n % per_slice, scheduled)
+    elapsed = (time.perf_counter() - started) / len(urls)
+    return [Figures(latencies[t], errors[t], elapsed, slices * per_slice) for t in range(len(urls))]
 
 
 def _report(scaler: Figures, peer: Figures) -> None:

@@ -22,7 +22,7 @@ def test_bench_against_fake_heroku_prints_figures_for_scaler_and_peer() -> None:
     assert lines[1].split() == ["target", "sent", "errors", "req/s", "p50", "ms", "p90", "ms",
                                 "p99", "ms", "max", "ms"]  # fmt: skip
     scaler, peer = lines[2].split(), lines[3].split()
-    assert scaler[:5] == ["scaler", "POST", "/alerts", "20", "0"]
-    assert peer[:5] == ["peer", "trivial", "WSGI", "20", "0"]
+    assert scaler[:5] == ["scaler", "POST", "/alerts", "20", "0"], result.stdout
+    assert peer[:5] == ["peer", "trivial", "WSGI", "20", "0"], result.stdout
     assert lines[4].startswith("p50 ratio scaler/peer: ")
     assert lines[5].startswith("p99 ratio scaler/peer: ")
