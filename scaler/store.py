@@ -222,24 +222,7 @@ class Store:
 
     def record(self, decisions: list[Decision]) -> None:
         with self._transaction() as cursor:
-            for d in decisions:
-                cursor.execute(
-                    f"INSERT INTO decisions ({', '.join(COLUMNS[1:])}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        d.time,
-                        d.source,
-                        d.app,
-                        d.role,
-                        json.dumps(d.inputs, sort_keys=True),
-                        json.dumps(d.settings, sort_keys=True),
-                        d.from_count,
-                        d.to_count,
-                        d.reason,
-                        d.outcome,
-                        None if d.answer is None else json.dumps(d.answer, sort_keys=True),
-                    ),
-                )
+            _insert(cursor, decisions)
 
     def decisions(
         self, app: str | None = None, role: str | None = None, limit: int = 100
@@ -289,10 +272,35 @@ class AppLock:
         self.app = app
         self.states = states
 
+    def record(self, decisions: list[Decision]) -> None:
+        """Record decisions in the same transaction as the state they were taken on."""
+        _insert(self._cursor, decisions)
+
     def mark_in_flight(self, role: str, target: int, now: float) -> None:
         self._cursor.execute(
             "UPDATE role_state SET in_flight = ?, in_flight_since = ? WHERE app = ? AND role = ?",
             (target, now, self.app, role),
+        )
+
+
+def _insert(cursor: _Cursor, decisions: list[Decision]) -> None:
+    for d in decisions:
+        cursor.execute(
+            f"INSERT INTO decisions ({', '.join(COLUMNS[1:])}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                d.time,
+                d.source,
+                d.app,
+                d.role,
+                json.dumps(d.inputs, sort_keys=True),
+                json.dumps(d.settings, sort_keys=True),
+                d.from_count,
+                d.to_count,
+                d.reason,
+                d.outcome,
+                None if d.answer is None else json.dumps(d.answer, sort_keys=True),
+            ),
         )
 
 
