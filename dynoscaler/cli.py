@@ -21,6 +21,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "decisions": "scaler.decisions",
     "bench": {"webhook": "scaler.bench"},
     "exporter": "exporter.cli",
+    "bench": {"exporter": "exporter.bench"},
 }
 
 

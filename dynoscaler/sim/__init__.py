@@ -1,0 +1,1 @@
+"""Discrete-event simulator: does dynoscaler's capacity model beat the usual autoscalers?"""

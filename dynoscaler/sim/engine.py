@@ -1,0 +1,247 @@
+"""The simulation loop: jobs arrive, wait in one FIFO, run on dyno slots; a policy scales.
+
+Time advances in ticks (1 s by default). Each tick:
+1. every scrape interval, the exporter's metrics are sampled into the View;
+2. every policy interval, the policy decides from the View; its decision takes
+   effect `delay` seconds later through the Actuator (guardrails or clamp);
+3. the tick's arrivals join the queue; free slots of serving dynos start jobs
+   in FIFO order; every started job gets its exact start and end time.
+
+While at most EXACT_LIMIT jobs wait, each job in turn takes the earliest-free
+slot: the exact FIFO multi-server queue. Longer queues (high volume, backlogs)
+go through assign() in vectorised batches, whose one approximation is how slots
+are matched to jobs inside a tick: the k-th waiting job goes to the k-th
+earliest-free slot, and a slot that frees up again within the same tick takes
+the job m places further on (m = slots) rather than whichever job is next.
+With a backlog or jobs longer than a tick this changes little; with jobs much
+shorter than a tick and no backlog each slot sees every m-th arrival, which
+adds up to about one processing time of waiting. tests/test_sim_queueing.py
+holds both paths to Erlang C.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from dynoscaler.sim.actuation import Actuator
+from dynoscaler.sim.fifo import Fifo
+from dynoscaler.sim.formation import Formation
+from dynoscaler.sim.jobs import JobSource
+from dynoscaler.sim.metrics import RunResult, Tally, Trace
+from dynoscaler.sim.observe import View
+from dynoscaler.sim.policies import build
+from dynoscaler.sim.policies.base import Context, Policy
+from dynoscaler.sim.scenario import Scenario
+
+_MAX_PASSES = 4
+# queues up to this long are served job by job (exact); longer ones through assign()
+EXACT_LIMIT = 48
+
+
+def assign(
+    free: np.ndarray, arrivals: np.ndarray, services: np.ndarray, horizon: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Start FIFO jobs on slots whose free times are `free` (sorted ascending).
+
+    Job j goes to slot j % m; each slot runs its jobs back to back (a Lindley
+    recursion per slot, vectorised: end_i = S_i + max(free, max_k<=i (a_k - S_k-1))).
+    Returns (started mask, start times, end times, new free times per slot);
+    a job starts only if its start is before `horizon`.
+    """
+    m, n = free.size, arrivals.size
+    rows = -(-n // m)
+    pad = rows * m - n
+    a = np.concatenate((arrivals, np.full(pad, np.inf))).reshape(rows, m)
+    s = np.concatenate((services, np.zeros(pad))).reshape(rows, m)
+    total = np.cumsum(s, axis=0)
+    ready = np.maximum.accumulate(a - (total - s), axis=0)
+    np.maximum(ready, free, out=ready)
+    end = total + ready
+    start = end - s
+    started = start < horizon
+    count = started.sum(axis=0)
+    columns = np.arange(m)
+    new_free = np.where(count > 0, end[np.maximum(count - 1, 0), columns], free)
+    return started.ravel()[:n], start.ravel()[:n], end.ravel()[:n], new_free
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario, policy: Policy, seed: int | None = None) -> None:
+        self.scenario, self.policy = scenario, policy
+        role = scenario.role
+        self.dt = scenario.tick
+        self.ticks = int(round(scenario.duration / self.dt))
+        self.source = JobSource(
+            scenario.arrivals, scenario.service, self.dt, scenario.seed if seed is None else seed
+        )
+        self.formation = Formation(role.concurrency, role.boot_time, scenario.initial_dynos)
+        self.fifo = Fifo()
+        self.tally = Tally(role.target_deadline)
+        self.actuator = Actuator(role, policy.guarded)
+        self.scrape_every = max(1, round(scenario.observation.scrape_interval / self.dt))
+        self.view = View(self.ticks // self.scrape_every + 2, scenario.observation.scrape_interval)
+        self.decide_every = max(1, round(policy.interval / self.dt))
+        self.trace = Trace()
+        self.done_count = np.zeros(self.ticks + 1)
+        self.done_sum = np.zeros(self.ticks + 1)
+        self.rows_cap = math.ceil(1.5 * self.dt / scenario.service.mean) + 1
+        self.changes: list[int] = []
+        self.first_flag = math.inf
+
+    def run(self) -> RunResult:
+        pending: deque[tuple[float, int]] = deque()
+        completed = duration_sum = 0.0
+        arrived = 0
+        for k in range(self.ticks):
+            now = k * self.dt
+            if k:
+                completed += self.done_count[k - 1]
+                duration_sum += self.done_sum[k - 1]
+            if k % self.scrape_every == 0:
+                self._scrape(now, completed, duration_sum, arrived)
+                arrived = 0
+            if k % self.decide_every == 0:
+                decision = self.policy.decide(self.view, now)
+                if decision.unmeetable:
+                    self.first_flag = min(self.first_flag, now + self.policy.delay)
+                pending.append((now + self.policy.delay, decision.desired))
+            while pending and pending[0][0] <= now:
+                self._actuate(pending.popleft()[1], now)
+            arrivals, services = self.source.jobs(k)
+            arrived += arrivals.size
+            self.fifo.push(arrivals, services)
+            self._serve(k, now)
+            self.tally.waiting(self.fifo.oldest_arrival(), now + self.dt)
+            self.formation.retire_drained(now + self.dt)
+        return self._result()
+
+    def _scrape(self, now: float, completed: float, duration_sum: float, arrived: int) -> None:
+        oldest = self.fifo.oldest_arrival()
+        dynos = self.formation.quantity
+        self.view.record(
+            now,
+            depth=len(self.fifo),
+            in_progress=self.formation.in_progress(now),
+            oldest_age=0.0 if oldest is None else now - oldest,
+            completed=completed,
+            duration_sum=duration_sum,
+            duration_count=completed,
+            dynos=dynos,
+        )
+        trace = self.trace
+        trace.times.append(now)
+        trace.arrival_rate.append(arrived / self.view.scrape_interval if now else 0.0)
+        trace.depth.append(len(self.fifo))
+        trace.dynos.append(dynos)
+        trace.serving.append(self.formation.serving_rows(now).size)
+
+    def _actuate(self, desired: int, now: float) -> None:
+        current = self.formation.quantity
+        target = self.actuator.target(desired, current, self.view.times[self.view.count - 1], now)
+        if target != current:
+            self.changes.append(self.formation.scale_to(target, now))
+            self.actuator.applied(now)
+
+    def _serve(self, k: int, now: float) -> None:
+        rows = self.formation.serving_rows(now)
+        if rows.size == 0 or not len(self.fifo):
+            return
+        free = np.maximum(self.formation.free_at[rows].ravel(), now)
+        horizon = now + self.dt
+        if free.min() >= horizon:
+            return
+        if len(self.fifo) <= EXACT_LIMIT:
+            self._serve_exact(k, free, horizon)
+        else:
+            free = self._serve_batched(k, free, horizon)
+        self.formation.free_at[rows] = free.reshape(rows.size, -1)
+
+    def _serve_exact(self, k: int, free: np.ndarray, horizon: float) -> None:
+        """Each job in turn on the earliest-free slot: the exact FIFO multi-server queue."""
+        arrivals, services = self.fifo.head(EXACT_LIMIT)
+        starts = []
+        for arrival, service in zip(arrivals.tolist(), services.tolist(), strict=True):
+            slot = int(free.argmin())
+            start = max(arrival, float(free[slot]))
+            if start >= horizon:  # later jobs arrive later: none of them starts either
+                break
+            free[slot] = start + service
+            starts.append(start)
+        if starts:
+            n = len(starts)
+            start = np.array(starts)
+            self._account(k, arrivals[:n], start, start + services[:n], services[:n])
+            self.fifo.remove_from_head(np.arange(arrivals.size) < n)
+
+    def _serve_batched(self, k: int, free: np.ndarray, horizon: float) -> np.ndarray:
+        """Many jobs at once through assign(); returns the slots' new free times."""
+        order = np.argsort(free, kind="stable")
+        free = free[order]
+        for _ in range(_MAX_PASSES):
+            if not len(self.fifo):
+                break
+            arrivals, services = self.fifo.head(free.size * self.rows_cap)
+            started, start, end, new_free = assign(free, arrivals, services, horizon)
+            if not started.any():
+                break
+            self._account(k, arrivals[started], start[started], end[started], services[started])
+            self.fifo.remove_from_head(started)
+            resort = np.argsort(new_free, kind="stable")
+            order, free = order[resort], new_free[resort]
+        flat = np.empty_like(free)
+        flat[order] = free
+        return flat
+
+    def _account(
+        self, k: int, arrivals: np.ndarray, start: np.ndarray, end: np.ndarray, s: np.ndarray
+    ) -> None:
+        self.tally.started(arrivals, start, end)
+        # completions land in the tick they end in (clipped to the run's end)
+        index = np.minimum((end / self.dt).astype(np.int64), self.ticks) - k
+        counts = np.bincount(index)
+        self.done_count[k : k + counts.size] += counts
+        self.done_sum[k : k + counts.size] += np.bincount(index, weights=s)
+
+    def _result(self) -> RunResult:
+        end = self.ticks * self.dt
+        self.tally.unfinished(self.fifo.drain(), end)
+        tally = self.tally
+        return RunResult(
+            scenario=self.scenario.name,
+            policy=self.policy.name,
+            jobs=tally.jobs,
+            within_share=tally.within / tally.jobs if tally.jobs else 1.0,
+            p99=tally.percentile(0.99),
+            mean_wait=tally.wait_sum / max(tally.started_jobs, 1),
+            dyno_seconds=self.formation.close(end),
+            actions=len(self.changes),
+            direction_changes=direction_changes(self.changes),
+            first_miss=tally.first_miss,
+            first_flag=self.first_flag,
+            trace=self.trace,
+        )
+
+
+def direction_changes(changes: list[int]) -> int:
+    signs = [1 if c > 0 else -1 for c in changes if c]
+    return sum(1 for a, b in zip(signs, signs[1:], strict=False) if a != b)
+
+
+def simulate(
+    scenario: Scenario,
+    policy_name: str,
+    seed: int | None = None,
+    params: dict[str, float] | None = None,
+) -> RunResult:
+    """Run one policy on one scenario; the same seed gives the same jobs and figures."""
+    context = Context(
+        role=scenario.role,
+        service=scenario.service,
+        scrape_interval=scenario.observation.scrape_interval,
+        alert_delay=scenario.observation.alert_delay,
+    )
+    merged = {**scenario.parameters.get(policy_name, {}), **(params or {})}
+    return Simulation(scenario, build(policy_name, context, merged), seed).run()

@@ -1,0 +1,95 @@
+"""The simulated dynos of one role: booting, serving, draining, and their bill.
+
+Heroku semantics as modelled here:
+- a scale-up starts billing at the request and the dyno takes jobs after `boot_time`;
+- a scale-down removes booting dynos first, then the newest serving ones (Heroku
+  stops the highest-numbered dynos); a stopped dyno takes no new job, finishes
+  the jobs it is running (as Sidekiq/Celery do on SIGTERM) and is billed until
+  its last job is done. Nothing is requeued.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_UNUSED, _RUNNING, _DRAINING = 0, 1, 2
+
+
+class Formation:
+    def __init__(self, concurrency: int, boot_time: float, initial: int) -> None:
+        self.concurrency = concurrency
+        self.boot_time = boot_time
+        size = max(8, 2 * initial)
+        self.free_at = np.zeros((size, concurrency))
+        self.requested = np.zeros(size)
+        self.ready = np.zeros(size)
+        self.status = np.zeros(size, dtype=np.int8)
+        self.billed_seconds = 0.0
+        for _ in range(initial):
+            self._add(now=0.0, ready=0.0)
+
+    @property
+    def quantity(self) -> int:
+        """The formation quantity Heroku reports: running dynos, booting ones included."""
+        return int(np.count_nonzero(self.status == _RUNNING))
+
+    def billed_now(self) -> int:
+        return int(np.count_nonzero(self.status != _UNUSED))
+
+    def serving_rows(self, now: float) -> np.ndarray:
+        return np.flatnonzero((self.status == _RUNNING) & (self.ready <= now))
+
+    def in_progress(self, now: float) -> int:
+        return int(np.count_nonzero(self.free_at[self.status != _UNUSED] > now))
+
+    def scale_to(self, quantity: int, now: float) -> int:
+        """Change the formation; return the change in dynos (+ up, - down)."""
+        change = quantity - self.quantity
+        for _ in range(change):
+            self._add(now, now + self.boot_time)
+        if change < 0:
+            running = np.flatnonzero(self.status == _RUNNING)
+            # newest first; a booting dyno is always newer than a serving one
+            newest = running[np.argsort(-self.requested[running], kind="stable")][:-change]
+            for row in newest:
+                self._stop(int(row), now)
+        return change
+
+    def retire_drained(self, now: float) -> None:
+        for row in np.flatnonzero(self.status == _DRAINING):
+            if self.free_at[row].max() <= now:
+                self.billed_seconds += self.free_at[row].max() - self.requested[row]
+                self.status[row] = _UNUSED
+
+    def close(self, now: float) -> float:
+        """Bill everything still running at the end of a run; return total dyno-seconds."""
+        for row in np.flatnonzero(self.status != _UNUSED):
+            end = max(now, float(self.free_at[row].max()))
+            self.billed_seconds += end - self.requested[row]
+            self.status[row] = _UNUSED
+        return self.billed_seconds
+
+    def _add(self, now: float, ready: float) -> None:
+        free_rows = np.flatnonzero(self.status == _UNUSED)
+        if free_rows.size == 0:
+            self._grow()
+            free_rows = np.flatnonzero(self.status == _UNUSED)
+        row = int(free_rows[0])
+        self.status[row] = _RUNNING
+        self.requested[row] = now
+        self.ready[row] = ready
+        self.free_at[row] = ready
+
+    def _stop(self, row: int, now: float) -> None:
+        if self.ready[row] > now or self.free_at[row].max() <= now:
+            self.billed_seconds += now - self.requested[row]
+            self.status[row] = _UNUSED
+        else:
+            self.status[row] = _DRAINING
+
+    def _grow(self) -> None:
+        size = self.status.size
+        self.free_at = np.vstack((self.free_at, np.zeros((size, self.concurrency))))
+        self.requested = np.concatenate((self.requested, np.zeros(size)))
+        self.ready = np.concatenate((self.ready, np.zeros(size)))
+        self.status = np.concatenate((self.status, np.zeros(size, dtype=np.int8)))

@@ -1,0 +1,68 @@
+"""dynoscaler's own model (dynoscaler.model), fed the way the PromQL rules feed it.
+
+Every rule evaluation (15 s) computes, from the scraped series only:
+  λ = rate(completed[1m]) + deriv(depth[1m]) + deriv(in_progress[1m]), at least 0
+  S = rate(duration_sum[1m]) / rate(duration_count[1m])   (unknown while nothing completes)
+  dλ/dt = deriv(λ[5m]) over the recorded λ series
+then required_capacity() and the ScaleDownStabiliser (max over the role's
+scale_down_window, rounded as the rules round it). The ScaleRole alert reaches the
+scaler `delay` seconds later (Alertmanager group_wait and webhook), where the
+scaler's guardrails apply (cooldown, max_step, clamp).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from dynoscaler.model import RoleInputs, ScaleDownStabiliser, required_capacity, rules_window
+from dynoscaler.sim.observe import View, slope
+from dynoscaler.sim.policies.base import Context, Decision, Policy
+
+
+class Dynoscaler(Policy):
+    name = "dynoscaler"
+    guarded = True
+    defaults = {"interval": 15.0, "rate_window": 60.0, "slope_window": 300.0}
+
+    def __init__(self, context: Context, **params: float) -> None:
+        params.setdefault("delay", context.alert_delay)
+        super().__init__(context, **params)
+        self.stabiliser = ScaleDownStabiliser(rules_window(context.role.scale_down_window))
+        self._rates: deque[tuple[float, float]] = deque()  # the recorded λ series
+
+    def inputs(self, view: View, now: float) -> RoleInputs:
+        window = self.params["rate_window"]
+        completions = view.rate("completed", now, window)
+        rate = None
+        if completions is not None:
+            growth = (view.deriv("depth", now, window) or 0.0) + (
+                view.deriv("in_progress", now, window) or 0.0
+            )
+            rate = max(completions + growth, 0.0)
+        change = view.increase("duration_count", now, window)
+        processing = None
+        if change is not None and change[0] > 0:
+            processing = view.increase("duration_sum", now, window)[0] / change[0]
+        return RoleInputs(
+            arrival_rate=rate,
+            processing_seconds=processing,
+            backlog=view.latest("depth"),
+            in_progress=view.latest("in_progress"),
+            oldest_age_seconds=view.latest("oldest_age"),
+            arrival_rate_slope=self._slope(now, rate),
+            current_dynos=self.current(view),
+        )
+
+    def decide(self, view: View, now: float) -> Decision:
+        capacity = required_capacity(self.inputs(view, now), self.role)
+        desired = self.stabiliser.update(now, capacity.desired_dynos)
+        return Decision(desired, unmeetable=capacity.unmeetable)
+
+    def _slope(self, now: float, rate: float | None) -> float:
+        if rate is None:
+            return 0.0
+        self._rates.append((now, rate))
+        while self._rates[0][0] < now - self.params["slope_window"]:
+            self._rates.popleft()
+        times, rates = zip(*self._rates, strict=True)
+        return slope(times, rates) or 0.0
