@@ -19,9 +19,8 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "demo": "dynoscaler.demo.main",
     "scaler": {"serve": "scaler.serve", "reconcile": "scaler.reconcile"},
     "decisions": "scaler.decisions",
-    "bench": {"webhook": "scaler.bench"},
     "exporter": "exporter.cli",
-    "bench": {"exporter": "exporter.bench"},
+    "bench": {"exporter": "exporter.bench", "webhook": "scaler.bench"},
 }
 
 
