@@ -30,7 +30,7 @@ class Dynoscaler(Policy):
         self.stabiliser = ScaleDownStabiliser(rules_window(context.role.scale_down_window))
         self._rates: deque[tuple[float, float]] = deque()  # the recorded λ series
 
-    def inputs(self, view: View, now: float) -> RoleInputs:
+    def inputs(self, view: View, now: float, current: int) -> RoleInputs:
         window = self.params["rate_window"]
         completions = view.rate("completed", now, window)
         rate = None
@@ -50,11 +50,11 @@ class Dynoscaler(Policy):
             in_progress=view.latest("in_progress"),
             oldest_age_seconds=view.latest("oldest_age"),
             arrival_rate_slope=self._slope(now, rate),
-            current_dynos=self.current(view),
+            current_dynos=current,
         )
 
-    def decide(self, view: View, now: float) -> Decision:
-        capacity = required_capacity(self.inputs(view, now), self.role)
+    def decide(self, view: View, now: float, current: int) -> Decision:
+        capacity = required_capacity(self.inputs(view, now, current), self.role)
         desired = self.stabiliser.update(now, capacity.desired_dynos)
         return Decision(desired, unmeetable=capacity.unmeetable)
 
