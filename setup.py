@@ -20,6 +20,8 @@ setup(
         "pyyaml>=6.0",
         "gunicorn>=22.0",
         "redis>=5.0",
+        # C reply parser: the exporter reads thousands of replies per scrape
+        "hiredis>=2.0",
         "jsonschema>=4.20",
         "psycopg2-binary>=2.9",
         "numpy>=1.26",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -79,8 +80,7 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
     """One gauge or counter value; `metric` is a FAMILIES key (counters without _total)."""
 
     metric: str
@@ -88,8 +88,7 @@ class Sample:
     value: float
 
 
-@dataclass(frozen=True)
-class HistogramSample:
+class HistogramSample(NamedTuple):
     """One histogram series; `buckets` are per-bucket (not cumulative) counts by upper bound."""
 
     metric: str

@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
 from typing import Any
 
 import jsonschema
+import yaml
 
 from dynoscaler.config import Config
 from scaler.guardrails import Request
@@ -23,34 +25,15 @@ SCALE_ALERT = "ScaleRole"
 UNMEETABLE_ALERT = "DeadlineUnmeetable"
 _ZERO_TIME_YEAR = 1  # "0001-01-01T00:00:00Z": a firing alert without an end
 
-_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
-PAYLOAD_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["version", "status", "alerts"],
-    "properties": {
-        "version": {"const": "4"},
-        "status": {"enum": ["firing", "resolved"]},
-        "receiver": {"type": "string"},
-        "groupKey": {"type": "string"},
-        "alerts": {
-            "type": "array",
-            "maxItems": 1000,
-            "items": {
-                "type": "object",
-                "required": ["status", "labels", "annotations", "startsAt"],
-                "properties": {
-                    "status": {"enum": ["firing", "resolved"]},
-                    "labels": {**_STRING_MAP, "required": ["alertname"]},
-                    "annotations": _STRING_MAP,
-                    "startsAt": {"type": "string"},
-                    "endsAt": {"type": "string"},
-                    "fingerprint": {"type": "string"},
-                },
-            },
-        },
-    },
-}
-_VALIDATOR = jsonschema.Draft202012Validator(PAYLOAD_SCHEMA)
+
+def _payload_schema() -> dict[str, Any]:
+    """The Payload schema of scaler/openapi.yml: one definition for the docs and the check."""
+    text = resources.files("scaler").joinpath("openapi.yml").read_text(encoding="utf-8")
+    components = yaml.safe_load(text)["components"]
+    return {"$ref": "#/components/schemas/Payload", "components": components}
+
+
+_VALIDATOR = jsonschema.Draft202012Validator(_payload_schema())
 
 
 class PayloadError(Exception):

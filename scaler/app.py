@@ -66,14 +66,21 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
-        return _error(error.code or 500, error.description or error.name)
+        response = _error(error.code or 500, error.description or error.name)
+        # Keep werkzeug's headers (Allow on a 405), with a JSON body instead of HTML.
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.post("/alerts")
     def alerts() -> Any:
         try:
             payload = json.loads(request.get_data(cache=False))
-        except (ValueError, UnicodeDecodeError) as error:
-            return _error(400, f"body is not JSON: {error}")
+            # JSON may escape lone surrogates, which are not text: refuse them here.
+            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except (ValueError, UnicodeError) as error:
+            return _error(400, f"body is not JSON text: {error}")
         now = time.time()
         try:
             parsed = parse(payload, config, now)

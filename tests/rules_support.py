@@ -83,7 +83,7 @@ def probe(
         raise RuntimeError(f"promtool failed:\n{result.stdout}\n{result.stderr}")
     found: dict[tuple[str, int], dict[Labels, float]] = {query: {} for query in queries}
     for block in _BLOCK.finditer(result.stdout + result.stderr):
-        key = (_unquote(block["expr"]), _seconds(block["time"]))
+        key = (_unquote(block["expr"]), seconds(block["time"]))
         got = block["body"].split("got:", 1)[-1]
         found[key] = {
             tuple(sorted(_LABEL.findall(sample["labels"]))): float(sample["value"])
@@ -96,6 +96,6 @@ def _unquote(text: str) -> str:
     return text.encode().decode("unicode_escape")
 
 
-def _seconds(duration: str) -> int:
+def seconds(duration: str) -> int:
     units = {"h": 3600, "m": 60, "s": 1}
     return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", duration))

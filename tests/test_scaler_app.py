@@ -128,9 +128,14 @@ def test_other_alerts_and_resolved_are_recorded_not_acted_on(env) -> None:
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
-        (b"{not json", 400, "body is not JSON"),
-        (b"\xff\xfe", 400, "body is not JSON"),
-        ({"version": "3", "status": "firing", "alerts": []}, 422, "'4' was expected"),
+        (b"{not json", 400, "body is not JSON text"),
+        (b"\xff\xfe", 400, "body is not JSON text"),
+        (b'{"version": "4", "alerts": [{"labels": {"app": "\\ud835"}}]}', 400, "surrogates"),
+        (
+            {"version": "3", "status": "firing", "alerts": []},
+            422,
+            "version: '3' is not one of ['4']",
+        ),
         ({"version": "4", "status": "firing"}, 422, "'alerts' is a required property"),
         (payload(alert("nope", "worker", "3")), 422, "unknown app/role nope/worker"),
         (payload(alert("shop", "nope", "3")), 422, "unknown app/role shop/nope"),

@@ -59,7 +59,7 @@ def prometheus(
         target = _target_for(job["job_name"], targets)
         if target:
             jobs.append(_retarget(job, target))
-    if not any(job.get("static_configs") == [{"targets": [exporter]}] for job in jobs):
+    if not any(job["static_configs"] == [{"targets": [exporter]}] for job in jobs):
         jobs.append({"job_name": "dynoscaler", "static_configs": [{"targets": [exporter]}]})
     document["scrape_configs"] = jobs
     return document
@@ -67,11 +67,10 @@ def prometheus(
 
 def _target_for(job_name: str, targets: dict[str, str | None]) -> str | None:
     name = job_name.lower()
-    for key in ("scaler", "alertmanager"):
+    # Order matters: "dynoscaler-exporter" also contains "scaler".
+    for key in ("alertmanager", "exporter", "scaler"):
         if key in name:
             return targets[key]
-    if "exporter" in name or "dynoscaler" in name:
-        return targets["exporter"]
     return None  # e.g. prometheus itself or a redis exporter: not part of the demo
 
 
@@ -108,7 +107,9 @@ def _fast_route(route: dict[str, Any], group_wait: float) -> dict[str, Any]:
     route = dict(route)
     route["group_wait"] = f"{group_wait:g}s"
     route["group_interval"] = f"{max(2 * group_wait, 2):g}s"
-    route["repeat_interval"] = "1m"
+    # Alertmanager re-sends a firing alert only every repeat_interval, and a new
+    # desired_dynos annotation alone does not count as a change: keep it short.
+    route["repeat_interval"] = f"{max(5 * group_wait, 10):g}s"
     if "routes" in route:
         route["routes"] = [_fast_child(child, group_wait) for child in route["routes"]]
     return route

@@ -17,7 +17,7 @@ import redis
 import requests
 
 from dynoscaler import config
-from dynoscaler.demo import configs
+from dynoscaler.demo import configs, measure
 from dynoscaler.demo.supervisor import Child, DemoError, Supervisor, check_ports_free, free_port
 from dynoscaler.demo.supervisor import http_ok as _http_ok
 from dynoscaler.demo.workers import DynoPool, dyno_argv
@@ -58,12 +58,6 @@ class StackOptions:
     api_key: str = "demo-heroku-key"
     token: str = "demo-webhook-token"
     extra_env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def reaction_floor(self) -> float:
-        """The fastest possible spike-to-PATCH time: one scrape, one evaluation, then
-        Alertmanager's group_wait (or the reconcile interval)."""
-        return 2 * self.interval + (self.group_wait if self.mode == "alertmanager" else 0)
 
 
 class Stack:
@@ -234,6 +228,21 @@ class Stack:
             raise DemoError(f"Redis at {self.options.redis_url}: {error}") from None
 
     # -- what the loop is doing ------------------------------------------------------------
+
+    @property
+    def reaction_floor(self) -> float:
+        """The fastest possible load-to-PATCH time: one scrape, one rule evaluation, then
+        Alertmanager's group_wait (or one reconcile interval)."""
+        options = self.options
+        if options.mode == "alertmanager":
+            return 2 * options.interval + options.group_wait
+        return 2 * options.interval + self.settings.scaler.reconcile_interval
+
+    def alert_hold(self, alert: str) -> float:
+        """The `for:` of an alert in the project's rules, seconds (0 when absent)."""
+        return measure.alert_for_seconds(
+            sorted((ROOT / "prometheus" / "rules").glob("*.yml")), alert
+        )
 
     def query(self, expression: str) -> list[dict[str, Any]]:
         """An instant PromQL query; the result vector."""

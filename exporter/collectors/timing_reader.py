@@ -1,7 +1,8 @@
 """Job timing hashes written by exporter.timing, read beside the queues they time.
 
-Every queue on a Redis server gets one HGETALL of `dynoscaler:timing:<queue>`;
-a missing hash (no worker uses the helper) gives no series. For a plain
+One Lua script per Redis server returns the `dynoscaler:timing:<queue>` hashes
+that exist, so queues whose workers do not use the helper cost no reply; a
+missing hash gives no series. For a plain
 redis_list queue, whose backend keeps no counts, the hash's in-progress and
 completed counts stand in.
 """
@@ -15,18 +16,34 @@ from exporter.collectors import Queue
 from exporter.metrics import HistogramSample, Sample
 from exporter.timing import BUCKET_FIELDS, COUNT_FIELD, IN_PROGRESS_FIELD, SUM_FIELD, timing_key
 
+# Returns {index of the key, {field, value, ...}, ...} for the hashes that exist.
+_EXISTING_HASHES = """
+local found = {}
+for index, key in ipairs(KEYS) do
+  local fields = redis.call('HGETALL', key)
+  if #fields > 0 then
+    found[#found + 1] = index
+    found[#found + 1] = fields
+  end
+end
+return found
+"""
+
 
 def commands(queues: Sequence[Queue]) -> list[tuple[Any, ...]]:
-    return [("HGETALL", timing_key(queue.name)) for queue in queues]
+    keys = [timing_key(queue.name) for queue in queues]
+    return [("EVAL", _EXISTING_HASHES, len(keys), *keys)]
 
 
 def parse(
     queues: Sequence[Queue], replies: list[Any], now: float
 ) -> list[Sample | HistogramSample]:
+    (found,) = replies
     samples: list[Sample | HistogramSample] = []
-    for queue, fields in zip(queues, replies, strict=True):
-        if fields:
-            samples += _samples(queue, {k.decode(): float(v) for k, v in fields.items()})
+    for index, flat in zip(found[::2], found[1::2], strict=True):
+        pairs = zip(flat[::2], flat[1::2], strict=True)
+        fields = {name.decode(): float(value) for name, value in pairs}
+        samples += _samples(queues[index - 1], fields)
     return samples
 
 

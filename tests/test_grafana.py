@@ -1,0 +1,122 @@
+"""Grafana dashboards: well-formed, and every panel's query answers on a real Prometheus.
+
+There is no Grafana server here, so the second test does what Grafana would:
+it runs each panel's PromQL (template variables set to "All") against the
+Prometheus of a running closed loop and requires data from every one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from dynoscaler.demo.stack import Ports, Stack, StackOptions
+from dynoscaler.demo.workload import Producer, spike
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+ROUTER_LINE = (
+    "<158>1 2026-11-23T10:00:00+00:00 host heroku router - at=info method=GET "
+    'path="/" host=demo-shop.herokuapp.com request_id={n} dyno=web.1 connect=1ms '
+    "service={ms}ms status=200 bytes=512 protocol=https"
+)
+
+
+def panels(dashboard: dict) -> list[dict]:
+    return [p for p in dashboard["panels"] if p["type"] != "row"]
+
+
+def expressions(dashboard: dict) -> list[tuple[str, str]]:
+    """(panel title, PromQL) with the template variables as Grafana's "All" sets them."""
+    return [
+        (panel["title"], target["expr"].replace("$app", ".*").replace("$role", ".*"))
+        for panel in panels(dashboard)
+        for target in panel["targets"]
+    ]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_is_well_formed(path):
+    dashboard = json.loads(path.read_text())
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    assert dashboard["uid"] and dashboard["title"]
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "app", "role"} <= variables
+    for panel in panels(dashboard):
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["targets"], f"{panel['title']} has no query"
+        assert panel["description"], f"{panel['title']} has no description"
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, f"{panel['title']} is wider than the dashboard"
+
+
+def test_provisioning_points_at_the_dashboards_folder():
+    providers = yaml.safe_load(
+        (ROOT / "grafana/provisioning/dashboards/dynoscaler.yml").read_text()
+    )
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"./grafana/dashboards:{providers['providers'][0]['options']['path']}:ro" in mounts
+
+
+def stack_settings(tmp_path: Path) -> Path:
+    """The demo's settings plus a web role fed by the router log drain."""
+    document = yaml.safe_load((ROOT / "dynoscaler/demo/demo.yml").read_text())
+    document["apps"]["demo-shop"]["roles"]["web"] = {
+        "min_dynos": 1,
+        "max_dynos": 4,
+        "concurrency": 4,
+        "target_deadline": 2,
+        "boot_time": 5,
+        "requests": "router",
+    }
+    path = tmp_path / "dashboard.yml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def drain_router_lines(stack: Stack, count: int, start: int) -> None:
+    lines = [ROUTER_LINE.format(n=start + i, ms=20 + i % 50) for i in range(count)]
+    body = b"".join(f"{len(line.encode()) + 1} {line}\n".encode() for line in lines)
+    answer = requests.post(
+        f"{stack.urls['exporter']}/logs/demo-shop",
+        data=body,
+        headers={"Content-Type": "application/logplex-1"},
+        timeout=5,
+    )
+    answer.raise_for_status()
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_every_panel_query_returns_data_from_the_running_loop(tmp_path):
+    options = StackOptions(
+        settings=stack_settings(tmp_path),
+        run_dir=tmp_path / "run",
+        ports=Ports.free(),
+        redis_url="redis://127.0.0.1:6379/4",
+    )
+    options.run_dir.mkdir()
+    queries = [query for path in DASHBOARDS for query in expressions(json.loads(path.read_text()))]
+    with Stack(options) as stack:
+        producer = Producer(stack.redis, ["default", "mailers"], spike(duration=150)).start()
+        empty: list[str] = []
+        try:
+            deadline = time.monotonic() + 150
+            sent = 0
+            while time.monotonic() < deadline:
+                drain_router_lines(stack, 20, sent)
+                sent += 20
+                empty = [f"{title}: {expr}" for title, expr in queries if not stack.query(expr)]
+                if not empty:
+                    break
+                time.sleep(2)
+        finally:
+            producer.stop()
+    assert not empty, "panels without data:\n" + "\n".join(empty)

@@ -1,0 +1,134 @@
+"""The PromQL rules and dynoscaler.model agree, step by step, on every scenario.
+
+Each test case of prometheus/tests/*.yml is replayed through promtool; at every
+rule evaluation the inputs the rules derived (λ, S, Q, P, dλ/dt, dyno count,
+policy) are fed to dynoscaler.model, and its needed, desired (before and after
+scale-down stabilisation) and unmeetable must equal the rules' exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import yaml
+from rules_support import POLICY_NAMES, ROOT, STEP, Labels, probe, seconds
+
+from dynoscaler.config import QueueSettings, RoleSettings
+from dynoscaler.model import (
+    Capacity,
+    RoleInputs,
+    ScaleDownStabiliser,
+    required_capacity,
+    rules_window,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+TEST_FILES = sorted((ROOT / "prometheus" / "tests").glob("*.yml"))
+SERIES = '{__name__=~"app_role:dynoscaler_.*"}'
+QUEUE = QueueSettings("q", "sidekiq", "redis://127.0.0.1:6379/0")
+
+
+def _cases() -> list[tuple[str, dict]]:
+    cases = []
+    for path in TEST_FILES:
+        for case in yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]:
+            cases.append((f"{path.name}: {case['name']}", case))
+    return cases
+
+
+def _last_eval(case: dict) -> int:
+    times = [seconds(t["eval_time"]) for t in case.get("promql_expr_test", [])]
+    times += [seconds(t["eval_time"]) for t in case.get("alert_rule_test", [])]
+    return max(times)
+
+
+@dataclass
+class RoleAtTime:
+    values: dict[str, float]
+
+    def get(self, name: str) -> float | None:
+        return self.values.get(f"app_role:dynoscaler_{name}")
+
+    def policy(self, app: str, role: str) -> RoleSettings | None:
+        found = {
+            key: self.get(metric.removeprefix("dynoscaler_"))
+            for key, metric in POLICY_NAMES.items()
+        }
+        if any(value is None for value in found.values()):
+            return None
+        web = self.get("queue_depth") is None
+        return RoleSettings(
+            app=app,
+            role=role,
+            min_dynos=int(found["min_dynos"]),
+            max_dynos=int(found["max_dynos"]),
+            target_deadline=found["target_deadline"],
+            boot_time=found["boot_time"],
+            concurrency=int(found["concurrency"]),
+            miss_ratio=found["miss_ratio"],
+            scale_down_window=found["scale_down_window"],
+            cooldown=0,
+            max_step=10,
+            queues=() if web else (QUEUE,),
+            requests="router" if web else None,
+        )
+
+    def inputs(self) -> RoleInputs:
+        current = self.get("dynos:last10m")
+        return RoleInputs(
+            arrival_rate=self.get("arrival_rate:rate1m"),
+            processing_seconds=self.get("processing_seconds:rate1m"),
+            backlog=self.get("queue_depth") or 0.0,
+            in_progress=self.get("queue_in_progress") or 0.0,
+            arrival_rate_slope=self.get("arrival_rate:deriv5m") or 0.0,
+            current_dynos=None if current is None else int(current),
+            stale=self.get("inputs_stale") is not None,
+        )
+
+
+def _by_role(samples: dict[Labels, float]) -> dict[tuple[str, str], RoleAtTime]:
+    roles: dict[tuple[str, str], RoleAtTime] = {}
+    for labels, value in samples.items():
+        label = dict(labels)
+        key = (label["app"], label["role"])
+        roles.setdefault(key, RoleAtTime({})).values[label["__name__"]] = value
+    return roles
+
+
+def _compare(rules: RoleAtTime, model: Capacity) -> dict[str, tuple[float | None, float | None]]:
+    unstabilised = rules.get("desired_dynos:unstabilised")
+    needed = None if model.holding else model.needed_dynos
+    unmeetable = None if model.holding else float(model.unmeetable)
+    pairs = {
+        "desired_dynos:unstabilised": (unstabilised, model.desired_dynos),
+        "needed_dynos": (rules.get("needed_dynos"), needed),
+        "deadline_unmeetable": (rules.get("deadline_unmeetable"), unmeetable),
+    }
+    return {name: pair for name, pair in pairs.items() if pair[0] != pair[1]}
+
+
+@pytest.mark.parametrize("name, case", _cases(), ids=[name for name, _ in _cases()])
+def test_rules_and_model_agree_at_every_evaluation(name: str, case: dict) -> None:
+    series = {item["series"]: item["values"] for item in case["input_series"]}
+    times = range(0, _last_eval(case) + 1, STEP)
+    results = probe(series, [(SERIES, t) for t in times])
+    stabilisers: dict[tuple[str, str], ScaleDownStabiliser] = {}
+    compared = 0
+    for t in times:
+        for (app, role), rules in _by_role(results[(SERIES, t)]).items():
+            policy = rules.policy(app, role)
+            if policy is None or rules.get("desired_dynos:unstabilised") is None:
+                continue
+            model = required_capacity(rules.inputs(), policy)
+            assert _compare(rules, model) == {}, f"{app}/{role} at {t}s: {model.reasons}"
+            if not model.holding and rules.get("required_slots") is not None:
+                assert rules.get("required_slots") == pytest.approx(model.required_slots, rel=1e-9)
+            window = rules_window(policy.scale_down_window)
+            stabiliser = stabilisers.setdefault((app, role), ScaleDownStabiliser(window))
+            assert rules.get("desired_dynos") == stabiliser.update(t, model.desired_dynos), (
+                f"{app}/{role} at {t}s"
+            )
+            compared += 1
+    assert compared >= len(times) // 2, "too few evaluations had a desired count to compare"
