@@ -17,10 +17,11 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "check-config": "dynoscaler.check_config",
     "fake-heroku": "scaler.fake_heroku",
     "demo": "dynoscaler.demo.main",
+    "simulate": "dynoscaler.sim.cli",
     "scaler": {"serve": "scaler.serve", "reconcile": "scaler.reconcile"},
     "decisions": "scaler.decisions",
     "exporter": "exporter.cli",
-    "bench": {"exporter": "exporter.bench"},
+    "bench": {"exporter": "exporter.bench", "webhook": "scaler.bench"},
 }
 
 

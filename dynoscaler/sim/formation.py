@@ -49,8 +49,8 @@ class Formation:
             self._add(now, now + self.boot_time)
         if change < 0:
             running = np.flatnonzero(self.status == _RUNNING)
-            # newest first; a booting dyno is always newer than a serving one
-            newest = running[np.argsort(-self.requested[running], kind="stable")][:-change]
+            # newest first (the highest-numbered on a tie); booting dynos are the newest
+            newest = running[np.lexsort((running, self.requested[running]))[::-1]][:-change]
             for row in newest:
                 self._stop(int(row), now)
         return change
