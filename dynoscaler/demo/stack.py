@@ -32,8 +32,8 @@ from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
-# Databases the demo may empty: the demo's (3) and the end-to-end tests' (4, 8, 9).
-DEMO_REDIS_DBS = (3, 4, 8, 9)
+# Databases the demo may empty: the demo's (3) and the end-to-end tests' (4, 8, 9, 10).
+DEMO_REDIS_DBS = (3, 4, 8, 9, 10)
 
 
 @dataclass(frozen=True)
