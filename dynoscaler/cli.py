@@ -21,7 +21,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "scaler": {"serve": "scaler.serve", "reconcile": "scaler.reconcile"},
     "decisions": "scaler.decisions",
     "exporter": "exporter.cli",
-    "bench": {"exporter": "exporter.bench"},
+    "bench": {"exporter": "exporter.bench", "webhook": "scaler.bench"},
 }
 
 

@@ -114,6 +114,8 @@ class Actuator:
 
     def check(self) -> None:
         """Raise HerokuError unless the API answers (GET /account/rate-limits)."""
+        # heroku3's is_authenticated caches its first answer and hides the error,
+        # so the check goes through the same session directly.
         try:
             response = self.connection._session.get(self.connection._url_for("account/rate-limits"))
         except requests.RequestException as error:

@@ -27,10 +27,24 @@ _ZERO_TIME_YEAR = 1  # "0001-01-01T00:00:00Z": a firing alert without an end
 
 
 def _payload_schema() -> dict[str, Any]:
-    """The Payload schema of scaler/openapi.yml: one definition for the docs and the check."""
+    """The Payload schema of scaler/openapi.yml: one definition for the docs and the check.
+
+    Its local $refs are inlined once here; resolving them on every request
+    would cost more than the rest of the validation.
+    """
     text = resources.files("scaler").joinpath("openapi.yml").read_text(encoding="utf-8")
-    components = yaml.safe_load(text)["components"]
-    return {"$ref": "#/components/schemas/Payload", "components": components}
+    schemas = yaml.safe_load(text)["components"]["schemas"]
+    return _inline(schemas["Payload"], schemas)
+
+
+def _inline(node: Any, schemas: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _inline(schemas[node["$ref"].rsplit("/", 1)[1]], schemas)
+        return {k: _inline(v, schemas) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, schemas) for v in node]
+    return node
 
 
 _VALIDATOR = jsonschema.Draft202012Validator(_payload_schema())

@@ -26,7 +26,7 @@ from scaler.actuator import Actuator, HerokuError
 from scaler.alerts import PayloadError, parse
 from scaler.notifiers import Notifiers
 from scaler.service import Notify, Scaler
-from scaler.store import Decision, Store
+from scaler.store import STORE_ERRORS, Decision, Store
 
 TOKEN_ENV = "DYNOSCALER_WEBHOOK_TOKEN"
 MAX_BODY_BYTES = 1024 * 1024
@@ -72,6 +72,15 @@ def create_app(
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        if isinstance(error, STORE_ERRORS):
+            # Transient: a 5xx makes Alertmanager send the alerts again.
+            app.logger.error("decision store unavailable: %s", error)
+            return _error(503, f"decision store unavailable: {type(error).__name__}")
+        app.logger.exception("unexpected error")
+        return _error(500, f"internal error: {type(error).__name__}")
 
     @app.post("/alerts")
     def alerts() -> Any:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from dynoscaler.config import Config, RoleSettings
 from scaler import metrics
 from scaler.actuator import FAILURE, HerokuError, Result
-from scaler.guardrails import Policy, Request, State, decide
+from scaler.guardrails import Policy, Request, State, Verdict, decide
 from scaler.store import Decision, Store, StoredState
 
 log = logging.getLogger("dynoscaler.scaler")
@@ -89,8 +89,8 @@ class Scaler:
             self.notify({"event": "formation_unreadable", "app": app, "answer": error.answer()})
             return self.record(decisions)
         now = self.clock()
-        verdicts, states = {}, {}
         with self.store.locked_app(app, [i.role for i in inputs]) as lock:
+            verdicts, states = {}, {}
             for i in inputs:
                 state = self._state(lock.states[i.role], formation, i.role, read_at, settings)
                 verdict = decide(
@@ -104,19 +104,49 @@ class Scaler:
                 if verdict.target is not None:
                     lock.mark_in_flight(i.role, verdict.target, now)
                 verdicts[i.role], states[i.role] = verdict, state
-        targets = {r: v.target for r, v in verdicts.items() if v.target is not None}
-        result = self._send(app, targets)
+            targets = {r: v.target for r, v in verdicts.items() if v.target is not None}
+            if not targets:
+                # The common case (a repeated alert): recorded in the same transaction.
+                decisions = self._decisions(inputs, settings, source, verdicts, states, None)
+                lock.record(decisions)
+        if targets:
+            result = self._send(app, targets)
+            decisions = self._decisions(inputs, settings, source, verdicts, states, result)
+            self.store.record(decisions)
+        self._observe(decisions)
+        return decisions
+
+    def record(self, decisions: list[Decision]) -> list[Decision]:
+        """Store decisions taken outside `apply` (ignored alerts, unreadable formation)."""
+        self.store.record(decisions)
+        self._observe(decisions)
+        return decisions
+
+    def _decisions(
+        self,
+        inputs: list[RoleInput],
+        settings: dict[str, RoleSettings],
+        source: str,
+        verdicts: dict[str, Verdict],
+        states: dict[str, State],
+        result: Result | None,
+    ) -> list[Decision]:
         decisions = []
         for i in inputs:
             verdict = verdicts[i.role]
-            outcome = "none" if verdict.target is None else result.outcome
+            acted = verdict.target is not None and result is not None
             d = self._decision(
-                i, settings, source, states[i.role].current, verdict.target, verdict.reason, outcome
+                i,
+                settings,
+                source,
+                states[i.role].current,
+                verdict.target,
+                verdict.reason,
+                result.outcome if acted else "none",
             )
-            if verdict.target is not None:
-                d.answer = result.answer
+            d.answer = result.answer if acted else None
             decisions.append(d)
-        return self.record(decisions)
+        return decisions
 
     def _settings(self, app: str, role: str) -> RoleSettings:
         settings = self.config.role(app, role)
@@ -188,9 +218,7 @@ class Scaler:
             outcome=outcome,
         )
 
-    def record(self, decisions: list[Decision]) -> list[Decision]:
-        self.store.record(decisions)
+    def _observe(self, decisions: list[Decision]) -> None:
         for d in decisions:
             metrics.DECISIONS.labels(d.app, d.role, d.source, d.outcome).inc()
             log.info("%s/%s %s: %s (%s)", d.app, d.role, d.source, d.reason, d.outcome)
-        return decisions

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg2
+
 from dynoscaler.config import ConfigError
 from scaler.guardrails import State
 
@@ -94,6 +96,10 @@ class StoredState:
     current_at: float | None
 
 
+# What a store call raises when the database is unavailable.
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg2.Error)
+
+
 class Store:
     """A decision store on SQLite or PostgreSQL; one connection per thread and process."""
 
@@ -117,8 +123,6 @@ class Store:
 
     def _connect(self) -> Any:
         if self.postgres:
-            import psycopg2
-
             try:
                 return psycopg2.connect(self.url, connect_timeout=5)
             except psycopg2.OperationalError as error:
@@ -134,7 +138,10 @@ class Store:
 
     def _connection(self) -> Any:
         # A connection must not cross a fork (gunicorn workers): key it by pid.
-        if getattr(self._local, "pid", None) != os.getpid():
+        # psycopg2 marks a connection closed once it saw the server go away:
+        # the next call reconnects, so a PostgreSQL restart costs one failure.
+        stale = getattr(self._local, "pid", None) != os.getpid()
+        if stale or getattr(self._local.connection, "closed", 0):
             self._local.connection = self._connect()
             self._local.pid = os.getpid()
         return self._local.connection
@@ -152,7 +159,8 @@ class Store:
         try:
             yield _Cursor(cursor, self._sql)
         except BaseException:
-            connection.rollback()
+            if not getattr(connection, "closed", 0):
+                connection.rollback()
             raise
         connection.commit()
 
@@ -222,24 +230,7 @@ class Store:
 
     def record(self, decisions: list[Decision]) -> None:
         with self._transaction() as cursor:
-            for d in decisions:
-                cursor.execute(
-                    f"INSERT INTO decisions ({', '.join(COLUMNS[1:])}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        d.time,
-                        d.source,
-                        d.app,
-                        d.role,
-                        json.dumps(d.inputs, sort_keys=True),
-                        json.dumps(d.settings, sort_keys=True),
-                        d.from_count,
-                        d.to_count,
-                        d.reason,
-                        d.outcome,
-                        None if d.answer is None else json.dumps(d.answer, sort_keys=True),
-                    ),
-                )
+            _insert(cursor, decisions)
 
     def decisions(
         self, app: str | None = None, role: str | None = None, limit: int = 100
@@ -289,10 +280,35 @@ class AppLock:
         self.app = app
         self.states = states
 
+    def record(self, decisions: list[Decision]) -> None:
+        """Record decisions in the same transaction as the state they were taken on."""
+        _insert(self._cursor, decisions)
+
     def mark_in_flight(self, role: str, target: int, now: float) -> None:
         self._cursor.execute(
             "UPDATE role_state SET in_flight = ?, in_flight_since = ? WHERE app = ? AND role = ?",
             (target, now, self.app, role),
+        )
+
+
+def _insert(cursor: _Cursor, decisions: list[Decision]) -> None:
+    for d in decisions:
+        cursor.execute(
+            f"INSERT INTO decisions ({', '.join(COLUMNS[1:])}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                d.time,
+                d.source,
+                d.app,
+                d.role,
+                json.dumps(d.inputs, sort_keys=True),
+                json.dumps(d.settings, sort_keys=True),
+                d.from_count,
+                d.to_count,
+                d.reason,
+                d.outcome,
+                None if d.answer is None else json.dumps(d.answer, sort_keys=True),
+            ),
         )
 
 

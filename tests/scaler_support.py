@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -114,3 +117,92 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=5)
+
+
+HEROKU_KEY = "fake-heroku-key"
+
+
+class FakeHerokuProcess:
+    """`dynoscaler fake-heroku` as a subprocess on a free port, with its admin API."""
+
+    def __init__(self, settings_path: Path, *extra: str) -> None:
+        command = [sys.executable, "-m", "dynoscaler", "fake-heroku"]
+        command += ["--config", str(settings_path), "--port", "0", "--api-key", HEROKU_KEY]
+        self.process = subprocess.Popen(
+            [*command, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        line = self.process.stdout.readline()
+        if not line.startswith("fake-heroku: serving"):
+            stop(self.process)
+            raise AssertionError(f"fake-heroku did not start: {line}")
+        self.url = line.rsplit(" ", 1)[1].strip()
+
+    def admin(self, method: str, what: str, body: Any = None) -> Any:
+        response = requests.request(method, f"{self.url}/__fake__/{what}", json=body, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def quantity(self, app: str, role: str) -> int:
+        apps = {a["name"]: a for a in self.admin("GET", "state")["apps"]}
+        return next(f["quantity"] for f in apps[app]["formation"] if f["type"] == role)
+
+    def patches(self) -> list[dict[str, Any]]:
+        return [r for r in self.admin("GET", "requests") if r["method"] == "PATCH"]
+
+    def close(self) -> None:
+        stop(self.process)
+        self.process.stdout.close()
+
+
+class Receiver:
+    def __init__(self, delay: float = 0.0, status: int = 200) -> None:
+        self.requests: list[tuple[str, dict[str, str], object]] = []
+        self.arrived = threading.Event()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                time.sleep(delay)
+                receiver.requests.append((self.path, dict(self.headers), body))
+                receiver.arrived.set()
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ScalerProcess:
+    """`dynoscaler scaler serve` (gunicorn) as a subprocess on a free port."""
+
+    def __init__(self, settings_path: Path, env: dict[str, str], workers: int = 2) -> None:
+        self.port = free_port()
+        command = [sys.executable, "-m", "dynoscaler", "scaler", "serve", "--config"]
+        command += [str(settings_path), "--port", str(self.port), "--workers", str(workers)]
+        self.process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        try:
+            wait_http(f"{self.url}/healthz", self.process)
+        except AssertionError:
+            self.close()
+            raise
+
+    def post(self, body: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        return requests.post(f"{self.url}/alerts", json=body, headers=headers, timeout=30)
+
+    def close(self) -> None:
+        stop(self.process)
+        self.process.stdout.close()

@@ -11,6 +11,10 @@ their own stacks. Redis database 4 belongs to these tests.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +24,8 @@ import pytest
 import yaml
 
 from dynoscaler.demo import measure
-from dynoscaler.demo.stack import Ports, Stack, StackOptions
+from dynoscaler.demo.stack import ROOT, Ports, Stack, StackOptions
+from dynoscaler.demo.supervisor import DemoError, check_ports_free, free_port
 from dynoscaler.demo.workload import Producer, Scenario, spike
 from scaler.store import Store
 
@@ -122,12 +127,7 @@ def decisions(stack: Stack) -> list[dict[str, Any]]:
 
 def report_reaction(stack: Stack, producer: Producer, patch: dict[str, Any]) -> None:
     reaction = patch["at"] - producer.started_at - producer.scenario.load_starts_at
-    print(
-        f"\n{stack.options.mode}: spike -> formation PATCH {reaction:.1f} s; floor "
-        f"{stack.reaction_floor:g} s (scrape + evaluation + "
-        f"{'group_wait' if stack.options.mode == 'alertmanager' else 'reconcile interval'}), "
-        f"plus ScaleRole's for: {stack.alert_hold('ScaleRole'):g} s"
-    )
+    print(f"\n{stack.options.mode}: spike -> formation PATCH {stack.describe_reaction(reaction)}")
 
 
 # -- one loop through Alertmanager, in phases -------------------------------------------------
@@ -237,3 +237,64 @@ def test_reconcile_mode_scales_without_alertmanager(loop_factory):
     success = [d for d in decisions(stack) if d["outcome"] == "success"]
     assert success[0]["source"] == "reconcile"
     assert success[0]["to_count"] == measure.quantities(patch)[ROLE]
+
+
+# -- the demo command ------------------------------------------------------------------------
+
+
+def _free_port_base() -> int:
+    for _ in range(50):
+        base = free_port()
+        ports = Ports.from_base(base).__dict__
+        try:
+            check_ports_free({name: port for name, port in ports.items()})
+        except DemoError:
+            continue
+        return base
+    raise AssertionError("no free port range")
+
+
+def _processes_in(directory: Path) -> list[int]:
+    """Processes whose working directory is `directory` (every child the demo starts)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == directory:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_demo_command_stops_everything_on_ctrl_c(tmp_path):
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "dynoscaler", "demo", "--output", str(output)]
+    command += ["--redis-url", REDIS_URL, "--port-base", str(_free_port_base())]
+    demo = subprocess.Popen(
+        [*command, "--duration", "120"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        for line in demo.stdout:
+            lines.append(line)
+            if "demo-shop/worker: queue" in line:
+                break
+        run_dir = output / "run"
+        assert len(_processes_in(run_dir)) >= 4, "".join(lines)  # services and one dyno
+        demo.send_signal(signal.SIGINT)
+        rest = demo.stdout.read()
+        assert demo.wait(timeout=60) == 130
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        demo.stdout.close()
+    assert "interrupted, stopping everything" in rest
+    assert (output / "demo-shop-worker.png").stat().st_size > 10_000
+    assert _processes_in(run_dir) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 
 import pytest
 from scaler_support import FIXTURES, TOKEN, alert, payload, write_settings
@@ -209,3 +210,13 @@ def test_real_alertmanager_payloads(env) -> None:
     assert {(d["role"], d["from"], d["to"]) for d in decisions} == {("web", 2, 3), ("worker", 1, 4)}
     decisions = post(client, resolved).json["decisions"]
     assert [d["outcome"] for d in decisions] == ["ignored", "ignored"]
+
+
+def test_store_failure_is_a_json_503(env) -> None:
+    client, store, _ = env
+    other = sqlite3.connect(store.url[len("sqlite:///") :])
+    other.execute("DROP TABLE decisions")
+    other.close()
+    response = post(client, payload(alert("shop", "worker", "3")))
+    assert response.status_code == 503
+    assert response.json == {"error": "decision store unavailable: OperationalError"}

@@ -2,48 +2,17 @@
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 from prometheus_client import REGISTRY
-from scaler_support import free_port
+from scaler_support import Receiver, free_port
 
 from dynoscaler.config import ConfigError, NotifierSettings
 from scaler.notifiers import Notifiers
 
 EVENT = {"event": "actuation_limit", "app": "shop", "targets": {"worker": 30}}
-
-
-class Receiver:
-    def __init__(self, delay: float = 0.0, status: int = 200) -> None:
-        self.requests: list[tuple[str, dict[str, str], object]] = []
-        self.arrived = threading.Event()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                time.sleep(delay)
-                receiver.requests.append((self.path, dict(self.headers), body))
-                receiver.arrived.set()
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

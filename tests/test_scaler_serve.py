@@ -10,36 +10,25 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from scaler_support import TOKEN, alert, free_port, payload, stop, wait_http, write_settings
+from scaler_support import TOKEN, ScalerProcess, alert, payload, write_settings
 
 pytestmark = pytest.mark.timeout(90)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def serve(settings_path, port: int, env: dict[str, str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "dynoscaler", "scaler", "serve"]
-    command += ["--config", str(settings_path), "--port", str(port), "--workers", "2"]
-    return subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-
-
 @pytest.fixture
 def server(tmp_path) -> Iterator[str]:
     path = write_settings(tmp_path, f"sqlite:///{tmp_path / 's.sqlite3'}", dry_run=True)
-    port = free_port()
     env = {
         **os.environ,
         "DYNOSCALER_WEBHOOK_TOKEN": TOKEN,
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
     }
-    process = serve(path, port, env)
-    url = f"http://127.0.0.1:{port}"
+    server = ScalerProcess(path, env)
     try:
-        wait_http(f"{url}/healthz", process)
-        yield url
+        yield server.url
     finally:
-        stop(process)
+        server.close()
 
 
 def test_gunicorn_serves_and_metrics_add_up_over_workers(server) -> None:
@@ -69,7 +58,10 @@ def test_gunicorn_serves_and_metrics_add_up_over_workers(server) -> None:
 def test_serve_refuses_without_token(tmp_path) -> None:
     path = write_settings(tmp_path, f"sqlite:///{tmp_path / 's.sqlite3'}")
     env = {k: v for k, v in os.environ.items() if k != "DYNOSCALER_WEBHOOK_TOKEN"}
-    process = serve(path, free_port(), env)
+    command = [sys.executable, "-m", "dynoscaler", "scaler", "serve", "--config", str(path)]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 2
     assert "DYNOSCALER_WEBHOOK_TOKEN is not set" in out

@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 
 from dynoscaler.config import ConfigError
-from scaler.store import Decision, Store
+from scaler.store import STORE_ERRORS, Decision, Store
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -133,3 +133,21 @@ def test_writable_check_and_bad_urls(tmp_path) -> None:
         Store("mysql://somewhere/db")
     with pytest.raises(ConfigError, match="cannot open SQLite file"):
         Store(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.sqlite3'}")
+
+
+def test_postgresql_restart_costs_one_failure_then_reconnects(postgres_url: str) -> None:
+    store = Store(postgres_url)
+    store.record([decision("shop", "worker", 3, 1.0)])
+    name = postgres_url.rsplit("/", 1)[1]
+    admin = psycopg2.connect(PG_ADMIN)
+    admin.autocommit = True
+    admin.cursor().execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = %s AND pid <> pg_backend_pid()",
+        (name,),
+    )
+    admin.close()
+    with pytest.raises(STORE_ERRORS):
+        store.record([decision("shop", "worker", 4, 2.0)])
+    store.record([decision("shop", "worker", 5, 3.0)])
+    assert [r["to_count"] for r in store.decisions()] == [5, 3]

@@ -164,14 +164,8 @@ def _report(
         chart.draw(samples, producer.pushed, load_offset, title, path)
         print(f"demo: chart        {path}")
         reaction = measure.reaction_time(patches, role.role, spike_at, initial[role.key])
-        floor, hold = stack.reaction_floor, stack.alert_hold("ScaleRole")
-        shown = "no scale-up" if reaction is None else f"{reaction:.1f} s"
         name = f"{role.app}/{role.role}"
-        print(
-            f"demo: {name}: load start -> formation PATCH {shown} (floor: scrape + evaluation"
-            f" + {'group_wait' if stack.options.mode == 'alertmanager' else 'reconcile'}"
-            f" = {floor:g} s; plus ScaleRole's for: {hold:g} s)"
-        )
+        print(f"demo: {name}: load start -> formation PATCH {stack.describe_reaction(reaction)}")
         if samples:
             last = samples[-1]
             print(f"demo: {name}: {last.done} jobs done, {last.late} after the deadline")

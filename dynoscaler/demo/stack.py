@@ -238,6 +238,16 @@ class Stack:
             return 2 * options.interval + options.group_wait
         return 2 * options.interval + self.settings.scaler.reconcile_interval
 
+    def describe_reaction(self, reaction: float | None) -> str:
+        """A reaction time beside its floor, as the demo and the tests report it."""
+        shown = "no scale-up" if reaction is None else f"{reaction:.1f} s"
+        if self.options.mode == "alertmanager":
+            parts = "scrape + evaluation + group_wait"
+            hold = f"; ScaleRole's for: adds {self.alert_hold('ScaleRole'):g} s"
+        else:
+            parts, hold = "scrape + evaluation + reconcile interval", ""
+        return f"{shown} (floor {self.reaction_floor:g} s = {parts}{hold})"
+
     def alert_hold(self, alert: str) -> float:
         """The `for:` of an alert in the project's rules, seconds (0 when absent)."""
         return measure.alert_for_seconds(

@@ -1,0 +1,174 @@
+"""The whole scaler path for real: gunicorn -> guardrails -> store -> heroku3 -> fake Heroku.
+
+Includes faults on the fake (retried to the right count, or reported without a
+wrong count), the account dyno limit (notified), and an HA pair of scalers on
+one PostgreSQL store taking one action for duplicated alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg2
+import pytest
+import requests
+from scaler_support import (
+    FIXTURES,
+    HEROKU_KEY,
+    TOKEN,
+    FakeHerokuProcess,
+    Receiver,
+    ScalerProcess,
+    alert,
+    payload,
+    write_settings,
+)
+
+pytestmark = pytest.mark.timeout(120)
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def environment(fake: FakeHerokuProcess, tmp_path) -> dict[str, str]:
+    metrics_dir = tmp_path / f"metrics-{uuid.uuid4().hex[:6]}"
+    metrics_dir.mkdir()
+    return {
+        **os.environ,
+        "DYNOSCALER_WEBHOOK_TOKEN": TOKEN,
+        "HEROKU_API_URL": fake.url,
+        "HEROKU_API_KEY": HEROKU_KEY,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+
+
+@pytest.fixture
+def stack(tmp_path) -> Iterator[tuple[ScalerProcess, FakeHerokuProcess, Receiver]]:
+    receiver = Receiver()
+    settings = write_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 's.sqlite3'}",
+        notifiers=[{"type": "webhook", "url": f"{receiver.url}/events"}],
+    )
+    fake = FakeHerokuProcess(settings, "--dyno-limit", "8")
+    try:
+        scaler = ScalerProcess(settings, environment(fake, tmp_path))
+        try:
+            yield scaler, fake, receiver
+        finally:
+            scaler.close()
+    finally:
+        fake.close()
+        receiver.close()
+
+
+def outcomes(response: requests.Response) -> dict[str, tuple]:
+    return {d["role"]: (d["from"], d["to"], d["outcome"]) for d in response.json()["decisions"]}
+
+
+def test_alertmanager_payload_scales_in_one_batch_and_once(stack) -> None:
+    scaler, fake, _ = stack
+    firing = json.loads((FIXTURES / "alertmanager_scale_firing.json").read_text())
+    first = scaler.post(firing)
+    assert first.status_code == 200
+    assert outcomes(first) == {"web": (2, 3, "success"), "worker": (1, 4, "success")}
+    for _ in range(5):
+        again = scaler.post(firing)
+        assert outcomes(again) == {"web": (3, None, "none"), "worker": (4, None, "none")}
+    [patch] = fake.patches()
+    assert sorted(patch["body"]["updates"], key=lambda u: u["type"]) == [
+        {"type": "web", "quantity": 3},
+        {"type": "worker", "quantity": 4},
+    ]
+    assert (fake.quantity("shop", "web"), fake.quantity("shop", "worker")) == (3, 4)
+    assert requests.get(f"{scaler.url}/healthz", timeout=10).json() == {
+        "store": "ok",
+        "heroku": "ok",
+    }
+
+
+def test_transient_faults_end_at_the_right_count(stack) -> None:
+    scaler, fake, _ = stack
+    fake.admin("POST", "faults", [{"status": 500, "count": 1}, {"status": 429, "count": 1}])
+    response = scaler.post(payload(alert("shop", "worker", "3")))
+    assert outcomes(response) == {"worker": (1, 3, "success")}
+    assert fake.quantity("shop", "worker") == 3
+
+
+def test_persistent_failure_is_a_502_without_a_wrong_count(stack) -> None:
+    scaler, fake, receiver = stack
+    fake.admin("POST", "faults", {"status": 503, "count": 4, "method": "PATCH"})
+    body = payload(alert("shop", "worker", "3"))
+    failed = scaler.post(body)
+    assert failed.status_code == 502
+    assert outcomes(failed) == {"worker": (1, 3, "failure")}
+    assert fake.quantity("shop", "worker") == 1
+    text = requests.get(f"{scaler.url}/metrics", timeout=10).text
+    assert 'dynoscaler_scaler_actuations_total{app="shop",outcome="failure"} 1.0' in text
+    assert receiver.arrived.wait(10)
+    assert receiver.requests[0][2]["event"] == "actuation_failure"
+    # Alertmanager re-sends after a 5xx: the in-flight mark is gone, so it acts.
+    retried = scaler.post(body)
+    assert outcomes(retried) == {"worker": (1, 3, "success")}
+    assert fake.quantity("shop", "worker") == 3
+
+
+def test_dyno_limit_is_recorded_and_notified(stack) -> None:
+    scaler, fake, receiver = stack
+    scaler.post(payload(alert("shop", "worker", "7")))
+    assert fake.quantity("shop", "worker") == 4  # max_step 3
+    limited = scaler.post(payload(alert("shop", "worker", "10")))
+    assert limited.status_code == 200  # a limit cannot succeed on retry: no 5xx
+    assert outcomes(limited) == {"worker": (4, 7, "success")}
+    over = scaler.post(payload(alert("shop", "worker", "10")))
+    assert outcomes(over) == {"worker": (7, 10, "limit")}
+    assert fake.quantity("shop", "worker") == 7
+    assert receiver.arrived.wait(10)
+    event = receiver.requests[0][2]
+    assert (event["event"], event["targets"]) == ("actuation_limit", {"worker": 10})
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    rows = requests.get(f"{scaler.url}/decisions?role=worker&limit=1", headers=headers, timeout=10)
+    [row] = rows.json()["decisions"]
+    assert (row["outcome"], row["answer"]["error"], row["answer"]["attempts"]) == (
+        "limit",
+        "limit",
+        1,
+    )
+    text = requests.get(f"{scaler.url}/metrics", timeout=10).text
+    assert re.search(r'dynoscaler_scaler_heroku_rate_limit_remaining\{api="[^"]+"\} 4\d\d\d', text)
+
+
+@pytest.fixture
+def postgres_store() -> Iterator[str]:
+    name = f"dynoscaler_live_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(PG_ADMIN)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
+
+
+def test_ha_pair_on_postgresql_takes_one_action(tmp_path, postgres_store) -> None:
+    settings = write_settings(tmp_path, postgres_store)
+    fake = FakeHerokuProcess(settings)
+    pair: list[ScalerProcess] = []
+    try:
+        pair = [ScalerProcess(settings, environment(fake, tmp_path)) for _ in range(2)]
+        body = payload(alert("shop", "worker", "4"), alert("shop", "web", "5"))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda i: pair[i % 2].post(body), range(16)))
+        assert [a.status_code for a in answers] == [200] * 16
+        acted = [d for a in answers for d in a.json()["decisions"] if d["to"] is not None]
+        assert sorted((d["role"], d["to"]) for d in acted) == [("web", 5), ("worker", 4)]
+        assert len(fake.patches()) == 1
+        assert (fake.quantity("shop", "worker"), fake.quantity("shop", "web")) == (4, 5)
+    finally:
+        for scaler in pair:
+            scaler.close()
+        fake.close()
