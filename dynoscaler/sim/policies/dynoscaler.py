@@ -129,10 +129,10 @@ def _deadline_margin(inputs: RoleInputs, role: RoleSettings) -> RoleSettings:
 
 
 class DynoscalerProposed(Dynoscaler):
-    """dynoscaler with proposed_capacity and a 120 s scale-down window."""
+    """dynoscaler with proposed_capacity and a 180 s scale-down window."""
 
     name = "dynoscaler-proposed"
-    defaults = {**Dynoscaler.defaults, "scale_down_window": 120.0}
+    defaults = {**Dynoscaler.defaults, "scale_down_window": 180.0}
 
     def __init__(self, context: Context, **params: float) -> None:
         super().__init__(context, **params)
