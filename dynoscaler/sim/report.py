@@ -11,7 +11,7 @@ from dynoscaler.sim.lower_bound import LowerBound, lower_bound
 from dynoscaler.sim.metrics import RunResult
 from dynoscaler.sim.scenario import Scenario
 
-MODEL = "dynoscaler"
+MODELS = ("dynoscaler", "dynoscaler-proposed")
 WITHIN_GOAL = 0.99
 RATIO_GOAL = 1.25
 CHANGES_PER_CYCLE_GOAL = 2
@@ -38,33 +38,42 @@ def evaluate(scenario: Scenario, policies: tuple[str, ...] | None = None) -> Sce
     return ScenarioResult(scenario, lower_bound(scenario), runs)
 
 
-def goals(result: ScenarioResult) -> list[tuple[str, bool]]:
-    """The model's goals on this scenario, each with whether it was met."""
-    run = result.run_of(MODEL)
+def goals(result: ScenarioResult, model: str) -> list[tuple[str, bool]]:
+    """The goals for one of the model's rows on this scenario, each with whether it was met."""
+    run = result.run_of(model)
     if run is None:
         return []
     if not result.scenario.in_bounds:
         lead = run.flag_lead
         return [("unmeetable flagged before the first miss", lead is not None and lead > 0)]
     ratio = result.ratio(run)
+    baselines = [r for r in result.runs if r.policy not in MODELS]
+    better = [r.policy for r in baselines if _better_on_both(r, run)]
+    cheaper = [r.policy for r in baselines if _as_good_for_less(r, run)]
     checks = [
         (f">= {WITHIN_GOAL:.0%} within the deadline", run.within_share >= WITHIN_GOAL),
         (f"<= {RATIO_GOAL}x the lower bound", ratio is not None and ratio <= RATIO_GOAL),
-        ("no baseline better on both", not _dominated(run, result.runs)),
+        (
+            "no baseline better on both" + (f" ({', '.join(better)} is)" if better else ""),
+            not better,
+        ),
     ]
+    if cheaper:
+        checks.append((f"as many jobs in time for fewer dyno-seconds: {', '.join(cheaper)}", False))
     cycles = result.scenario.cycles
     if cycles:
         per_cycle = run.direction_changes / cycles
-        checks.append((f"<= {CHANGES_PER_CYCLE_GOAL} direction changes per cycle", per_cycle <= 2))
+        goal = CHANGES_PER_CYCLE_GOAL
+        checks.append((f"<= {goal} direction changes per cycle", per_cycle <= goal))
     return checks
 
 
-def _dominated(run: RunResult, runs: tuple[RunResult, ...]) -> bool:
-    return any(
-        other.within_share > run.within_share and other.dyno_seconds < run.dyno_seconds
-        for other in runs
-        if other.policy != run.policy
-    )
+def _better_on_both(other: RunResult, run: RunResult) -> bool:
+    return other.within_share > run.within_share and other.dyno_seconds < run.dyno_seconds
+
+
+def _as_good_for_less(other: RunResult, run: RunResult) -> bool:
+    return other.within_share == run.within_share and other.dyno_seconds < run.dyno_seconds
 
 
 def _seconds(value: float) -> str:
@@ -96,10 +105,11 @@ def table(result: ScenarioResult) -> str:
             f"| {run.dyno_seconds:,.0f} | {'—' if ratio is None else f'{ratio:.2f}'} "
             f"| {run.actions} | {changes} | {'—' if lead is None else f'{lead:.0f}'} |"
         )
-    checks = goals(result)
-    if checks:
-        met = "; ".join(f"{text}: {'met' if ok else 'NOT met'}" for text, ok in checks)
-        lines += ["", f"Goals for {MODEL}: {met}."]
+    for model in MODELS:
+        checks = goals(result, model)
+        if checks:
+            met = "; ".join(f"{text}: {'met' if ok else 'NOT met'}" for text, ok in checks)
+            lines += ["", f"Goals for {model}: {met}."]
     return "\n".join(lines)
 
 
