@@ -18,7 +18,7 @@ from dynoscaler.config import Config, RoleSettings
 from scaler import metrics
 from scaler.actuator import FAILURE, HerokuError, Result
 from scaler.guardrails import Policy, Request, State, Verdict, decide
-from scaler.store import Decision, Store, StoredState
+from scaler.store import AppLock, Decision, Store, StoredState
 
 log = logging.getLogger("dynoscaler.scaler")
 
@@ -78,32 +78,15 @@ class Scaler:
         try:
             formation = None if self.dry_run else self.actuator.formation(app)
         except HerokuError as error:
+            reason = f"cannot read formation: {error}"
             decisions = [
-                self._decision(
-                    i, settings, source, None, None, f"cannot read formation: {error}", FAILURE
-                )
+                self._decision(i, settings, source, None, None, reason, FAILURE, error.answer())
                 for i in inputs
             ]
-            for d in decisions:
-                d.answer = error.answer()
             self.notify({"event": "formation_unreadable", "app": app, "answer": error.answer()})
             return self.record(decisions)
-        now = self.clock()
         with self.store.locked_app(app, [i.role for i in inputs]) as lock:
-            verdicts, states = {}, {}
-            for i in inputs:
-                state = self._state(lock.states[i.role], formation, i.role, read_at, settings)
-                verdict = decide(
-                    i.request,
-                    state,
-                    Policy.of(settings[i.role]),
-                    now,
-                    self.config.scaler.stale_after,
-                    self.dry_run,
-                )
-                if verdict.target is not None:
-                    lock.mark_in_flight(i.role, verdict.target, now)
-                verdicts[i.role], states[i.role] = verdict, state
+            verdicts, states = self._decide(lock, inputs, formation, read_at, settings)
             targets = {r: v.target for r, v in verdicts.items() if v.target is not None}
             if not targets:
                 # The common case (a repeated alert): recorded in the same transaction.
@@ -117,6 +100,27 @@ class Scaler:
             self.store.finish(app, confirmed, self.clock(), acted, decisions)
         self._observe(decisions)
         return decisions
+
+    def _decide(
+        self,
+        lock: AppLock,
+        inputs: list[RoleInput],
+        formation: dict[str, int] | None,
+        read_at: float,
+        settings: dict[str, RoleSettings],
+    ) -> tuple[dict[str, Verdict], dict[str, State]]:
+        """Run the guardrails per role under the app's lock; mark targets in flight."""
+        now = self.clock()
+        verdicts, states = {}, {}
+        for i in inputs:
+            state = self._state(lock.states[i.role], formation, i.role, read_at, settings)
+            policy = Policy.of(settings[i.role])
+            stale_after = self.config.scaler.stale_after
+            verdict = decide(i.request, state, policy, now, stale_after, self.dry_run)
+            if verdict.target is not None:
+                lock.mark_in_flight(i.role, verdict.target, now)
+            verdicts[i.role], states[i.role] = verdict, state
+        return verdicts, states
 
     def record(self, decisions: list[Decision]) -> list[Decision]:
         """Store decisions taken outside `apply` (ignored alerts, unreadable formation)."""
@@ -137,17 +141,18 @@ class Scaler:
         for i in inputs:
             verdict = verdicts[i.role]
             acted = verdict.target is not None and result is not None
-            d = self._decision(
-                i,
-                settings,
-                source,
-                states[i.role].current,
-                verdict.target,
-                verdict.reason,
-                result.outcome if acted else "none",
+            decisions.append(
+                self._decision(
+                    i,
+                    settings,
+                    source,
+                    states[i.role].current,
+                    verdict.target,
+                    verdict.reason,
+                    result.outcome if acted else "none",
+                    result.answer if acted else None,
+                )
             )
-            d.answer = result.answer if acted else None
-            decisions.append(d)
         return decisions
 
     def _settings(self, app: str, role: str) -> RoleSettings:
@@ -197,6 +202,7 @@ class Scaler:
         to_count: int | None,
         reason: str,
         outcome: str,
+        answer: dict[str, Any] | None = None,
     ) -> Decision:
         role_settings = settings[i.role]
         recorded = {k: getattr(role_settings, k) for k in _RECORDED_SETTINGS}
@@ -212,6 +218,7 @@ class Scaler:
             to_count=to_count,
             reason=reason,
             outcome=outcome,
+            answer=answer,
         )
 
     def _observe(self, decisions: list[Decision]) -> None:
