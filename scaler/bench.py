@@ -156,7 +156,9 @@ def _start(command: list[str], env: dict[str, str], processes: list[subprocess.P
 def _start_fake(settings: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     options = ["--config", str(settings), "--port", "0", "--rate-limit", "1000000"]
     command = [sys.executable, "-m", "dynoscaler", "fake-heroku", *options]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     line = process.stdout.readline()
     if not line.startswith("fake-heroku: serving"):
         _stop(process)
