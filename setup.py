@@ -9,7 +9,7 @@ setup(
         include=["dynoscaler", "dynoscaler.*", "exporter", "exporter.*", "scaler", "scaler.*"]
     ),
     include_package_data=True,
-    package_data={"scaler": ["openapi.yml"]},
+    package_data={"scaler": ["openapi.yml"], "dynoscaler.demo": ["demo.yml"]},
     install_requires=[
         "prometheus-client>=0.20",
         "flask>=3.0",

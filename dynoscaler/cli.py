@@ -17,6 +17,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "check-config": "dynoscaler.check_config",
     "fake-heroku": "scaler.fake_heroku",
     "demo": "dynoscaler.demo.main",
+    "simulate": "dynoscaler.sim.cli",
     "scaler": {"serve": "scaler.serve", "reconcile": "scaler.reconcile"},
     "decisions": "scaler.decisions",
     "exporter": "exporter.cli",

@@ -27,10 +27,25 @@ MAX_ARGUMENT = 128 * 1024 - 1
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--sizes", default="10,100,1000,10000", help="queue counts to measure (comma separated)"
+        "--sizes",
+        type=_sizes,
+        default="10,100,1000,10000",
+        help="queue counts to measure (comma separated)",
     )
-    parser.add_argument("--scrapes", type=int, default=20, help="scrapes per size and exporter")
+    parser.add_argument(
+        "--scrapes", type=_positive, default=20, help="scrapes per size and exporter"
+    )
     parser.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port (DB 2 is used)")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def _sizes(text: str) -> list[int]:
+    return [_positive(size.strip()) for size in text.split(",")]
 
 
 @dataclass
@@ -38,11 +53,9 @@ class Figures:
     median_ms: float
     p95_ms: float
     rss_mb: float
-    series: int
 
 
 def run(args: argparse.Namespace) -> int:
-    sizes = [int(size) for size in args.sizes.split(",")]
     if not os.access(REDIS_EXPORTER, os.X_OK):
         print(
             f"dynoscaler bench: {REDIS_EXPORTER} is missing (apt install prometheus-redis-exporter)"
@@ -53,13 +66,16 @@ def run(args: argparse.Namespace) -> int:
         f"{'queues':>7} | {'ours median':>11} {'p95':>8} {'RSS':>7} | "
         f"{'redis_exporter median':>21} {'p95':>8} {'RSS':>7} | {'speed-up':>8}"
     )
-    print(f"{args.scrapes} scrapes per exporter and size; times in ms, RSS in MB\n{header}")
+    print(f"{args.scrapes} scrapes of each, taking turns; times in ms, RSS in MB\n{header}")
     print("-" * len(header))
     try:
-        for size in sizes:
+        for size in args.sizes:
             names = _fill(client, size)
-            ours = _measure(_our_exporter(args.redis, names), args.scrapes)
-            theirs = _measure(_redis_exporter(args.redis, names), args.scrapes)
+            with (
+                _our_exporter(args.redis, names) as mine,
+                _redis_exporter(args.redis, names) as peer,
+            ):
+                ours, theirs = _measure([mine, peer], args.scrapes)
             print(
                 f"{size:>7} | {ours.median_ms:>11.1f} {ours.p95_ms:>8.1f} {ours.rss_mb:>7.1f} | "
                 f"{theirs.median_ms:>21.1f} {theirs.p95_ms:>8.1f} {theirs.rss_mb:>7.1f} | "
@@ -131,17 +147,22 @@ def _redis_exporter(address: str, names: list[str]) -> Iterator[tuple[int, str]]
         _stop(process)
 
 
-def _measure(exporter, scrapes: int) -> Figures:
-    with exporter as (pid, url), requests.Session() as session:
-        session.get(url, timeout=60).raise_for_status()  # warm-up: connections, first reads
-        times = []
+def _measure(exporters: list[tuple[int, str]], scrapes: int) -> list[Figures]:
+    """Scrape the exporters in turn, so both see the same load on a shared machine."""
+    times: list[list[float]] = [[] for _ in exporters]
+    with requests.Session() as session:
+        for _, url in exporters:
+            session.get(url, timeout=60).raise_for_status()  # warm-up: connections, first reads
         for _ in range(scrapes):
-            started = time.perf_counter()
-            response = session.get(url, timeout=60)
-            response.raise_for_status()
-            times.append((time.perf_counter() - started) * 1000)
-        series = sum(1 for line in response.text.splitlines() if line and line[0] != "#")
-        return Figures(statistics.median(times), _percentile(times, 95), _rss_mb(pid), series)
+            for index, (_, url) in enumerate(exporters):
+                started = time.perf_counter()
+                response = session.get(url, timeout=60)
+                response.raise_for_status()
+                times[index].append((time.perf_counter() - started) * 1000)
+    return [
+        Figures(statistics.median(taken), _percentile(taken, 95), _rss_mb(pid))
+        for (pid, _), taken in zip(exporters, times, strict=True)
+    ]
 
 
 def _percentile(values: list[float], percent: float) -> float:

@@ -69,7 +69,7 @@ def build(settings: config.Config) -> Exporter:
     else:
         _log.warning("HEROKU_API_KEY is not set: no dynoscaler_dynos (formation) metrics")
     router_roles = [role.key for role in settings.roles if role.requests == "router"]
-    router = RouterStats(settings.apps, router_roles)
+    router = RouterStats(router_roles)
     collector = ExporterCollector(
         [*sources, *pollers], timeout, static=policy_samples(settings), extra=[router.samples]
     )

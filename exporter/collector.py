@@ -31,7 +31,7 @@ class ExporterCollector(Collector):
         self,
         sources: Sequence[Source],
         timeout: float,
-        static: Samples = (),  # type: ignore[assignment]
+        static: Sequence[Sample | HistogramSample] = (),
         extra: Sequence[Callable[[], Samples]] = (),
     ) -> None:
         self.sources = list(sources)

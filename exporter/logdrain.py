@@ -8,7 +8,9 @@ Router lines look like
     host=shop.herokuapp.com request_id=... dyno=web.1 connect=1ms service=23ms status=200
 
 Each one with a dyno and a service time counts one request of that dyno's
-process type (web.1 -> web). Other lines (the app's own output) are ignored.
+process type (web.1 -> web), if the settings give that role `requests: router`.
+Other lines (the app's own output, other roles) are ignored, so a drain cannot
+create series the settings do not name.
 """
 
 from __future__ import annotations
@@ -64,19 +66,19 @@ def router_request(line: str) -> tuple[str, float] | None:
 class RouterStats:
     """Request counts and service-time histograms per (app, role), kept in memory."""
 
-    def __init__(self, apps: Iterable[str], roles: Iterable[tuple[str, str]] = ()) -> None:
-        self.apps = frozenset(apps)
+    def __init__(self, roles: Iterable[tuple[str, str]]) -> None:
         self._lock = threading.Lock()
-        self._stats: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
-        for key in roles:
-            self._entry(key)
+        self._stats = {key: ([0] * (len(DURATION_BUCKETS) + 1), [0.0]) for key in roles}
+        self.apps = frozenset(app for app, _ in self._stats)
 
     def receive(self, app: str, body: bytes) -> int:
         """Count the router lines of one drain POST; returns how many were counted."""
-        requests = [r for r in map(router_request, frames(body)) if r is not None]
+        requests = [
+            r for r in map(router_request, frames(body)) if r and (app, r[0]) in self._stats
+        ]
         with self._lock:
             for role, seconds in requests:
-                counts, total = self._entry((app, role))
+                counts, total = self._stats[(app, role)]
                 counts[bucket_index(seconds)] += 1
                 total[0] += seconds
         return len(requests)
@@ -89,8 +91,3 @@ class RouterStats:
             samples.append(Sample("dynoscaler_router_requests", key, sum(counts)))
             samples.append(HistogramSample("dynoscaler_router_service_seconds", key, counts, total))
         return samples
-
-    def _entry(self, key: tuple[str, str]) -> tuple[list[int], list[float]]:
-        if key not in self._stats:
-            self._stats[key] = ([0] * (len(DURATION_BUCKETS) + 1), [0.0])
-        return self._stats[key]

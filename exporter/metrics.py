@@ -129,7 +129,12 @@ def families(samples: Iterable[Sample | HistogramSample]) -> list[Metric]:
     return [built[name] for name in FAMILIES if name in built]
 
 
+_KINDS: dict[str, type[Metric]] = {
+    "gauge": GaugeMetricFamily,
+    "counter": CounterMetricFamily,
+    "histogram": HistogramMetricFamily,
+}
+
+
 def _new_family(name: str, family: Family) -> Metric:
-    kinds = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily}
-    kinds["histogram"] = HistogramMetricFamily
-    return kinds[family.kind](name, family.help, labels=list(family.labels))
+    return _KINDS[family.kind](name, family.help, labels=list(family.labels))

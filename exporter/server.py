@@ -41,7 +41,8 @@ def _drain(
     environ: dict[str, Any], start_response: StartResponse, router: RouterStats, app: str
 ) -> Iterable[bytes]:
     if app not in router.apps:
-        return _reply(start_response, "404 Not Found", f"app {app!r} is not in the settings")
+        message = f"app {app!r} has no role with `requests: router` in the settings"
+        return _reply(start_response, "404 Not Found", message)
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:

@@ -17,7 +17,7 @@ dynoscaler depends on it:
 
 Admin endpoints outside Heroku's API, without authentication (bind to localhost):
 
-  POST /__fake__/faults    queue faults for the next API requests; one object or a list:
+  POST /__fake__/faults    queue faults for the next API requests; one JSON object or a list:
                            {"status": 503, "count": 2}        answer with an error
                            {"latency": 1.5, "count": 3}       delay, then answer normally
                            {"timeout": true, "seconds": 30}   hold the request, then 504
@@ -86,7 +86,6 @@ class Formation:
     app_name: str
     type: str
     quantity: int
-    initial_quantity: int
     created_at: str
     updated_at: str
     size: str = DEFAULT_SIZE
@@ -149,12 +148,13 @@ class App:
 
 
 class TokenBucket:
-    """Heroku's rate limit: `capacity` requests per hour, refilled continuously."""
+    """Heroku's rate limit: `capacity` requests per hour, refilled continuously; thread-safe."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.tokens = float(capacity)
         self._stamp = time.monotonic()
+        self._lock = threading.Lock()
 
     def _refill(self) -> None:
         now = time.monotonic()
@@ -162,19 +162,23 @@ class TokenBucket:
         self._stamp = now
 
     def take(self) -> bool:
-        self._refill()
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
+        with self._lock:
+            self._refill()
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
 
     def remaining(self) -> int:
-        self._refill()
-        return int(self.tokens)
+        with self._lock:
+            self._refill()
+            return int(self.tokens)
 
-    def set(self, remaining: float) -> None:
-        self._refill()
-        self.tokens = max(0.0, min(float(self.capacity), remaining))
+    def set(self, remaining: float) -> int:
+        with self._lock:
+            self._refill()
+            self.tokens = max(0.0, min(float(self.capacity), remaining))
+            return int(self.tokens)
 
 
 @dataclass
@@ -247,7 +251,6 @@ class FakeHeroku:
                 app_name=app.name,
                 type=role.role,
                 quantity=role.min_dynos,
-                initial_quantity=role.min_dynos,
                 created_at=created,
                 updated_at=created,
             )
@@ -273,6 +276,13 @@ class FakeHeroku:
         if found is None:
             raise ApiError(404, "not_found", "Couldn't find that formation.", resource="formation")
         return found
+
+    def formation_json(self, app: App, process: str | None = None) -> Any:
+        """One formation (by type or id) or, without `process`, the app's list, as JSON."""
+        with self._lock:
+            if process is not None:
+                return self.formation(app, process).to_json()
+            return [f.to_json() for f in app.formations.values()]
 
     def quantities(self) -> dict[tuple[str, str], int]:
         with self._lock:
@@ -334,6 +344,12 @@ class FakeHeroku:
             except Exception:  # a broken listener must not turn into a Heroku error
                 log.exception("formation listener %r failed", listener)
 
+    def add_faults(self, faults: list[Fault]) -> list[dict[str, Any]]:
+        """Queue faults; the pending ones, oldest first."""
+        with self._lock:
+            self.faults.extend(faults)
+            return [f.to_json() for f in self.faults]
+
     def next_fault(self, method: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
@@ -391,9 +407,7 @@ def create_app(fake: FakeHeroku) -> Flask:
             )
         if _presented_key() != fake.api_key:
             raise ApiError(401, "unauthorized", "Invalid credentials provided.")
-        with fake._lock:
-            allowed = fake.bucket.take()
-        if not allowed:
+        if not fake.bucket.take():
             raise ApiError(
                 429,
                 "rate_limit",
@@ -406,15 +420,14 @@ def create_app(fake: FakeHeroku) -> Flask:
     @web.after_request
     def headers(response: Response) -> Response:
         response.headers["Request-Id"] = g.get("request_id", str(uuid.uuid4()))
-        with fake._lock:
-            response.headers["RateLimit-Remaining"] = str(fake.bucket.remaining())
+        response.headers["RateLimit-Remaining"] = str(fake.bucket.remaining())
         if request.method == "PATCH" and not request.path.startswith("/__fake__/"):
             fake.record(
                 {
                     "at": time.time(),
                     "method": request.method,
                     "path": request.path,
-                    "body": request.get_json(silent=True),
+                    "body": request.get_json(force=True, silent=True),
                     "status": response.status_code,
                 }
             )
@@ -440,8 +453,7 @@ def create_app(fake: FakeHeroku) -> Flask:
 
     @web.get("/account/rate-limits")
     def rate_limits() -> Response:
-        with fake._lock:
-            return jsonify({"remaining": fake.bucket.remaining()})
+        return jsonify({"remaining": fake.bucket.remaining()})
 
     @web.get("/apps/<app_id>")
     def app_info(app_id: str) -> Response:
@@ -449,15 +461,11 @@ def create_app(fake: FakeHeroku) -> Flask:
 
     @web.get("/apps/<app_id>/formation")
     def formation_list(app_id: str) -> Response:
-        app = fake.app(app_id)
-        with fake._lock:
-            return jsonify([f.to_json() for f in app.formations.values()])
+        return jsonify(fake.formation_json(fake.app(app_id)))
 
     @web.get("/apps/<app_id>/formation/<process>")
     def formation_info(app_id: str, process: str) -> Response:
-        app = fake.app(app_id)
-        with fake._lock:
-            return jsonify(fake.formation(app, process).to_json())
+        return jsonify(fake.formation_json(fake.app(app_id), process))
 
     @web.patch("/apps/<app_id>/formation/<process>")
     def formation_update(app_id: str, process: str) -> Response:
@@ -483,20 +491,17 @@ def create_app(fake: FakeHeroku) -> Flask:
 def _add_admin_routes(web: Flask, fake: FakeHeroku) -> None:
     @web.post("/__fake__/faults")
     def add_faults() -> Response:
-        body = request.get_json(silent=True)
+        body = request.get_json(force=True, silent=True)
         faults = [Fault.parse(spec) for spec in (body if isinstance(body, list) else [body])]
-        with fake._lock:
-            fake.faults.extend(faults)
-            return jsonify([f.to_json() for f in fake.faults])
+        return jsonify(fake.add_faults(faults))
 
     @web.post("/__fake__/rate-limit")
     def set_rate_limit() -> Response:
-        remaining = (request.get_json(silent=True) or {}).get("remaining")
+        body = request.get_json(force=True, silent=True)
+        remaining = body.get("remaining") if isinstance(body, dict) else None
         if isinstance(remaining, bool) or not isinstance(remaining, int | float):
             raise ApiError(422, "invalid_params", "remaining must be a number.")
-        with fake._lock:
-            fake.bucket.set(remaining)
-            return jsonify({"remaining": fake.bucket.remaining()})
+        return jsonify({"remaining": fake.bucket.set(remaining)})
 
     @web.get("/__fake__/state")
     def state() -> Response:

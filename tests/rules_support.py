@@ -64,6 +64,7 @@ def probe(
     test = {
         "rule_files": [str(path) for path in sorted(RULES.glob("*.yml"))],
         "evaluation_interval": f"{STEP}s",
+        "group_eval_order": ["dynoscaler_capacity", "dynoscaler_alerts"],
         "tests": [
             {
                 "interval": f"{STEP}s",

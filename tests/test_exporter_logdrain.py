@@ -22,6 +22,9 @@ LINES = [
     # No dyno took it (app crashed, H10): not a request of any role.
     ROUTER.format(n=5) + 'at=error code=H10 desc="App crashed" method=GET path="/" '
     "host=shop.herokuapp.com dyno= connect= service= status=503 bytes= protocol=https",
+    # A role the settings do not scale on requests creates no series.
+    ROUTER.format(n=6) + 'at=info method=GET path="/" host=shop.herokuapp.com '
+    "request_id=e dyno=admin.1 connect=1ms service=9ms status=200 bytes=10 protocol=https",
     # The app's own output is not router traffic.
     "<190>1 2026-11-23T10:00:06+00:00 host app web.1 - service=5ms dyno=web.1 hello",
 ]
@@ -64,6 +67,7 @@ def test_router_lines_become_request_counts_and_service_times(tmp_path):
     ]  # fmt: skip
     assert series[("dynoscaler_router_service_seconds_sum", web)] == pytest.approx(31.524)
     assert series[("dynoscaler_router_service_seconds_count", api)] == 1
+    assert not [key for key in series if ("role", "admin") in key[1]]
 
 
 @pytest.mark.parametrize(
@@ -91,5 +95,6 @@ def test_unknown_app_and_wrong_method(tmp_path):
     with exporter(config) as running:
         unknown = post(f"{running.url}/logs/other", logplex(LINES[:1]))
         wrong = requests.get(f"{running.url}/logs/shop", timeout=5)
-    assert (unknown.status_code, unknown.text) == (404, "app 'other' is not in the settings\n")
+    message = "app 'other' has no role with `requests: router` in the settings\n"
+    assert (unknown.status_code, unknown.text) == (404, message)
     assert wrong.status_code == 405

@@ -21,6 +21,9 @@ from exporter_helpers import (
     write_config,
 )
 
+from exporter.collectors import Queue
+from exporter.collectors.redis_source import RedisSource
+
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -148,3 +151,24 @@ def test_healthz_and_unknown_paths(tmp_path):
         assert requests.get(f"{running.url}/healthz", timeout=5).text == "ok\n"
         missing = requests.get(f"{running.url}/nope", timeout=5)
         assert missing.status_code == 404
+
+
+def test_unreadable_keys_and_jobs(db1):
+    """A key of the wrong type names itself; a job without a readable time only loses its age."""
+    queues = [
+        Queue("shop", "worker", "default", "sidekiq"),
+        Queue("shop", "worker", "reports", "rq"),
+    ]
+    db1.lpush("queue:default", b"not json")
+    db1.rpush("rq:queue:reports", "expired-job-id")  # its rq:job hash is gone
+    samples = RedisSource(REDIS_DB1, queues, timeout=2).read()
+    names = {(s.metric, s.labels[2]): s.value for s in samples}
+    assert names[("dynoscaler_queue_depth", "default")] == 1
+    assert names[("dynoscaler_queue_depth", "reports")] == 1
+    assert ("dynoscaler_queue_oldest_age_seconds", "default") not in names
+    assert ("dynoscaler_queue_oldest_age_seconds", "reports") not in names
+
+    db1.set("rq:queue:reports2", "a string, not a list")
+    broken = RedisSource(REDIS_DB1, [Queue("shop", "worker", "reports2", "rq")], timeout=2)
+    with pytest.raises(redis.ResponseError, match="^LLEN rq:queue:reports2: WRONGTYPE"):
+        broken.read()

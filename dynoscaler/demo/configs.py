@@ -39,14 +39,16 @@ def prometheus(
     does not run are dropped. Rule files are made absolute.
     """
     document = _read(source)
-    seconds = f"{interval:g}s"
+    seconds = duration(interval)
     document["global"] = {
         **document.get("global", {}),
         "scrape_interval": seconds,
         "evaluation_interval": seconds,
-        "scrape_timeout": f"{max(interval / 2, 0.5):g}s",
+        "scrape_timeout": duration(max(interval / 2, 0.5)),
     }
-    document["rule_files"] = [str(source.parent / f) for f in document.get("rule_files", [])]
+    document["rule_files"] = [
+        str(source.resolve().parent / f) for f in document.get("rule_files", [])
+    ]
     if alertmanager:
         document["alerting"] = {
             "alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]
@@ -83,33 +85,50 @@ def _retarget(job: dict[str, Any], target: str) -> dict[str, Any]:
 
 
 def alertmanager(source: Path, scaler_url: str, token: str, group_wait: float) -> dict[str, Any]:
-    """alertmanager.yml sending the scaler's webhooks to the demo's scaler with `token`.
+    """alertmanager.yml sending the scale route's webhooks to the demo's scaler with `token`.
 
     Grouping intervals shrink (group_wait as given, group_interval and
     repeat_interval a few times longer) so decisions follow the load within
-    seconds; receivers other than the scaler's webhook are emptied, since the
-    demo has no people to page (the alert stays visible in Alertmanager's API).
+    seconds. The receivers of routes matching severity="scale" point at the
+    scaler; the others are emptied, since the demo has no people to page (their
+    alerts stay visible in Alertmanager's API and pages).
     """
     document = _read(source)
-    document["route"] = _fast_route(document.get("route", {}), group_wait)
+    route = document.get("route", {})
+    scale_receivers = set(_scale_receivers(route))
+    if not scale_receivers:
+        raise DemoError(f'{source}: no route for severity="scale" alerts to the scaler')
+    document["route"] = _fast_route(route, group_wait)
     base = urlsplit(scaler_url)
     for receiver in document.get("receivers", []):
-        hooks = [_to_scaler(hook, base, token) for hook in receiver.get("webhook_configs", [])]
-        kept = {"name": receiver["name"]}
-        if any(hooks):
-            kept["webhook_configs"] = [hook for hook in hooks if hook]
+        kept: dict[str, Any] = {"name": receiver["name"]}
+        if receiver["name"] in scale_receivers:
+            kept["webhook_configs"] = [
+                _to_scaler(hook, base, token) for hook in receiver.get("webhook_configs", [])
+            ]
         receiver.clear()
         receiver.update(kept)
     return document
 
 
+def _scale_receivers(route: dict[str, Any]) -> list[str]:
+    """Receivers of the routes (at any depth) that match severity="scale"."""
+    found = []
+    for child in route.get("routes", []):
+        matchers = [m.replace(" ", "") for m in child.get("matchers", [])]
+        if 'severity="scale"' in matchers or child.get("match", {}).get("severity") == "scale":
+            found.append(child["receiver"])
+        found += _scale_receivers(child)
+    return found
+
+
 def _fast_route(route: dict[str, Any], group_wait: float) -> dict[str, Any]:
     route = dict(route)
-    route["group_wait"] = f"{group_wait:g}s"
-    route["group_interval"] = f"{max(2 * group_wait, 2):g}s"
+    route["group_wait"] = duration(group_wait)
+    route["group_interval"] = duration(max(2 * group_wait, 2))
     # Alertmanager re-sends a firing alert only every repeat_interval, and a new
     # desired_dynos annotation alone does not count as a change: keep it short.
-    route["repeat_interval"] = f"{max(5 * group_wait, 10):g}s"
+    route["repeat_interval"] = duration(max(5 * group_wait, 10))
     if "routes" in route:
         route["routes"] = [_fast_child(child, group_wait) for child in route["routes"]]
     return route
@@ -124,16 +143,18 @@ def _fast_child(route: dict[str, Any], group_wait: float) -> dict[str, Any]:
     return route
 
 
-def _to_scaler(hook: dict[str, Any], base: Any, token: str) -> dict[str, Any] | None:
-    """A webhook to the scaler (its URL path ends in /alerts), pointed at the demo's scaler."""
+def _to_scaler(hook: dict[str, Any], base: Any, token: str) -> dict[str, Any]:
+    """A webhook pointed at the demo's scaler (same path), with the token inline."""
     url = urlsplit(hook["url"])
-    if not url.path.rstrip("/").endswith("/alerts"):
-        return None
     hook = dict(hook)
     hook["url"] = url._replace(scheme=base.scheme, netloc=base.netloc).geturl()
     hook["http_config"] = {"authorization": {"type": "Bearer", "credentials": token}}
-    hook["max_alerts"] = hook.get("max_alerts", 0)
     return hook
+
+
+def duration(seconds: float) -> str:
+    """Prometheus and Alertmanager durations take whole numbers of a unit."""
+    return f"{round(seconds * 1000)}ms"
 
 
 def write(document: dict[str, Any], path: Path) -> Path:

@@ -26,7 +26,8 @@ from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
-DEMO_REDIS_DBS = (3, 4)  # the demo's and the end-to-end tests' own databases
+# Databases the demo may empty: the demo's (3) and the end-to-end tests' (4, 8, 9).
+DEMO_REDIS_DBS = (3, 4, 8, 9)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,9 @@ class Stack:
             f"--config.file={path}",
             f"--storage.tsdb.path={options.run_dir / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{options.ports.prometheus}",
+            # Prometheus re-sends a firing alert, with its new annotations (desired_dynos),
+            # only every resend-delay (1m by default): as often as it evaluates here.
+            f"--rules.alert.resend-delay={configs.duration(options.interval)}",
         ]
         child = self._start("prometheus", argv)
         self.supervisor.wait_ready(child, _http_ok(f"{self.urls['prometheus']}/-/ready"))
@@ -237,6 +241,16 @@ class Stack:
         if options.mode == "alertmanager":
             return 2 * options.interval + options.group_wait
         return 2 * options.interval + self.settings.scaler.reconcile_interval
+
+    def describe_reaction(self, reaction: float | None) -> str:
+        """A reaction time beside its floor, as the demo and the tests report it."""
+        shown = "no scale-up" if reaction is None else f"{reaction:.1f} s"
+        if self.options.mode == "alertmanager":
+            parts = "scrape + evaluation + group_wait"
+            hold = f"; ScaleRole's for: adds {self.alert_hold('ScaleRole'):g} s"
+        else:
+            parts, hold = "scrape + evaluation + reconcile interval", ""
+        return f"{shown} (floor {self.reaction_floor:g} s = {parts}{hold})"
 
     def alert_hold(self, alert: str) -> float:
         """The `for:` of an alert in the project's rules, seconds (0 when absent)."""

@@ -104,7 +104,7 @@ class Simulation:
                 self._scrape(now, completed, duration_sum, arrived)
                 arrived = 0
             if k % self.decide_every == 0:
-                decision = self.policy.decide(self.view, now)
+                decision = self.policy.decide(self.view, now, self.formation.quantity)
                 if decision.unmeetable:
                     self.first_flag = min(self.first_flag, now + self.policy.delay)
                 pending.append((now + self.policy.delay, decision.desired))

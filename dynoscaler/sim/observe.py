@@ -73,4 +73,5 @@ def slope(times: np.ndarray, values: np.ndarray) -> float | None:
         return None
     t = np.asarray(times, dtype=float)
     t = t - t.mean()
-    return float((t * (np.asarray(values, dtype=float))).sum() / (t * t).sum())
+    spread = float((t * t).sum())
+    return float((t * np.asarray(values, dtype=float)).sum() / spread) if spread else None

@@ -3,17 +3,18 @@
 The Platform API allows about 4,500 requests an hour per token, so scrapes
 never call it: a thread polls GET /apps/<app>/formation (heroku3, through
 dynoscaler.heroku.client()) every `exporter.formation_interval` seconds per
-app, and a scrape publishes the last result. After a failed poll the source is
-down (dynoscaler_source_up 0) while the last values stay published; values
-older than STALE_INTERVALS polls are left out, so the scaler never acts on them.
+app, and a scrape publishes the last result. After a failed read of any app the
+source is down (dynoscaler_source_up 0) while the last values stay published;
+each app's values older than STALE_INTERVALS polls are left out, so the scaler
+never acts on them, and one failing app does not hide the others.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from dynoscaler import heroku
@@ -22,7 +23,12 @@ from exporter.metrics import Sample
 
 STALE_INTERVALS = 3
 
-_log = logging.getLogger(__name__)
+
+@dataclass
+class _AppFormation:
+    samples: list[Sample] = field(default_factory=list)
+    polled_at: float | None = None  # monotonic time of the last good read
+    error: str | None = "no formation read yet"
 
 
 class FormationSource:
@@ -30,48 +36,52 @@ class FormationSource:
 
     def __init__(self, apps: Sequence[str], interval: float, timeout: float) -> None:
         self.address = address(heroku.api_url())
-        self.apps = list(apps)
         self.interval = interval
         self.connection = heroku.client(timeout=timeout)
         self._apps: dict[str, Any] = {}  # heroku3 App objects, fetched once
-        self._samples: list[Sample] = []
-        self._polled_at: float | None = None  # monotonic time of the last good poll
-        self._error: str | None = "no formation read yet"
+        self._formations = {app: _AppFormation() for app in apps}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="formation-poller", daemon=True)
 
     def start(self) -> None:
+        """Read once before serving (so the first scrape has dynos), then in the background."""
+        self.poll()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=self.interval + 1)
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.interval + 1)
 
     def read(self) -> list[Sample]:
+        """Every app's last fresh formation; StaleRead (down) if any app's last read failed."""
+        oldest = time.monotonic() - STALE_INTERVALS * self.interval
+        samples, errors = [], []
         with self._lock:
-            fresh = (
-                self._polled_at is not None
-                and time.monotonic() - self._polled_at <= STALE_INTERVALS * self.interval
-            )
-            samples = self._samples if fresh else []
-            if self._error is not None:
-                raise StaleRead(self._error, samples)
-            if not fresh:
-                raise StaleRead(f"no formation read for {STALE_INTERVALS} intervals", [])
-            return samples
+            for app, formation in self._formations.items():
+                fresh = formation.polled_at is not None and formation.polled_at >= oldest
+                samples += formation.samples if fresh else []
+                if formation.error is not None:
+                    errors.append(f"{app}: {formation.error}")
+                elif not fresh:
+                    errors.append(f"{app}: no formation read for {STALE_INTERVALS} intervals")
+        if errors:
+            raise StaleRead("; ".join(errors), samples)
+        return samples
 
     def poll(self) -> None:
-        """Read every app's formation once; keep the result or the error."""
-        try:
-            samples = [sample for app in self.apps for sample in self._formation(app)]
-        except Exception as error:  # any failure of the API or the client is a down source
-            self._apps.clear()  # fetch the apps again: one may have been renamed or re-created
+        """Read every app's formation once; keep each app's result or error."""
+        for app in self._formations:
+            try:
+                samples = self._formation(app)
+            except Exception as error:  # any failure of the API or the client: that app is down
+                self._apps.pop(app, None)  # fetch it again: it may have been re-created
+                with self._lock:
+                    self._formations[app].error = f"{type(error).__name__}: {error}"
+                continue
             with self._lock:
-                self._error = f"{type(error).__name__}: {error}"
-            return
-        with self._lock:
-            self._samples, self._polled_at, self._error = samples, time.monotonic(), None
+                self._formations[app] = _AppFormation(samples, time.monotonic(), None)
 
     def _formation(self, app_name: str) -> list[Sample]:
         app = self._apps.get(app_name)
@@ -85,6 +95,5 @@ class FormationSource:
         return samples
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self.interval):
             self.poll()
-            self._stop.wait(self.interval)

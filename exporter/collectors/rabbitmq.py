@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 
@@ -41,7 +41,8 @@ class RabbitMQSource:
         vhost = parts.path.strip("/") or "%2F"
         port = f":{parts.port}" if parts.port else ""
         self.endpoint = f"{parts.scheme}://{parts.hostname}{port}/api/queues/{vhost}"
-        self.auth = (parts.username or "guest", parts.password or "guest")
+        # RabbitMQ's default user when the URL names none.
+        self.auth = (unquote(parts.username or "guest"), unquote(parts.password or "guest"))
         self.queues = list(queues)
         self.timeout = timeout
         self.session = requests.Session()

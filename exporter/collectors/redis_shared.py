@@ -25,6 +25,13 @@ def per_queue_counts(flat: list[Any]) -> dict[str, int]:
     return dict(zip(names, map(int, flat[1::2]), strict=True))
 
 
+def oldest_age(queue: Queue, depth: int, age: float | None) -> list[Sample]:
+    """The oldest job's age: 0 for an empty queue, nothing when its time is unreadable."""
+    if depth == 0:
+        age = 0.0
+    return [] if age is None else [Sample("dynoscaler_queue_oldest_age_seconds", queue.labels, age)]
+
+
 def in_progress(queues: Sequence[Queue], busy: dict[str, int]) -> list[Sample]:
     return [Sample("dynoscaler_queue_in_progress", q.labels, busy.get(q.name, 0)) for q in queues]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 import redis
 from redis.backoff import NoBackoff
@@ -57,18 +58,33 @@ class RedisSource:
 
     def read(self) -> list[Sample | HistogramSample]:
         pipe = self.client.pipeline(transaction=False)
-        sizes = []
+        sizes, commands = [], []
         for module, queues in self.parts:
-            commands = module.commands(queues)
-            for command in commands:
+            part = module.commands(queues)
+            for command in part:
                 pipe.execute_command(*command)
-            sizes.append(len(commands))
-        replies = pipe.execute()
+            sizes.append(len(part))
+            commands += part
+        replies = pipe.execute(raise_on_error=False)
+        _raise_first_error(commands, replies)
         now, start, samples = time.time(), 0, []
         for (module, queues), size in zip(self.parts, sizes, strict=True):
             samples += module.parse(queues, replies[start : start + size], now)
             start += size
         return samples
+
+
+def _raise_first_error(commands: list[tuple[Any, ...]], replies: list[Any]) -> None:
+    """Raise a failed command's error (e.g. WRONGTYPE: a key that is not a list) with its key."""
+    for command, reply in zip(commands, replies, strict=True):
+        if isinstance(reply, redis.ResponseError):
+            raise redis.ResponseError(f"{_describe(command)}: {reply}")
+
+
+def _describe(command: tuple[Any, ...]) -> str:
+    if command[0] == "EVAL":  # EVAL script numkeys key...
+        return f"Lua script on {command[3]}" if command[2] else "Lua script"
+    return f"{command[0]} {command[1]}"
 
 
 def redis_sources(queues: Sequence[tuple[str, Queue]], timeout: float) -> list[RedisSource]:

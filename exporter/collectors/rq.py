@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exporter.collectors import Queue
+from exporter.collectors.redis_shared import oldest_age
 from exporter.metrics import Sample
 
 _OLDEST_ENQUEUED_AT = """
@@ -48,13 +49,14 @@ def parse(queues: Sequence[Queue], replies: list[Any], now: float) -> list[Sampl
         samples += [
             Sample("dynoscaler_queue_depth", queue.labels, length),
             Sample("dynoscaler_queue_in_progress", queue.labels, started),
-            Sample("dynoscaler_queue_oldest_age_seconds", queue.labels, _age(enqueued_at, now)),
+            *oldest_age(queue, length, _age(enqueued_at, now)),
         ]
     return samples
 
 
-def _age(enqueued_at: bytes | None, now: float) -> float:
-    if not enqueued_at:
-        return 0.0
-    when = datetime.strptime(enqueued_at.decode(), _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+def _age(enqueued_at: bytes | None, now: float) -> float | None:
+    try:
+        when = datetime.strptime(enqueued_at.decode(), _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except (AttributeError, ValueError):  # no job hash (expired) or no enqueue time
+        return None
     return max(0.0, now - when.timestamp())

@@ -21,6 +21,7 @@ from exporter.collectors import Queue
 from exporter.collectors.redis_shared import (
     LUA_RETURN_COUNTS,
     in_progress,
+    oldest_age,
     per_queue_counts,
     server_completed,
 )
@@ -61,19 +62,18 @@ def parse(queues: Sequence[Queue], replies: list[Any], now: float) -> list[Sampl
     for index, queue in enumerate(queues):
         length, oldest = replies[2 * index], replies[2 * index + 1]
         samples.append(Sample("dynoscaler_queue_depth", queue.labels, length))
-        samples.append(
-            Sample("dynoscaler_queue_oldest_age_seconds", queue.labels, _age(oldest, now))
-        )
+        samples += oldest_age(queue, length, _age(oldest, now))
     processed, busy = replies[-2], replies[-1]
     samples += in_progress(queues, per_queue_counts(busy))
     samples += server_completed(queues, processed)
     return samples
 
 
-def _age(job: bytes | None, now: float) -> float:
-    if job is None:
-        return 0.0
-    enqueued_at = float(json.loads(job)["enqueued_at"])
+def _age(job: bytes | None, now: float) -> float | None:
+    try:
+        enqueued_at = float(json.loads(job)["enqueued_at"])
+    except (TypeError, ValueError, KeyError):  # no job, or not a Sidekiq job
+        return None
     if enqueued_at > _MILLISECONDS_FROM:
         enqueued_at /= 1000
     return max(0.0, now - enqueued_at)

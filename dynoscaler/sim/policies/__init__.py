@@ -10,6 +10,7 @@ from dynoscaler.sim.policies.base import Context, Policy
 # name -> "module:Class"; imported on use so one policy's dependency cannot break the others
 REGISTRY: dict[str, str] = {
     "dynoscaler": "dynoscaler.sim.policies.dynoscaler:Dynoscaler",
+    "dynoscaler-proposed": "dynoscaler.sim.policies.dynoscaler:DynoscalerProposed",
     "guv": "dynoscaler.sim.policies.guv:Guv",
     "threshold": "dynoscaler.sim.policies.threshold:Threshold",
     "hpa": "dynoscaler.sim.policies.proportional:Proportional",
@@ -20,7 +21,16 @@ REGISTRY: dict[str, str] = {
 }
 
 # compared in every scenario unless the scenario lists its own
-DEFAULT_POLICIES = ("dynoscaler", "guv", "threshold", "hpa", "keda", "hirefire", "judoscale")
+DEFAULT_POLICIES = (
+    "dynoscaler",
+    "dynoscaler-proposed",
+    "guv",
+    "threshold",
+    "hpa",
+    "keda",
+    "hirefire",
+    "judoscale",
+)
 
 
 def build(name: str, context: Context, params: dict[str, float] | None = None) -> Policy:

@@ -51,11 +51,8 @@ class Policy(ABC):
         self.interval = float(self.params.get("interval", 15.0))
         self.delay = float(self.params.get("delay", 0.0))
 
-    def current(self, view: View) -> int:
-        return int(view.latest("dynos"))
-
     @abstractmethod
-    def decide(self, view: View, now: float) -> Decision:
+    def decide(self, view: View, now: float, current: int) -> Decision:
         """The count this policy wants now."""
 
 

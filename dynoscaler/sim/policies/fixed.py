@@ -10,5 +10,5 @@ class Fixed(Policy):
     name = "fixed"
     defaults = {"interval": 60.0, "dynos": 0.0}  # dynos 0: max_dynos
 
-    def decide(self, view: View, now: float) -> Decision:
+    def decide(self, view: View, now: float, current: int) -> Decision:
         return Decision(int(self.params["dynos"]) or self.role.max_dynos)

@@ -32,7 +32,7 @@ class Guv(Policy):
         self.stddev = self.params["stddev"] or self.mean / 2
         self._history: deque[tuple[float, int]] = deque()
 
-    def decide(self, view: View, now: float) -> Decision:
+    def decide(self, view: View, now: float, current: int) -> Decision:
         role = self.role
         estimate = guv_workers(
             view.latest("depth"), role.concurrency, self.mean, self.stddev, role.target_deadline

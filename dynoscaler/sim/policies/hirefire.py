@@ -25,7 +25,7 @@ class HireFire(Policy):
         super().__init__(context, **params)
         self.ratio = self.params["ratio"] or jobs_per_dyno(context)
 
-    def decide(self, view: View, now: float) -> Decision:
+    def decide(self, view: View, now: float, current: int) -> Decision:
         jobs = view.latest("depth") + view.latest("in_progress")
         wanted = hirefire_dynos(jobs, self.ratio)
         return Decision(min(max(wanted, self.role.min_dynos), self.role.max_dynos))

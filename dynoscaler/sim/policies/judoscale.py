@@ -30,8 +30,8 @@ class Judoscale(Policy):
         self._last_up = -float("inf")
         self._last_down = -float("inf")
 
-    def decide(self, view: View, now: float) -> Decision:
-        p, current = self.params, self.current(view)
+    def decide(self, view: View, now: float, current: int) -> Decision:
+        p = self.params
         latency = view.latest("oldest_age")
         desired = current
         if latency > self.upper and now - self._last_up >= p["upscale_wait"]:

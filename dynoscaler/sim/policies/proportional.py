@@ -40,8 +40,7 @@ class Proportional(Policy):
         self.target = self.params["target"] or jobs_per_dyno(context)
         self._recommendations: deque[tuple[float, int]] = deque()
 
-    def decide(self, view: View, now: float) -> Decision:
-        current = self.current(view)
+    def decide(self, view: View, now: float, current: int) -> Decision:
         jobs = view.latest("depth") + view.latest("in_progress")
         wanted = hpa_recommendation(current, jobs, self.target, self.params["tolerance"])
         self._recommendations.append((now, wanted))

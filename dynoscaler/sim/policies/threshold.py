@@ -8,7 +8,7 @@ the last one.
 from __future__ import annotations
 
 from dynoscaler.sim.observe import View
-from dynoscaler.sim.policies.base import Decision, Policy
+from dynoscaler.sim.policies.base import Context, Decision, Policy
 
 
 class Threshold(Policy):
@@ -21,10 +21,13 @@ class Threshold(Policy):
         "cooldown": 60.0,
         "step": 1.0,
     }
-    _last_action = -float("inf")
 
-    def decide(self, view: View, now: float) -> Decision:
-        p, current = self.params, self.current(view)
+    def __init__(self, context: Context, **params: float) -> None:
+        super().__init__(context, **params)
+        self._last_action = -float("inf")
+
+    def decide(self, view: View, now: float, current: int) -> Decision:
+        p = self.params
         if now - self._last_action < p["cooldown"]:
             return Decision(current)
         desired = current

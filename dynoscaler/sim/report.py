@@ -1,0 +1,159 @@
+"""Run scenarios against policies, judge the goals, write a markdown table and PNG plots."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynoscaler.sim.engine import simulate
+from dynoscaler.sim.lower_bound import LowerBound, lower_bound
+from dynoscaler.sim.metrics import RunResult
+from dynoscaler.sim.scenario import Scenario
+
+MODELS = ("dynoscaler", "dynoscaler-proposed")
+WITHIN_GOAL = 0.99
+RATIO_GOAL = 1.25
+CHANGES_PER_CYCLE_GOAL = 2
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    scenario: Scenario
+    bound: LowerBound
+    runs: tuple[RunResult, ...]
+
+    def ratio(self, run: RunResult) -> float | None:
+        if not self.bound.feasible or self.bound.dyno_seconds <= 0:
+            return None
+        return run.dyno_seconds / self.bound.dyno_seconds
+
+    def run_of(self, policy: str) -> RunResult | None:
+        return next((r for r in self.runs if r.policy == policy), None)
+
+
+def evaluate(scenario: Scenario, policies: tuple[str, ...] | None = None) -> ScenarioResult:
+    names = policies or scenario.policies
+    runs = tuple(simulate(scenario, name) for name in names)
+    return ScenarioResult(scenario, lower_bound(scenario), runs)
+
+
+def goals(result: ScenarioResult, model: str) -> list[tuple[str, bool]]:
+    """The goals for one of the model's rows on this scenario, each with whether it was met."""
+    run = result.run_of(model)
+    if run is None:
+        return []
+    if not result.scenario.in_bounds:
+        lead = run.flag_lead
+        return [("unmeetable flagged before the first miss", lead is not None and lead > 0)]
+    ratio = result.ratio(run)
+    baselines = [r for r in result.runs if r.policy not in MODELS]
+    better = [r.policy for r in baselines if _better_on_both(r, run)]
+    cheaper = [r.policy for r in baselines if _as_good_for_less(r, run)]
+    checks = [
+        (f">= {WITHIN_GOAL:.0%} within the deadline", run.within_share >= WITHIN_GOAL),
+        (f"<= {RATIO_GOAL}x the lower bound", ratio is not None and ratio <= RATIO_GOAL),
+        (
+            "no baseline better on both" + (f" ({', '.join(better)} is)" if better else ""),
+            not better,
+        ),
+    ]
+    if cheaper:
+        checks.append((f"as many jobs in time for fewer dyno-seconds: {', '.join(cheaper)}", False))
+    cycles = result.scenario.cycles
+    if cycles:
+        per_cycle = run.direction_changes / cycles
+        goal = CHANGES_PER_CYCLE_GOAL
+        checks.append((f"<= {goal} direction changes per cycle", per_cycle <= goal))
+    return checks
+
+
+def _better_on_both(other: RunResult, run: RunResult) -> bool:
+    return other.within_share > run.within_share and other.dyno_seconds < run.dyno_seconds
+
+
+def _as_good_for_less(other: RunResult, run: RunResult) -> bool:
+    return other.within_share == run.within_share and other.dyno_seconds < run.dyno_seconds
+
+
+def _seconds(value: float) -> str:
+    return "never" if math.isinf(value) else f"{value:.1f}"
+
+
+def table(result: ScenarioResult) -> str:
+    scenario, bound = result.scenario, result.bound
+    bound_text = f"{bound.dyno_seconds:,.0f}" if bound.feasible else "infeasible (out of bounds)"
+    lines = [
+        f"### {scenario.name}",
+        "",
+        scenario.description,
+        "",
+        f"Lower bound: {bound_text} dyno-seconds.",
+        "",
+        "| policy | within deadline | p99 enqueue→done (s) | dyno-seconds | × bound "
+        "| actions | direction changes | flag lead (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in result.runs:
+        ratio = result.ratio(run)
+        lead = run.flag_lead
+        changes = f"{run.direction_changes}"
+        if scenario.cycles:
+            changes += f" ({run.direction_changes / scenario.cycles:.1f}/cycle)"
+        lines.append(
+            f"| {run.policy} | {run.within_share:.2%} | {_seconds(run.p99)} "
+            f"| {run.dyno_seconds:,.0f} | {'—' if ratio is None else f'{ratio:.2f}'} "
+            f"| {run.actions} | {changes} | {'—' if lead is None else f'{lead:.0f}'} |"
+        )
+    for model in MODELS:
+        checks = goals(result, model)
+        if checks:
+            met = "; ".join(f"{text}: {'met' if ok else 'NOT met'}" for text, ok in checks)
+            lines += ["", f"Goals for {model}: {met}."]
+    return "\n".join(lines)
+
+
+def plot(result: ScenarioResult, path: Path) -> None:
+    """One panel per policy: load (in dynos' worth of work), dynos, and queue depth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenario = result.scenario
+    per_dyno = scenario.role.concurrency / scenario.service.mean  # jobs/s one dyno finishes
+    runs = result.runs
+    figure, axes = plt.subplots(len(runs), 1, figsize=(8, 1.6 * len(runs) + 0.6), sharex=True)
+    axes = [axes] if len(runs) == 1 else list(axes)
+    for axis, run in zip(axes, runs, strict=True):
+        hours = [t / 3600 for t in run.trace.times]
+        load = [rate / per_dyno for rate in run.trace.arrival_rate]
+        axis.plot(hours, load, color="0.6", lw=0.8, label="load (dynos of work)")
+        axis.step(hours, run.trace.dynos, where="post", color="tab:blue", lw=1, label="dynos")
+        axis.set_ylabel(run.policy, fontsize=8)
+        queue = axis.twinx()
+        queue.plot(hours, run.trace.depth, color="tab:red", lw=0.7, label="queue depth")
+        queue.tick_params(labelsize=7)
+        axis.tick_params(labelsize=7)
+    axes[0].legend(loc="upper left", fontsize=7, ncol=2)
+    axes[-1].set_xlabel("hours")
+    figure.suptitle(f"{scenario.name}: load and dynos (left), queue depth (right, red)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def write_report(results: list[ScenarioResult], directory: Path, command: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    sections = [
+        "# Simulator results",
+        "",
+        f"Produced by `{command}`. What the columns mean: docs/simulator.md.",
+    ]
+    for result in results:
+        image = f"{result.scenario.name}.png"
+        plot(result, directory / image)
+        sections += ["", table(result), "", f"![{result.scenario.name}]({image})"]
+    path = directory / "README.md"
+    path.write_text("\n".join(sections) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,34 @@
+"""Small scenarios built in code for the simulator tests."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from dynoscaler.sim.scenario import Scenario, parse
+
+
+def scenario(**overrides: Any) -> Scenario:
+    document: dict[str, Any] = {
+        "duration": 600,
+        "seed": 1,
+        "role": {"min_dynos": 1, "max_dynos": 1, "concurrency": 4, "boot_time": 0},
+        "arrivals": {"type": "constant", "rate": 1.0},
+        "service": {"type": "exponential", "mean": 2.0},
+        "policies": ["fixed"],
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(document.get(key), dict):
+            document[key] = {**document[key], **value}
+        else:
+            document[key] = value
+    return parse(document, "test")
+
+
+def erlang_c_wait(servers: int, arrival_rate: float, mean_service: float) -> float:
+    """Mean time in queue of M/M/c (Erlang C)."""
+    load = arrival_rate * mean_service
+    below = sum(load**k / math.factorial(k) for k in range(servers))
+    top = load**servers / math.factorial(servers) * servers / (servers - load)
+    waiting_probability = top / (below + top)
+    return waiting_probability / (servers / mean_service - arrival_rate)

@@ -1,0 +1,113 @@
+"""Formation metrics through heroku3 against `dynoscaler fake-heroku` (real HTTP)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import requests
+from exporter_helpers import ROOT, exporter, labels, wait_for, write_config
+
+pytestmark = pytest.mark.timeout(90)
+
+KEY = "test-key-formation"
+APPS = {
+    "shop": {"roles": {"web": {"min_dynos": 2, "requests": "router"}}},
+    "dialer": {"roles": {"worker": {"min_dynos": 1, "queues": [
+        {"name": "calls", "backend": "redis_list", "url": "redis://127.0.0.1:6379/1"},
+    ]}}},
+}  # fmt: skip
+
+
+@pytest.fixture
+def fake_heroku(tmp_path) -> Iterator[str]:
+    config = write_config(tmp_path, APPS)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dynoscaler", "fake-heroku", "--config", str(config)]
+        + ["--port", "0", "--rate-limit", "3600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "HEROKU_API_KEY": KEY},
+    )
+    try:
+        banner = process.stdout.readline()  # "fake-heroku: serving shop, dialer on URL"
+        assert " on http" in banner, banner
+        yield banner.split()[-1]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
+
+
+def test_formation_is_polled_published_and_goes_stale(tmp_path, fake_heroku):
+    directory = tmp_path / "exporter"
+    directory.mkdir()
+    config = write_config(directory, APPS, formation_interval=1)
+    env = {"HEROKU_API_KEY": KEY, "HEROKU_API_URL": fake_heroku}
+    dynos = "dynoscaler_dynos"
+    up = ("dynoscaler_source_up", labels(source=fake_heroku, backend="heroku"))
+    with exporter(config, env=env) as running:
+        series = wait_for(lambda: (s := running.scrape()).get(up) == 1 and s)
+        assert series[(dynos, labels(app="shop", role="web"))] == 2
+        assert series[(dynos, labels(app="dialer", role="worker"))] == 1
+        size = labels(app="shop", role="web", size="standard-1X")
+        assert series[("dynoscaler_dyno_size_info", size)] == 1
+
+        # A scale through the API shows up within a poll interval or two.
+        patched = requests.patch(
+            f"{fake_heroku}/apps/shop/formation",
+            json={"updates": [{"type": "web", "quantity": 5}]},
+            auth=("", KEY),
+            headers={"Accept": "application/vnd.heroku+json; version=3"},
+            timeout=5,
+        )
+        assert patched.status_code == 200
+        wait_for(lambda: running.scrape()[(dynos, labels(app="shop", role="web"))] == 5)
+
+        # Scrapes never call Heroku: 30 scrapes cost at most the one or two polls meanwhile.
+        before = _remaining(fake_heroku)
+        for _ in range(30):
+            running.scrape()
+        assert before - _remaining(fake_heroku) <= 4
+
+        # Heroku fails: the source is down at once, the last count stays until it is stale.
+        _fault(fake_heroku, {"status": 503, "count": 1000})
+        series = wait_for(lambda: (s := running.scrape())[up] == 0 and s)
+        assert series[(dynos, labels(app="shop", role="web"))] == 5
+        wait_for(lambda: (dynos, labels(app="shop", role="web")) not in running.scrape())
+        assert running.scrape()[up] == 0
+
+        # Heroku answers again: back without a restart.
+        requests.post(f"{fake_heroku}/__fake__/reset", timeout=5).raise_for_status()
+        series = wait_for(lambda: (s := running.scrape())[up] == 1 and s)
+        assert series[(dynos, labels(app="shop", role="web"))] == 2
+        source = f"source {fake_heroku} (heroku)"
+        assert len(running.log_lines(f"{source} is down")) == 1
+        assert len(running.log_lines(f"{source} is up again")) == 1
+
+
+def _remaining(url: str) -> int:
+    return requests.get(f"{url}/__fake__/state", timeout=5).json()["rate_limit_remaining"]
+
+
+def _fault(url: str, fault: dict) -> None:
+    requests.post(f"{url}/__fake__/faults", json=fault, timeout=5).raise_for_status()
+
+
+def test_an_app_heroku_does_not_know_does_not_hide_the_others(tmp_path, fake_heroku):
+    directory = tmp_path / "exporter"
+    directory.mkdir()
+    ghost = {"ghost": {"roles": {"web": {"requests": "router"}}}}
+    config = write_config(directory, {**APPS, **ghost}, formation_interval=1)
+    env = {"HEROKU_API_KEY": KEY, "HEROKU_API_URL": fake_heroku}
+    with exporter(config, env=env) as running:
+        series = running.scrape()
+    assert series[("dynoscaler_source_up", labels(source=fake_heroku, backend="heroku"))] == 0
+    assert series[("dynoscaler_dynos", labels(app="shop", role="web"))] == 2
+    assert ("dynoscaler_dynos", labels(app="ghost", role="web")) not in series
+    (line,) = running.log_lines("(heroku) is down")
+    assert "ghost: HTTPError: 404" in line

@@ -1,0 +1,171 @@
+"""prometheus/prometheus.yml and the rules in a real Prometheus, scraping a real exporter.
+
+A copy of the configuration with 1s intervals (the only change, as the demo
+does) scrapes a small HTTP server serving the metric contract for one worker
+role: λ = 2 jobs/s, S = 3s by Little's law (6 in progress), 10 waiting, D = 60s,
+B = 10s, c = 4, miss ratio 0.01, 2 dynos now. The model gives
+a = 6, slots = 6 + 2.3268·√6 + 10·3/47 = 12.34, ceil(12.34 / 4) = 4 dynos.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from rules_support import ROOT
+
+from dynoscaler.config import QueueSettings, RoleSettings
+from dynoscaler.model import RoleInputs, required_capacity
+
+pytestmark = [pytest.mark.timeout(150), pytest.mark.slow]
+
+PROMETHEUS = "/usr/bin/prometheus"
+ROLE = 'app="shop",role="worker"'
+QUEUE = f'{ROLE},queue="default",backend="sidekiq"'
+POLICY = {
+    "min_dynos": 0,
+    "max_dynos": 10,
+    "target_deadline_seconds": 60,
+    "concurrency": 4,
+    "boot_seconds": 10,
+    "miss_ratio": 0.01,
+    "scale_down_window_seconds": 60,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def exposition(started: float) -> str:
+    completed = 2.0 * (time.monotonic() - started)  # λ = 2 jobs/s, depth flat
+    lines = [f"dynoscaler_policy_{name}{{{ROLE}}} {value}" for name, value in POLICY.items()]
+    lines += [
+        f"dynoscaler_dynos{{{ROLE}}} 2",
+        f"dynoscaler_queue_depth{{{QUEUE}}} 10",
+        f"dynoscaler_queue_in_progress{{{QUEUE}}} 6",
+        f"dynoscaler_queue_oldest_age_seconds{{{QUEUE}}} 4",
+        "# TYPE dynoscaler_jobs_completed_total counter",
+        f"dynoscaler_jobs_completed_total{{{QUEUE}}} {completed}",
+        'dynoscaler_source_up{source="shop/worker/default",backend="sidekiq"} 1',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def exporter() -> Iterator[str]:
+    started = time.monotonic()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = exposition(started).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, exporter: str) -> Iterator[str]:
+    shutil.copytree(ROOT / "prometheus" / "rules", tmp_path / "rules")
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text("utf-8"))
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    jobs["dynoscaler-exporter"]["static_configs"] = [{"targets": [exporter]}]
+    jobs["dynoscaler-scaler"]["static_configs"] = [{"targets": [f"127.0.0.1:{free_port()}"]}]
+    config["alerting"]["alertmanagers"][0]["static_configs"] = [
+        {"targets": [f"127.0.0.1:{free_port()}"]}
+    ]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def query(url: str, expr: str) -> dict[str, float]:
+    try:
+        response = requests.get(f"{url}/api/v1/query", params={"query": expr}, timeout=2)
+    except requests.ConnectionError:
+        return {}
+    results = response.json()["data"]["result"] if response.status_code == 200 else []
+    return {r["metric"].get("__name__", expr): float(r["value"][1]) for r in results}
+
+
+def wait_for(url: str, expr: str, expected: float, seconds: float) -> dict[str, float]:
+    deadline = time.monotonic() + seconds
+    got: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        got = query(url, expr)
+        if list(got.values()) == [expected]:
+            return got
+        time.sleep(0.5)
+    return got
+
+
+def test_real_prometheus_computes_the_desired_count(prometheus: str) -> None:
+    # the role holds at 2 until the counter has a full minute of samples
+    got = wait_for(prometheus, "app_role:dynoscaler_desired_dynos", 4.0, 90)
+    assert list(got.values()) == [4.0]
+    rate = query(prometheus, "app_role:dynoscaler_arrival_rate:rate1m")
+    seconds = query(prometheus, "app_role:dynoscaler_processing_seconds:rate1m")
+    # scrape timing makes the measured rate approximate; the model on the
+    # measured inputs must still give the same count
+    assert list(rate.values())[0] == pytest.approx(2.0, rel=0.1)
+    assert list(seconds.values())[0] == pytest.approx(3.0, rel=0.1)
+    policy = RoleSettings(
+        app="shop",
+        role="worker",
+        min_dynos=0,
+        max_dynos=10,
+        target_deadline=60,
+        boot_time=10,
+        concurrency=4,
+        miss_ratio=0.01,
+        scale_down_window=60,
+        cooldown=0,
+        max_step=10,
+        queues=(QueueSettings("default", "sidekiq", "redis://x"),),
+    )
+    inputs = RoleInputs(2.0, 3.0, backlog=10, in_progress=6)
+    assert required_capacity(inputs, policy).desired_dynos == 4
+    # pending at once (desired 4 > 2 dynos), firing 15s later: loaded and evaluated
+    alerts = wait_for(prometheus, 'ALERTS{alertname="ScaleRole",direction="up"}', 1.0, 20)
+    assert list(alerts.values()) == [1.0]

@@ -1,0 +1,144 @@
+"""Each baseline's rule on hand-computed cases, and dynoscaler's inputs from scraped series."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dynoscaler.sim.observe import View
+from dynoscaler.sim.policies import build
+from dynoscaler.sim.policies.base import Context
+from dynoscaler.sim.policies.guv import guv_workers
+from dynoscaler.sim.policies.hirefire import hirefire_dynos
+from dynoscaler.sim.policies.proportional import hpa_recommendation
+from tests.sim_support import scenario
+
+ROLE = {"min_dynos": 1, "max_dynos": 50, "concurrency": 10, "target_deadline": 60}
+
+
+def _context(**role) -> Context:
+    case = scenario(role={**ROLE, **role}, service={"type": "lognormal", "mean": 2.0, "cv": 0.5})
+    return Context(case.role, case.service, scrape_interval=15, alert_delay=20)
+
+
+def _view(samples: list[dict[str, float]], every: float = 15.0) -> View:
+    view = View(capacity=len(samples) + 1, scrape_interval=every)
+    base = dict.fromkeys(
+        ("depth", "in_progress", "oldest_age", "completed", "duration_sum", "duration_count"), 0.0
+    )
+    for i, values in enumerate(samples):
+        view.record(i * every, **{**base, "dynos": 1.0, **values})
+    return view
+
+
+def test_guv_workers_from_queue_length():
+    # target = 60 - 2.33 * 1 = 57.67; ceil(95 / 10) * 2 / (57.67 - 2) = 0.359 -> 1
+    assert guv_workers(95, 10, mean=2, stddev=1, deadline=60) == 1
+    # target = 10 - 2.33 = 7.67; 1000 * 2 / 5.67 = 352.7 -> 353
+    assert guv_workers(1000, 1, mean=2, stddev=1, deadline=10) == 353
+    # target - mean < mean: divide by the mean, i.e. one worker per job
+    assert guv_workers(30, 1, mean=2, stddev=1, deadline=5) == 30
+
+
+def test_guv_scales_down_no_lower_than_its_120_s_history():
+    guv = build("guv", _context())  # mean 2 (the scenario's), stddev 1
+    deep, empty = {"depth": 3000.0}, {"depth": 0.0}
+    # ceil(3000 / 10) * 2 / 55.67 = 10.8 -> 11
+    assert guv.decide(_view([deep]), 0.0, 1).desired == 11
+    assert guv.decide(_view([deep, empty]), 30.0, 11).desired == 11
+    assert guv.decide(_view([deep, empty]), 90.0, 11).desired == 11
+    assert guv.decide(_view([deep, empty]), 120.0, 11).desired == 1
+
+
+def test_hpa_recommendation_with_tolerance():
+    assert hpa_recommendation(4, jobs=100, target=20, tolerance=0.1) == 5  # 4 * 25/20
+    assert hpa_recommendation(4, jobs=84, target=20, tolerance=0.1) == 4  # 1.05: within 10%
+    assert hpa_recommendation(4, jobs=40, target=20, tolerance=0.1) == 2
+    assert hpa_recommendation(0, jobs=45, target=20, tolerance=0.1) == 3  # KEDA activation
+
+
+def test_hpa_limits_scale_up_and_stabilises_scale_down():
+    hpa = build("hpa", _context(), {"target": 10})
+    assert hpa.decide(_view([{"depth": 1000.0}]), 0.0, 2).desired == 6  # max(2x, +4)
+    deep = _view([{"depth": 300.0}])  # wants 30: doubles per 15 s sync on the way
+    assert [hpa.decide(deep, t, n).desired for t, n in ((15, 6), (30, 12), (45, 24))] == [
+        12,
+        24,
+        30,
+    ]
+    low = _view([{"depth": 10.0}])
+    assert hpa.decide(low, 100.0, 30).desired == 30  # the 300 s window remembers 30
+    assert hpa.decide(low, 346.0, 30).desired == 1
+
+
+def test_hirefire_ratio_and_zero_when_empty():
+    assert hirefire_dynos(0, 5) == 0
+    assert hirefire_dynos(11, 5) == 3
+    hirefire = build("hirefire", _context(min_dynos=0), {"ratio": 5})
+    assert hirefire.decide(_view([{"depth": 7.0, "in_progress": 4.0}]), 0.0, 1).desired == 3
+    assert hirefire.decide(_view([{}]), 60.0, 3).desired == 0
+
+
+def test_threshold_steps_out_above_20_and_in_after_5_minutes_below_5():
+    rule = build("threshold", _context())
+    assert rule.decide(_view([{"depth": 25.0}]), 0.0, 2).desired == 3
+    assert rule.decide(_view([{"depth": 25.0}]), 30.0, 3).desired == 3  # 60 s cooldown
+    assert rule.decide(_view([{"depth": 25.0}] * 5), 60.0, 3).desired == 4
+    quiet = _view([{"depth": 4.0}] * 30)  # 435 s of samples below 5
+    assert rule.decide(quiet, 435.0, 4).desired == 3
+    mixed = _view([{"depth": 4.0}] * 20 + [{"depth": 6.0}] + [{"depth": 4.0}] * 9)
+    assert rule.decide(mixed, 600.0, 4).desired == 4
+
+
+def test_judoscale_up_one_per_3_minutes_down_after_10_minutes_below_range():
+    judo = build("judoscale", _context())  # range 2 s .. 10 s for a 60 s deadline
+    slow = _view([{"oldest_age": 20.0}])
+    assert judo.decide(slow, 0.0, 2).desired == 3
+    assert judo.decide(slow, 170.0, 3).desired == 3
+    assert judo.decide(slow, 180.0, 3).desired == 4
+    fast = _view([{"oldest_age": 1.0}] * 45)  # 660 s of samples below 2 s
+    assert judo.decide(fast, 660.0, 4).desired == 3
+    assert judo.decide(fast, 670.0, 3).desired == 3  # the next step waits another 10 minutes
+
+
+def test_dynoscaler_estimates_rate_and_processing_time_as_the_rules_do():
+    policy = build("dynoscaler", _context())
+    # 10 jobs/s complete, 20 s of processing per second, the queue grows 1 job/s
+    samples = [
+        {
+            "completed": 150.0 * i,
+            "duration_count": 150.0 * i,
+            "duration_sum": 300.0 * i,
+            "depth": 15.0 * i,
+        }
+        for i in range(6)
+    ]
+    inputs = policy.inputs(_view(samples), 75.0, current=3)
+    assert inputs.arrival_rate == pytest.approx(11.0)
+    assert inputs.processing_seconds == pytest.approx(2.0)
+    assert inputs.backlog == 75.0
+    assert inputs.current_dynos == 3
+
+
+def test_proposed_capacity_by_hand():
+    from dynoscaler.model import RoleInputs, required_capacity
+    from dynoscaler.sim.policies.dynoscaler import proposed_capacity
+
+    role = _context(concurrency=2, boot_time=10, max_dynos=10).role
+    inputs = RoleInputs(arrival_rate=1.0, processing_seconds=4.0, backlog=100, current_dynos=2)
+    # the model: a + β·√a + drain = 4 + 2.33 * 2 + 100 * 4 / 46 = 17.35 slots -> 9 dynos
+    assert required_capacity(inputs, role).needed_dynos == 9
+    # proposed: max(4 + ln(100) * 4 / 56, 100 * 4 / 46) = max(4.33, 8.70) slots -> 5 dynos
+    proposed = proposed_capacity(inputs, role)
+    assert proposed.required_slots == pytest.approx(400 / 46)
+    assert (proposed.needed_dynos, proposed.desired_dynos, proposed.unmeetable) == (5, 5, False)
+    no_backlog = proposed_capacity(RoleInputs(1.0, 4.0, backlog=0, current_dynos=2), role)
+    assert no_backlog.required_slots == pytest.approx(4 + math.log(100) * 4 / 56, rel=1e-3)
+    # a rise is looked ahead for sizing but does not page: λ' = 3 + 0.5 * 10 = 8/s, a = 32
+    # slots, while the steady need is 3 * 4 = 12 slots (+0.33 margin) = 13 dynos = max
+    rising = RoleInputs(3.0, 4.0, backlog=0, arrival_rate_slope=0.5, current_dynos=2)
+    single = _context(concurrency=1, boot_time=10, max_dynos=13).role
+    assert required_capacity(rising, single).unmeetable
+    assert proposed_capacity(rising, single).needed_dynos == 33
+    assert not proposed_capacity(rising, single).unmeetable
