@@ -36,7 +36,7 @@ setup(
             "rq>=2.0",
             "celery>=5.4",
             "pika>=1.3",
-            "schemathesis>=3.30",
+            "schemathesis>=4.0",
         ],
     },
     entry_points={"console_scripts": ["dynoscaler=dynoscaler.cli:main"]},

@@ -288,6 +288,14 @@ class AppLock:
         """Record decisions in the same transaction as the state they were taken on."""
         _insert(self._cursor, decisions)
 
+    def confirm(self, role: str, count: int | None, at: float) -> None:
+        """Store a count read from Heroku at `at`, unless a newer one is stored."""
+        self._cursor.execute(
+            "UPDATE role_state SET current = ?, current_at = ? WHERE app = ? AND role = ? "
+            "AND (current_at IS NULL OR current_at < ?)",
+            (count, at, self.app, role, at),
+        )
+
     def mark_in_flight(self, role: str, target: int, now: float) -> None:
         self._cursor.execute(
             "UPDATE role_state SET in_flight = ?, in_flight_since = ? WHERE app = ? AND role = ?",

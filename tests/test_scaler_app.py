@@ -146,6 +146,9 @@ def test_other_alerts_and_resolved_are_recorded_not_acted_on(env) -> None:
         (payload(alert("shop", "worker", "-1")), 422, "not a non-negative integer"),
         (payload(alert("shop", "worker", "NaN")), 422, "not a non-negative integer"),
         (payload(alert("shop", "worker", "five")), 422, "not a non-negative integer"),
+        (payload(alert("shop", "worker", "1e3")), 422, "not a non-negative integer"),
+        (payload(alert("shop", "worker", "1_0")), 422, "not a non-negative integer"),
+        (payload(alert("shop", "worker", "\u0663")), 422, "not a non-negative integer"),
     ],
 )
 def test_bad_payloads_get_a_4xx_and_change_nothing(env, body, status, fragment) -> None:
@@ -182,7 +185,7 @@ def test_decisions_endpoint(env) -> None:
     rows = client.get("/decisions?app=shop&role=web&limit=5", headers=AUTH).json["decisions"]
     assert [(r["role"], r["from_count"], r["to_count"]) for r in rows] == [("web", 2, 4)]
     assert len(client.get("/decisions?limit=1", headers=AUTH).json["decisions"]) == 1
-    for limit in ("0", "1001", "abc", "-1"):
+    for limit in ("0", "1001", "abc", "-1", "\u00b2", "00000001"):
         response = client.get(f"/decisions?limit={limit}", headers=AUTH)
         assert response.status_code == 400
         assert response.json == {"error": "limit must be an integer from 1 to 1000"}
