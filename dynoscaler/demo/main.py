@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="load shape (default: spike, within the target)",
     )
     parser.add_argument(
-        "--duration", type=float, help="seconds of load (default: the scenario's, 3-4 min)"
+        "--duration",
+        type=float,
+        help="seconds of load (default: the scenario's, 2.5-3.5 min after the warm-up)",
     )
     parser.add_argument(
         "--warmup",

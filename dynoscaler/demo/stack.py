@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,8 +18,14 @@ import requests
 
 from dynoscaler import config
 from dynoscaler.demo import configs, measure
-from dynoscaler.demo.supervisor import Child, DemoError, Supervisor, check_ports_free, free_port
-from dynoscaler.demo.supervisor import http_ok as _http_ok
+from dynoscaler.demo.supervisor import (
+    Child,
+    DemoError,
+    Supervisor,
+    check_ports_free,
+    free_port,
+    http_ok,
+)
 from dynoscaler.demo.workers import DynoPool, dyno_argv
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 
@@ -58,7 +64,6 @@ class StackOptions:
     group_wait: float = 1.0  # Alertmanager's, seconds
     api_key: str = "demo-heroku-key"
     token: str = "demo-webhook-token"
-    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 class Stack:
@@ -80,7 +85,6 @@ class Stack:
             "DYNOSCALER_STORE": self.store,
             "PROMETHEUS_URL": self.urls["prometheus"],
             "DEMO_REDIS_URL": options.redis_url,
-            **options.extra_env,
         }
         self.settings = config.load(options.settings, environ=self.env)
         self.supervisor = Supervisor(options.run_dir, self.env)
@@ -130,7 +134,7 @@ class Stack:
     def start_exporter(self) -> None:
         argv = self._dynoscaler("exporter", "--port", str(self.options.ports.exporter))
         child = self._start("exporter", argv)
-        self.supervisor.wait_ready(child, _http_ok(f"{self.urls['exporter']}/metrics"))
+        self.supervisor.wait_ready(child, http_ok(f"{self.urls['exporter']}/metrics"))
 
     def stop_exporter(self) -> None:
         self.supervisor.stop(self.children.pop("exporter"))
@@ -170,7 +174,7 @@ class Stack:
             f"--rules.alert.resend-delay={configs.duration(options.interval)}",
         ]
         child = self._start("prometheus", argv)
-        self.supervisor.wait_ready(child, _http_ok(f"{self.urls['prometheus']}/-/ready"))
+        self.supervisor.wait_ready(child, http_ok(f"{self.urls['prometheus']}/-/ready"))
 
     def _start_alertmanager(self) -> None:
         options = self.options
@@ -189,7 +193,7 @@ class Stack:
             "--cluster.listen-address=",  # no HA gossip port: one instance, nothing to clash
         ]
         child = self._start("alertmanager", argv)
-        self.supervisor.wait_ready(child, _http_ok(f"{self.urls['alertmanager']}/-/ready"))
+        self.supervisor.wait_ready(child, http_ok(f"{self.urls['alertmanager']}/-/ready"))
 
     def _start(self, name: str, argv: list[str]) -> Child:
         child = self.supervisor.start(name, argv)

@@ -37,9 +37,9 @@ def _step(base: float, peak: float, start: float, end: float) -> Callable[[float
 def spike(
     base: float = 3,
     peak: float = 40,
-    start: float = 20,
+    start: float = 5,
     length: float = 50,
-    duration: float = 240,
+    duration: float = 200,
     job_seconds: float = 0.5,
     name: str = "spike",
 ) -> Scenario:
@@ -56,7 +56,7 @@ def spike(
 
 
 def sine(
-    mean: float = 12, amplitude: float = 10, period: float = 90, duration: float = 240
+    mean: float = 12, amplitude: float = 10, period: float = 90, duration: float = 200
 ) -> Scenario:
     return Scenario(
         name="sine",
@@ -70,7 +70,7 @@ def sine(
 
 
 def out_of_bounds(
-    base: float = 3, peak: float = 130, start: float = 30, length: float = 45, duration: float = 180
+    base: float = 3, peak: float = 130, start: float = 5, length: float = 45, duration: float = 150
 ) -> Scenario:
     """A spike the maximum number of dynos cannot serve in time: DeadlineUnmeetable fires."""
     return spike(base, peak, start, length, duration, name="out-of-bounds")
