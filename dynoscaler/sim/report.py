@@ -83,6 +83,14 @@ def _seconds(value: float) -> str:
     return "never" if math.isinf(value) else f"{value:.3g}"
 
 
+def _flag(run: RunResult) -> str:
+    if math.isinf(run.first_flag):
+        return "—"
+    if run.flag_lead is None:
+        return f"raised at {run.first_flag:.0f} s, no miss"
+    return f"{run.flag_lead:.0f}"
+
+
 def table(result: ScenarioResult) -> str:
     scenario, bound = result.scenario, result.bound
     bound_text = (
@@ -103,14 +111,13 @@ def table(result: ScenarioResult) -> str:
     ]
     for run in result.runs:
         ratio = result.ratio(run)
-        lead = run.flag_lead
         changes = f"{run.direction_changes}"
         if scenario.cycles:
             changes += f" ({run.direction_changes / scenario.cycles:.1f}/cycle)"
         lines.append(
             f"| {run.policy} | {run.within_share:.2%} | {_seconds(run.p99)} "
             f"| {run.dyno_seconds:,.0f} | {'—' if ratio is None else f'{ratio:.2f}'} "
-            f"| {run.actions} | {changes} | {'—' if lead is None else f'{lead:.0f}'} |"
+            f"| {run.actions} | {changes} | {_flag(run)} |"
         )
     for model in MODELS:
         checks = goals(result, model)
