@@ -112,7 +112,9 @@ class Scaler:
         if targets:
             result = self._send(app, targets)
             decisions = self._decisions(inputs, settings, source, verdicts, states, result)
-            self.store.record(decisions)
+            confirmed = {role: result.counts.get(role) for role in targets}
+            acted = result.outcome in ("success", "dry_run")
+            self.store.finish(app, confirmed, self.clock(), acted, decisions)
         self._observe(decisions)
         return decisions
 
@@ -172,15 +174,9 @@ class Scaler:
         return dataclasses.replace(stored.state, current=current)
 
     def _send(self, app: str, targets: dict[str, int]) -> Result:
-        if not targets:
-            return Result("none")
-        now = self.clock()
         if self.dry_run:
-            self.store.finish(app, dict(targets), now, acted=True)
             return Result("dry_run", dict(targets), {"dry_run": True})
         result = self.actuator.scale(app, targets)
-        confirmed = {role: result.counts.get(role) for role in targets}
-        self.store.finish(app, confirmed, self.clock(), acted=result.outcome == "success")
         if result.outcome != "success":
             self.notify(
                 {

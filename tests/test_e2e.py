@@ -1,12 +1,18 @@
 """The closed loop end to end: real Redis, exporter, Prometheus, Alertmanager, scaler
 (gunicorn), the fake Heroku and dyno processes, started by the demo's Stack.
 
-The project's own rules hold ScaleRole for 15 s and estimate rates over 1 m, so a
-full scale-up and scale-down takes minutes. To stay within about five minutes the
-Alertmanager tests share one stack and one load, in phases that run in file
-order: spike -> scale-up; scaler restart; load ends, exporter killed -> no
-scale-down; exporter back -> scale-down. The OPS alert and reconcile mode get
-their own stacks. Redis database 4 belongs to these tests.
+The project's rules answer a load change only once they have a full minute of
+samples, hold ScaleRole for 15 s and estimate rates over 1 m, so one closed
+loop takes minutes. To stay near five minutes, three loops run side by side
+from one module fixture, each on its own Redis database (4, 8 and 9):
+
+- "am": through Alertmanager, in phases that run in file order: spike ->
+  scale-up; scaler restart; load ends, exporter killed -> no scale-down;
+  exporter back -> scale-down to min_dynos;
+- "ops": the same, with max_dynos 2 under a load needing about 8: DeadlineUnmeetable;
+- "reconcile": no Alertmanager, the scaler queries Prometheus itself.
+
+The Ctrl-C test of the `demo` command runs first, before the loops use database 4.
 """
 
 from __future__ import annotations
@@ -31,9 +37,10 @@ from scaler.store import Store
 
 pytestmark = pytest.mark.e2e
 
-REDIS_URL = "redis://127.0.0.1:6379/4"
 APP, ROLE = "e2e-shop", "worker"
 MIN, MAX = 1, 8
+WARMUP = 62.0  # a full minute of samples before the rules compute rates
+T = TypeVar("T")
 
 
 def settings(max_dynos: int) -> dict[str, Any]:
@@ -59,9 +66,6 @@ def settings(max_dynos: int) -> dict[str, Any]:
     }
 
 
-T = TypeVar("T")
-
-
 def wait_for(what: str, check: Callable[[], T], timeout: float, stack: Stack) -> T:
     """Poll check() until it returns something truthy; fail naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
@@ -76,7 +80,7 @@ def wait_for(what: str, check: Callable[[], T], timeout: float, stack: Stack) ->
 
 
 def start_loop(
-    directory: Path, mode: str, scenario: Scenario, max_dynos: int = MAX
+    directory: Path, mode: str, db: int, scenario: Scenario, max_dynos: int
 ) -> tuple[Stack, Producer]:
     path = directory / "autoscale.yml"
     path.write_text(yaml.safe_dump(settings(max_dynos)))
@@ -84,31 +88,38 @@ def start_loop(
         settings=path,
         run_dir=directory,
         ports=Ports.free(),
-        redis_url=REDIS_URL,
+        redis_url=f"redis://127.0.0.1:6379/{db}",
         mode=mode,
         interval=1.0,
         group_wait=1.0,
     )
     stack = Stack(options).__enter__()
     try:
-        return stack, Producer(stack.redis, ["default"], scenario).start()
+        producer = Producer(stack.redis, ["default"], scenario, warmup=WARMUP)
+        return stack, producer.start()
     except BaseException:
         stack.stop()
         raise
 
 
-@pytest.fixture
-def loop_factory(tmp_path: Path) -> Iterator[Callable[..., tuple[Stack, Producer]]]:
-    started: list[tuple[Stack, Producer]] = []
-
-    def make(mode: str, scenario: Scenario, max_dynos: int = MAX) -> tuple[Stack, Producer]:
-        started.append(start_loop(tmp_path, mode, scenario, max_dynos))
-        return started[-1]
-
-    yield make
-    for stack, producer in started:
-        producer.stop()
-        stack.stop()
+@pytest.fixture(scope="module")
+def loops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[Stack, Producer]]]:
+    # 1 job/s idles at one dyno; 40 jobs/s of 0.5 s jobs need about 6 dynos of 4 slots.
+    specs = {
+        "am": ("alertmanager", 4, spike(base=1, peak=40, start=0, length=35, duration=900), MAX),
+        "ops": ("alertmanager", 8, spike(base=1, peak=60, start=0, length=900, duration=900), 2),
+        "reconcile": ("reconcile", 9, spike(base=1, peak=40, start=0, length=900), MAX),
+    }
+    started: dict[str, tuple[Stack, Producer]] = {}
+    try:
+        for name, (mode, db, scenario, max_dynos) in specs.items():
+            directory = tmp_path_factory.mktemp(name)
+            started[name] = start_loop(directory, mode, db, scenario, max_dynos)
+        yield started
+    finally:
+        for stack, producer in started.values():
+            producer.stop()
+            stack.stop()
 
 
 def worker_quantity(stack: Stack) -> int:
@@ -116,7 +127,7 @@ def worker_quantity(stack: Stack) -> int:
 
 
 def scaled_up(stack: Stack, producer: Producer) -> dict[str, Any] | None:
-    spike_at = (producer.started_at or 0) + producer.scenario.load_starts_at
+    spike_at = producer.at(producer.scenario.load_starts_at)
     return measure.first_scale_up(stack.patches(), ROLE, spike_at, MIN)
 
 
@@ -126,117 +137,13 @@ def decisions(stack: Stack) -> list[dict[str, Any]]:
 
 
 def report_reaction(stack: Stack, producer: Producer, patch: dict[str, Any]) -> None:
-    reaction = patch["at"] - producer.started_at - producer.scenario.load_starts_at
+    reaction = patch["at"] - producer.at(producer.scenario.load_starts_at)
     print(f"\n{stack.options.mode}: spike -> formation PATCH {stack.describe_reaction(reaction)}")
-
-
-# -- one loop through Alertmanager, in phases -------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def am_loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Producer]]:
-    # 1 job/s idles at one dyno; 40 jobs/s of 0.5 s jobs needs about 6 dynos of 4 slots.
-    scenario = spike(base=1, peak=40, start=5, length=35, duration=600)
-    stack, producer = start_loop(tmp_path_factory.mktemp("am"), "alertmanager", scenario)
-    try:
-        yield stack, producer
-    finally:
-        producer.stop()
-        stack.stop()
-
-
-@pytest.mark.timeout(90)
-def test_spike_scales_up_through_alertmanager(am_loop):
-    stack, producer = am_loop
-    patch = wait_for("a scale-up PATCH", lambda: scaled_up(stack, producer), 75, stack)
-    report_reaction(stack, producer, patch)
-    asked = measure.quantities(patch)[ROLE]
-    assert MIN < asked <= MAX
-    webhook = [d for d in decisions(stack) if d["outcome"] == "success"]
-    assert webhook[0]["source"] == "webhook"
-    assert webhook[0]["to_count"] == asked
-
-
-@pytest.mark.timeout(60)
-def test_scaler_restart_loses_no_decision(am_loop):
-    stack, producer = am_loop
-    before = decisions(stack)
-    assert before, "the first phase recorded decisions"
-    stack.stop_scaler()
-    stack.start_scaler()
-    # Alertmanager re-sends the firing alert every repeat_interval (10 s here).
-    after = wait_for("a decision after the restart", lambda: _newer(stack, before), 40, stack)
-    old_ids = {d["id"] for d in before}
-    assert old_ids <= {d["id"] for d in after}
-    # One PATCH per successful decision, same counts, in order: nothing acted twice or lost.
-    successful = [measure.quantities(p)[ROLE] for p in stack.patches() if p["status"] == 200]
-    assert successful == [d["to_count"] for d in after if d["outcome"] == "success"]
 
 
 def _newer(stack: Stack, before: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
     now = decisions(stack)
     return now if len(now) > len(before) else None
-
-
-@pytest.mark.timeout(150)
-def test_dead_exporter_causes_no_scale_down(am_loop):
-    stack, producer = am_loop
-    load_end = producer.started_at + producer.scenario.load_ends_at
-    time.sleep(max(0.0, load_end - time.time()))
-    peak = worker_quantity(stack)
-    assert peak > MIN
-
-    def scale_down_pending() -> bool:
-        desired = stack.query(f'app_role:dynoscaler_desired_dynos{{app="{APP}",role="{ROLE}"}}')
-        return bool(desired) and float(desired[0]["value"][1]) < worker_quantity(stack)
-
-    wait_for("the rules to want fewer dynos", scale_down_pending, 100, stack)
-    stack.stop_exporter()
-    patches_before = len(stack.patches())
-    held_from = worker_quantity(stack)
-    # Longer than ScaleRole's for: (15 s) + scale_down_window (10 s) + cooldown (5 s).
-    time.sleep(35)
-    assert worker_quantity(stack) == held_from
-    assert stack.patches()[patches_before:] == []
-    stack.start_exporter()
-
-
-@pytest.mark.timeout(150)
-def test_scales_back_down_after_the_load_ends(am_loop):
-    stack, producer = am_loop
-    wait_for("the formation back at min_dynos", lambda: worker_quantity(stack) == MIN, 120, stack)
-    last = [d for d in decisions(stack) if d["outcome"] == "success"][-1]
-    assert (last["source"], last["to_count"]) == ("webhook", MIN)
-    assert all(MIN <= measure.quantities(p)[ROLE] <= MAX for p in stack.patches())
-
-
-# -- own stacks --------------------------------------------------------------------------------
-
-
-@pytest.mark.timeout(120)
-def test_out_of_bounds_spike_fires_the_ops_alert(loop_factory):
-    # 60 jobs/s of 0.5 s needs about 8 dynos; the budget is 2.
-    stack, _ = loop_factory("alertmanager", spike(base=1, peak=60, start=2, length=90), 2)
-
-    def unmeetable() -> list[dict[str, Any]]:
-        return [a for a in stack.alerts("DeadlineUnmeetable") if a["status"]["state"] == "active"]
-
-    (alert,) = wait_for("DeadlineUnmeetable in Alertmanager", unmeetable, 100, stack)
-    assert alert["labels"]["severity"] == "ops"
-    assert (alert["labels"]["app"], alert["labels"]["role"]) == (APP, ROLE)
-    assert worker_quantity(stack) == 2
-    assert max(measure.quantities(p)[ROLE] for p in stack.patches()) == 2
-
-
-@pytest.mark.timeout(90)
-def test_reconcile_mode_scales_without_alertmanager(loop_factory):
-    stack, producer = loop_factory("reconcile", spike(base=1, peak=40, start=3, length=60))
-    assert "alertmanager" not in stack.children
-    patch = wait_for("a scale-up PATCH", lambda: scaled_up(stack, producer), 70, stack)
-    report_reaction(stack, producer, patch)
-    success = [d for d in decisions(stack) if d["outcome"] == "success"]
-    assert success[0]["source"] == "reconcile"
-    assert success[0]["to_count"] == measure.quantities(patch)[ROLE]
 
 
 # -- the demo command ------------------------------------------------------------------------
@@ -271,9 +178,9 @@ def _processes_in(directory: Path) -> list[int]:
 def test_demo_command_stops_everything_on_ctrl_c(tmp_path):
     output = tmp_path / "out"
     command = [sys.executable, "-m", "dynoscaler", "demo", "--output", str(output)]
-    command += ["--redis-url", REDIS_URL, "--port-base", str(_free_port_base())]
+    command += ["--redis-url", "redis://127.0.0.1:6379/4", "--port-base", str(_free_port_base())]
     demo = subprocess.Popen(
-        [*command, "--duration", "120"],
+        [*command, "--duration", "120", "--warmup", "0"],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
@@ -298,3 +205,94 @@ def test_demo_command_stops_everything_on_ctrl_c(tmp_path):
     assert "interrupted, stopping everything" in rest
     assert (output / "demo-shop-worker.png").stat().st_size > 10_000
     assert _processes_in(run_dir) == []
+
+
+# -- reconcile mode and the OPS alert (their loops run beside the Alertmanager one) -----------
+
+
+@pytest.mark.timeout(180)
+def test_reconcile_mode_scales_without_alertmanager(loops):
+    stack, producer = loops["reconcile"]
+    assert "alertmanager" not in stack.children
+    patch = wait_for("a scale-up PATCH", lambda: scaled_up(stack, producer), WARMUP + 60, stack)
+    report_reaction(stack, producer, patch)
+    success = [d for d in decisions(stack) if d["outcome"] == "success"]
+    assert success[0]["source"] == "reconcile"
+    assert success[0]["to_count"] == measure.quantities(patch)[ROLE]
+
+
+@pytest.mark.timeout(180)
+def test_out_of_bounds_spike_fires_the_ops_alert(loops):
+    # 60 jobs/s of 0.5 s need about 8 dynos; the budget is 2.
+    stack, _ = loops["ops"]
+
+    def unmeetable() -> list[dict[str, Any]]:
+        return [a for a in stack.alerts("DeadlineUnmeetable") if a["status"]["state"] == "active"]
+
+    (alert,) = wait_for("DeadlineUnmeetable in Alertmanager", unmeetable, WARMUP + 100, stack)
+    assert alert["labels"]["severity"] == "ops"
+    assert (alert["labels"]["app"], alert["labels"]["role"]) == (APP, ROLE)
+    assert worker_quantity(stack) == 2
+    assert max(measure.quantities(p)[ROLE] for p in stack.patches()) == 2
+
+
+# -- the Alertmanager loop, in phases ----------------------------------------------------------
+
+
+@pytest.mark.timeout(180)
+def test_spike_scales_up_through_alertmanager(loops):
+    stack, producer = loops["am"]
+    patch = wait_for("a scale-up PATCH", lambda: scaled_up(stack, producer), WARMUP + 60, stack)
+    report_reaction(stack, producer, patch)
+    asked = measure.quantities(patch)[ROLE]
+    assert MIN < asked <= MAX
+    webhook = [d for d in decisions(stack) if d["outcome"] == "success"]
+    assert webhook[0]["source"] == "webhook"
+    assert webhook[0]["to_count"] == asked
+
+
+@pytest.mark.timeout(60)
+def test_scaler_restart_loses_no_decision(loops):
+    stack, _ = loops["am"]
+    before = decisions(stack)
+    assert before, "the first phase recorded decisions"
+    stack.stop_scaler()
+    stack.start_scaler()
+    # Alertmanager re-sends the firing alert every repeat_interval (10 s here).
+    after = wait_for("a decision after the restart", lambda: _newer(stack, before), 40, stack)
+    old_ids = {d["id"] for d in before}
+    assert old_ids <= {d["id"] for d in after}
+    # One PATCH per successful decision, same counts, in order: nothing acted twice or lost.
+    successful = [measure.quantities(p)[ROLE] for p in stack.patches() if p["status"] == 200]
+    assert successful == [d["to_count"] for d in after if d["outcome"] == "success"]
+
+
+@pytest.mark.timeout(150)
+def test_dead_exporter_causes_no_scale_down(loops):
+    stack, producer = loops["am"]
+    time.sleep(max(0.0, producer.at(producer.scenario.load_ends_at) - time.time()))
+    assert worker_quantity(stack) > MIN
+
+    def scale_down_pending() -> bool:
+        desired = stack.query(f'app_role:dynoscaler_desired_dynos{{app="{APP}",role="{ROLE}"}}')
+        return bool(desired) and float(desired[0]["value"][1]) < worker_quantity(stack)
+
+    wait_for("the rules to want fewer dynos", scale_down_pending, 100, stack)
+    stack.stop_exporter()
+    patches_before = len(stack.patches())
+    held_from = worker_quantity(stack)
+    # Longer than ScaleRole's for: (15 s) + scale_down_window (10 s) + cooldown (5 s).
+    time.sleep(35)
+    assert worker_quantity(stack) == held_from
+    assert stack.patches()[patches_before:] == []
+    stack.start_exporter()
+
+
+@pytest.mark.timeout(200)
+def test_scales_back_down_after_the_load_ends(loops):
+    stack, _ = loops["am"]
+    # After a restart the exporter's counters need a full minute again.
+    wait_for("the formation back at min_dynos", lambda: worker_quantity(stack) == MIN, 150, stack)
+    last = [d for d in decisions(stack) if d["outcome"] == "success"][-1]
+    assert (last["source"], last["to_count"]) == ("webhook", MIN)
+    assert all(MIN <= measure.quantities(p)[ROLE] <= MAX for p in stack.patches())

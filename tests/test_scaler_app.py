@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
+import time
 
 import pytest
 from scaler_support import FIXTURES, TOKEN, alert, payload, write_settings
@@ -220,3 +222,15 @@ def test_store_failure_is_a_json_503(env) -> None:
     response = post(client, payload(alert("shop", "worker", "3")))
     assert response.status_code == 503
     assert response.json == {"error": "decision store unavailable: OperationalError"}
+
+
+def test_no_scale_down_on_an_alert_whose_data_ended(env) -> None:
+    client, _, _ = env
+    post(client, payload(alert("shop", "worker", "4")))
+    ended = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600))
+    response = post(client, payload(alert("shop", "worker", "2", ends_at=ended)))
+    [decision] = response.json["decisions"]
+    assert (decision["from"], decision["to"]) == (4, None)
+    assert re.fullmatch(
+        r"no scale-down: input data 60\ds old \(stale after 120s\)", decision["reason"]
+    )

@@ -26,10 +26,12 @@ def draw(
     samples: Sequence[Sample],
     pushed: Sequence[tuple[float, int]],
     load_offset: float,
+    warmup: float,
     title: str,
     path: Path,
 ) -> Path:
-    """Draw one role's run; `load_offset` is when the producer started on the samples' clock."""
+    """Draw one role's run; `load_offset` is when the producer started on the samples' clock,
+    and the scenario's own clock starts `warmup` seconds later (a dashed line)."""
     fig, (load, queue, dynos) = plt.subplots(3, 1, sharex=True, figsize=(10, 9))
     fig.suptitle(title)
     t = [s.t for s in samples]
@@ -57,9 +59,11 @@ def draw(
     dynos.step(t, [s.up for s in samples], where="post", label="dynos taking jobs")
     dynos.plot(t, [s.desired for s in samples], ls=":", label="desired (Prometheus rules)")
     dynos.set_ylabel("dynos")
-    dynos.set_xlabel("seconds since start")
+    dynos.set_xlabel("seconds since start (dashed: the scenario starts, after the warm-up)")
     dynos.legend(loc="upper right")
 
+    for axes in (load, queue, dynos):
+        axes.axvline(load_offset + warmup, color="grey", ls="--", lw=0.8)
     late = samples[-1].late if samples else 0
     done_total = samples[-1].done if samples else 0
     fig.text(0.01, 0.005, f"jobs done {done_total}, finished after the deadline {late}")

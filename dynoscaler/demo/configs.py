@@ -39,12 +39,12 @@ def prometheus(
     does not run are dropped. Rule files are made absolute.
     """
     document = _read(source)
-    seconds = _duration(interval)
+    seconds = duration(interval)
     document["global"] = {
         **document.get("global", {}),
         "scrape_interval": seconds,
         "evaluation_interval": seconds,
-        "scrape_timeout": _duration(max(interval / 2, 0.5)),
+        "scrape_timeout": duration(max(interval / 2, 0.5)),
     }
     document["rule_files"] = [
         str(source.resolve().parent / f) for f in document.get("rule_files", [])
@@ -124,11 +124,11 @@ def _scale_receivers(route: dict[str, Any]) -> list[str]:
 
 def _fast_route(route: dict[str, Any], group_wait: float) -> dict[str, Any]:
     route = dict(route)
-    route["group_wait"] = _duration(group_wait)
-    route["group_interval"] = _duration(max(2 * group_wait, 2))
+    route["group_wait"] = duration(group_wait)
+    route["group_interval"] = duration(max(2 * group_wait, 2))
     # Alertmanager re-sends a firing alert only every repeat_interval, and a new
     # desired_dynos annotation alone does not count as a change: keep it short.
-    route["repeat_interval"] = _duration(max(5 * group_wait, 10))
+    route["repeat_interval"] = duration(max(5 * group_wait, 10))
     if "routes" in route:
         route["routes"] = [_fast_child(child, group_wait) for child in route["routes"]]
     return route
@@ -152,7 +152,7 @@ def _to_scaler(hook: dict[str, Any], base: Any, token: str) -> dict[str, Any]:
     return hook
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     """Prometheus and Alertmanager durations take whole numbers of a unit."""
     return f"{round(seconds * 1000)}ms"
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dynoscaler.config import ConfigError
 from dynoscaler.demo.supervisor import DemoError, stop_on_signals
 from dynoscaler.demo.workload import SCENARIOS, Producer, Scenario
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 DEMO_SETTINGS = Path(__file__).with_name("demo.yml")
 DEFAULT_PORT_BASE = 19090
+DEFAULT_WARMUP = 65.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--duration", type=float, help="seconds of load (default: the scenario's, 3-4 min)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=DEFAULT_WARMUP,
+        help="seconds at the opening load first: the rules use rates only after a full minute",
     )
     parser.add_argument(
         "--config", type=Path, default=DEMO_SETTINGS, help="settings (default: the demo's own)"
@@ -75,8 +84,10 @@ def run(args: argparse.Namespace) -> int:
     scenario = SCENARIOS[args.scenario]()
     if args.duration is not None:
         if args.duration <= 0:
-            raise DemoError("--duration must be positive")
+            raise ConfigError(f"demo: --duration must be positive, not {args.duration:g}")
         scenario = dataclasses.replace(scenario, duration=args.duration)
+    if args.warmup < 0:
+        raise ConfigError(f"demo: --warmup must be 0 or more, not {args.warmup:g}")
     output = args.output or Path(f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}")
     run_dir = output.resolve() / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -89,15 +100,20 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         with stop_on_signals(), Stack(options) as stack:
-            _print_pages(stack, scenario)
-            return _run_scenario(stack, scenario, output.resolve(), args.keep)
+            _print_pages(stack, scenario, args.warmup)
+            return _run_scenario(stack, scenario, args.warmup, output.resolve(), args.keep)
     except DemoError as error:
-        print(f"dynoscaler demo: {error}")
+        print(f"dynoscaler demo: {error}", file=sys.stderr)
         return 1
 
 
-def _print_pages(stack: Stack, scenario: Scenario) -> None:
+def _print_pages(stack: Stack, scenario: Scenario, warmup: float) -> None:
     print(f"demo: scenario {scenario.name}: {scenario.description}, {scenario.duration:g} s")
+    if warmup:
+        print(
+            f"demo: first {warmup:g} s at the opening load (the rules answer a change only "
+            "once they have a full minute of samples)"
+        )
     print(f"demo: Prometheus   {stack.urls['prometheus']}/alerts")
     if stack.options.mode == "alertmanager":
         print(f"demo: Alertmanager {stack.urls['alertmanager']}/#/alerts")
@@ -105,12 +121,12 @@ def _print_pages(stack: Stack, scenario: Scenario) -> None:
     print(f"demo: logs in      {stack.options.run_dir}")
 
 
-def _run_scenario(stack: Stack, scenario: Scenario, output: Path, keep: bool) -> int:
+def _run_scenario(stack: Stack, scenario: Scenario, warmup: float, output: Path, keep: bool) -> int:
     from dynoscaler.demo.live import Monitor
 
     monitor = Monitor(stack)
     initial = stack.formation()
-    producer = Producer(stack.redis, _queues(stack), scenario).start()
+    producer = Producer(stack.redis, _queues(stack), scenario, warmup=warmup).start()
     load_offset = time.monotonic() - monitor.started
     interrupted = False
     try:
@@ -156,12 +172,12 @@ def _report(
     patches = stack.patches()
     (output / "patches.json").write_text(json.dumps(patches, indent=1))
     (output / "samples.json").write_text(json.dumps([s.__dict__ for s in monitor.samples]))
-    spike_at = (producer.started_at or 0) + scenario.load_starts_at
+    spike_at = producer.at(scenario.load_starts_at)
     for role in monitor.roles:
         samples = [s for s in monitor.samples if s.key == role.key]
         path = output / f"{role.app}-{role.role}.png"
         title = f"dynoscaler demo: {scenario.name}, {role.app}/{role.role}"
-        chart.draw(samples, producer.pushed, load_offset, title, path)
+        chart.draw(samples, producer.pushed, load_offset, producer.warmup, title, path)
         print(f"demo: chart        {path}")
         reaction = measure.reaction_time(patches, role.role, spike_at, initial[role.key])
         name = f"{role.app}/{role.role}"

@@ -26,7 +26,8 @@ from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
-DEMO_REDIS_DBS = (3, 4)  # the demo's and the end-to-end tests' own databases
+# Databases the demo may empty: the demo's (3) and the end-to-end tests' (4, 8, 9).
+DEMO_REDIS_DBS = (3, 4, 8, 9)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,9 @@ class Stack:
             f"--config.file={path}",
             f"--storage.tsdb.path={options.run_dir / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{options.ports.prometheus}",
+            # Prometheus re-sends a firing alert, with its new annotations (desired_dynos),
+            # only every resend-delay (1m by default): as often as it evaluates here.
+            f"--rules.alert.resend-delay={configs.duration(options.interval)}",
         ]
         child = self._start("prometheus", argv)
         self.supervisor.wait_ready(child, _http_ok(f"{self.urls['prometheus']}/-/ready"))

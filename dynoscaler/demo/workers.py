@@ -117,7 +117,6 @@ class DynoPool:
         self.supervisor = supervisor
         self.argv_for = argv_for
         self.dynos: dict[tuple[str, str], list[Child]] = {key: [] for key in argv_for}
-        self.started_at: dict[int, float] = {}
         self._lock = threading.Lock()
         self._serial = 0
 
@@ -133,7 +132,6 @@ class DynoPool:
             while len(dynos) < quantity:
                 self._serial += 1
                 child = self.supervisor.start(f"dyno-{role}.{self._serial}", self.argv_for[key])
-                self.started_at[child.process.pid] = time.monotonic()
                 dynos.append(child)
             surplus = [dynos.pop() for _ in range(len(dynos) - quantity)]
         for child in surplus:  # outside the lock: a graceful stop takes up to a job's length

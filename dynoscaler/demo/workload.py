@@ -37,9 +37,9 @@ def _step(base: float, peak: float, start: float, end: float) -> Callable[[float
 def spike(
     base: float = 3,
     peak: float = 40,
-    start: float = 30,
-    length: float = 60,
-    duration: float = 210,
+    start: float = 20,
+    length: float = 50,
+    duration: float = 240,
     job_seconds: float = 0.5,
     name: str = "spike",
 ) -> Scenario:
@@ -129,17 +129,27 @@ class Producer:
 
     Arrivals follow the scenario's rate with Poisson-like jitter; processing
     times are gamma-distributed around the scenario's mean (coefficient of
-    variation 0.5). `pushed` counts jobs per second of the run, for the chart.
+    variation 0.5). `pushed` holds (seconds since start, jobs) per tick.
+
+    During `warmup` seconds before the scenario's clock starts it pushes the
+    scenario's opening rate: the rules use rates only once they have a full
+    minute of samples, so a load change before then gets no answer.
     """
 
     TICK = 0.1
 
     def __init__(
-        self, client: redis.Redis, queues: Sequence[str], scenario: Scenario, seed: int = 3
+        self,
+        client: redis.Redis,
+        queues: Sequence[str],
+        scenario: Scenario,
+        seed: int = 3,
+        warmup: float = 0.0,
     ) -> None:
         self.client = client
         self.queues = list(queues)
         self.scenario = scenario
+        self.warmup = warmup
         self.random = random.Random(seed)
         self.pushed: list[tuple[float, int]] = []
         self.started_at: float | None = None
@@ -160,13 +170,20 @@ class Producer:
     def done(self) -> bool:
         return not self._thread.is_alive()
 
+    def at(self, scenario_seconds: float) -> float:
+        """The unix time of a moment on the scenario's clock (after the warm-up)."""
+        if self.started_at is None:
+            raise RuntimeError("the producer has not started")
+        return self.started_at + self.warmup + scenario_seconds
+
     def _run(self) -> None:
         start = time.monotonic()
         while not self._stop.is_set():
             elapsed = time.monotonic() - start
-            if elapsed >= self.scenario.duration:
+            scenario_time = max(0.0, elapsed - self.warmup)
+            if scenario_time >= self.scenario.duration:
                 return
-            expected = max(0.0, self.scenario.rate(elapsed)) * self.TICK
+            expected = max(0.0, self.scenario.rate(scenario_time)) * self.TICK
             count = self._poisson(expected)
             if count:
                 self._push(count)
