@@ -76,6 +76,11 @@ def build_profile(spec: dict[str, Any]) -> Profile:
     missing = [key for key in required if key not in spec]
     if missing:
         raise ConfigError(f"arrivals ({kind}): missing {', '.join(missing)}")
+    for key, value in spec.items():
+        if key not in ("type", "points") and (
+            not isinstance(value, int | float) or isinstance(value, bool)
+        ):
+            raise ConfigError(f"arrivals ({kind}): {key} must be a number (got {value!r})")
     description = ", ".join(f"{k}={v}" for k, v in spec.items() if k not in ("type", "points"))
     return Profile(kind, builder(spec), f"{kind}({description})")
 
