@@ -9,7 +9,11 @@ setup(
         include=["dynoscaler", "dynoscaler.*", "exporter", "exporter.*", "scaler", "scaler.*"]
     ),
     include_package_data=True,
-    package_data={"scaler": ["openapi.yml"], "dynoscaler.demo": ["demo.yml"]},
+    package_data={
+        "scaler": ["openapi.yml"],
+        "dynoscaler.demo": ["demo.yml"],
+        "dynoscaler.sim": ["scenarios/*.yaml"],
+    },
     install_requires=[
         "prometheus-client>=0.20",
         "flask>=3.0",
@@ -36,7 +40,7 @@ setup(
             "rq>=2.0",
             "celery>=5.4",
             "pika>=1.3",
-            "schemathesis>=3.30",
+            "schemathesis>=4.0",
         ],
     },
     entry_points={"console_scripts": ["dynoscaler=dynoscaler.cli:main"]},

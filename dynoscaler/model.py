@@ -5,7 +5,7 @@ Both compute, per app/role and in the same order of operations:
     look-ahead     λ' = λ + max(dλ/dt, 0) · B          (rates only rise while dynos boot)
     offered load   a  = λ' · S                          (busy slots on average)
     margin         β  = z(1 − miss_ratio)               (normal quantile, see staffing_beta)
-    drain window   W  = D − S − B                       (time left to clear today's backlog)
+    drain window   W  = D − S − B                       (time left to clear the backlog)
     slots             = a + β·√a + Q·S / max(W, S)
     needed            = ceil(slots / c − 1e-9), at least 1 while there is any work
     desired           = needed clamped to [min_dynos, max_dynos]
@@ -16,6 +16,9 @@ present; a source or the exporter down) the model does not guess: it holds at
 the current dyno count (raised to one dyno when work waits on a role at zero),
 so missing data neither scales down nor scales up wildly. Scale-down
 stabilisation is ScaleDownStabiliser's job.
+
+A role with several queues is one RoleInputs, as the rules build it: λ and Q
+are sums over the queues, S is the queues' S weighted by their completions.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class RoleInputs:
     processing_seconds: float | None  # mean processing time S; None when unknown
     backlog: float  # jobs waiting, Q
     in_progress: float = 0.0
-    oldest_age_seconds: float = 0.0
+    oldest_age_seconds: float = 0.0  # not a capacity term: the JobPastDeadline alert's input
     arrival_rate_slope: float = 0.0  # dλ/dt (jobs/s per s), for the look-ahead over boot_time
     current_dynos: int | None = None  # formation now; what the model holds at on unknown inputs
     stale: bool = False  # a source of the role (or the exporter) is down: hold

@@ -64,7 +64,11 @@ def build(settings: config.Config) -> Exporter:
     pollers = []
     if os.environ.get("HEROKU_API_KEY"):
         pollers.append(
-            FormationSource(settings.apps, settings.exporter.formation_interval, timeout)
+            FormationSource(
+                [role.key for role in settings.roles],
+                settings.exporter.formation_interval,
+                timeout,
+            )
         )
     else:
         _log.warning("HEROKU_API_KEY is not set: no dynoscaler_dynos (formation) metrics")

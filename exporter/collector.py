@@ -1,9 +1,12 @@
 """The Prometheus collector: reads every source concurrently on each scrape.
 
 Each source gets `source_timeout` seconds; a source that fails or is slow is
-reported as dynoscaler_source_up 0 and never fails the scrape. A source still
-busy from an earlier scrape is not read again until it returns, so a hung
-server cannot pile up threads. Each change of a source's state is logged once.
+reported as dynoscaler_source_up 0 and never fails the scrape. source_up has
+one series per backend/app/role the source feeds, so the rules hold exactly
+those roles; the scrape duration (one read's time) has one per backend. A
+source still busy from an earlier scrape is not read again until it returns, so
+a hung server cannot pile up threads. Each change of a source's state is logged
+once.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from exporter.collectors import Source, StaleRead
+from exporter.collectors import Feed, Source, StaleRead, backends
 from exporter.metrics import HistogramSample, Sample, families
 
 Samples = list[Sample | HistogramSample]
@@ -71,13 +74,17 @@ class ExporterCollector(Collector):
         except FutureTimeout:
             reading = _Reading([], self.timeout, f"no answer within {self.timeout:g}s")
         self._note(index, reading.error)
-        up = 0 if reading.error else 1
-        labels = [(source.address, backend) for backend in source.backends]
         duration = "dynoscaler_source_scrape_duration_seconds"
         return [
             *reading.samples,
-            *(Sample("dynoscaler_source_up", pair, up) for pair in labels),
-            *(Sample(duration, pair, reading.seconds) for pair in labels),
+            *(
+                Sample("dynoscaler_source_up", (source.address, *feed), int(reading.up(feed)))
+                for feed in source.feeds
+            ),
+            *(
+                Sample(duration, (source.address, backend), reading.seconds)
+                for backend in backends(source)
+            ),
         ]
 
     def _note(self, index: int, error: str | None) -> None:
@@ -86,7 +93,7 @@ class ExporterCollector(Collector):
         with self._lock:
             before = self._up.get(index)
             self._up[index] = up
-        name = f"{source.address} ({', '.join(source.backends)})"
+        name = f"{source.address} ({', '.join(backends(source))})"
         if not up and before is not False:
             _log.warning("source %s is down: %s", name, error)
         elif up and before is False:
@@ -98,6 +105,12 @@ class _Reading:
     samples: Samples
     seconds: float
     error: str | None = None
+    failed_roles: frozenset[tuple[str, str]] | None = None  # None: all of the source's roles
+
+    def up(self, feed: Feed) -> bool:
+        if self.error is None:
+            return True
+        return self.failed_roles is not None and (feed.app, feed.role) not in self.failed_roles
 
 
 def _timed_read(source: Source) -> _Reading:
@@ -105,7 +118,7 @@ def _timed_read(source: Source) -> _Reading:
     try:
         return _Reading(source.read(), time.perf_counter() - started)
     except StaleRead as stale:
-        return _Reading(stale.samples, time.perf_counter() - started, str(stale))
+        return _Reading(stale.samples, time.perf_counter() - started, str(stale), stale.roles)
     except Exception as error:  # a source's failure must never fail the scrape
         message = f"{type(error).__name__}: {error}"
         return _Reading([], time.perf_counter() - started, message)

@@ -72,7 +72,9 @@ FAMILIES: dict[str, Family] = {
         "histogram", "Heroku router service time of web requests", ROLE_LABELS
     ),
     "dynoscaler_source_up": Family(
-        "gauge", "1 when the last read of the source worked", SOURCE_LABELS
+        "gauge",
+        "1 when the last read of the source worked, per app/role it feeds",
+        (*SOURCE_LABELS, *ROLE_LABELS),
     ),
     "dynoscaler_source_scrape_duration_seconds": Family(
         "gauge", "Seconds the last read of the source took", SOURCE_LABELS

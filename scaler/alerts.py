@@ -8,7 +8,7 @@ Alertmanager does not retry) and nothing is acted on.
 
 from __future__ import annotations
 
-import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -123,15 +123,16 @@ def _scale_request(alert: dict[str, Any], config: Config) -> tuple[str, str, int
     return app, role, _count(text, f"{app}/{role}")
 
 
+# ASCII digits only: float() would also take "1e3", "1_0", "inf" and non-Latin digits.
+_COUNT = re.compile(r"\s*([0-9]{1,6})(\.0*)?\s*")
+
+
 def _count(text: str, where: str) -> int:
     """A non-negative integer; '5' and '5.0' (a rendered float) both mean 5."""
-    try:
-        value = float(text.strip())
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or not value.is_integer() or value < 0 or value > 10**6:
+    match = _COUNT.fullmatch(text)
+    if match is None:
         raise ValueError(f"desired_dynos of {where} is {text!r}, not a non-negative integer")
-    return int(value)
+    return int(match.group(1))
 
 
 def _observed_at(alert: dict[str, Any], now: float) -> float:

@@ -12,6 +12,7 @@ import base64
 import hmac
 import json
 import os
+import re
 import time
 from importlib import resources
 from typing import Any
@@ -109,7 +110,8 @@ def create_app(
     @app.get("/decisions")
     def decisions() -> Any:
         limit_text = request.args.get("limit", "100")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        # Not str.isdigit: it accepts digits int() refuses, such as "²".
+        if not re.fullmatch(r"[0-9]{1,4}", limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
             return _error(400, f"limit must be an integer from 1 to {MAX_LIMIT}")
         rows = store.decisions(request.args.get("app"), request.args.get("role"), int(limit_text))
         return jsonify(decisions=rows)

@@ -156,7 +156,9 @@ def _start(command: list[str], env: dict[str, str], processes: list[subprocess.P
 def _start_fake(settings: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     options = ["--config", str(settings), "--port", "0", "--rate-limit", "1000000"]
     command = [sys.executable, "-m", "dynoscaler", "fake-heroku", *options]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     line = process.stdout.readline()
     if not line.startswith("fake-heroku: serving"):
         _stop(process)
@@ -174,8 +176,9 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _body(i: int) -> bytes:
-    """Alertmanager-like traffic: mostly repeats, the desired count changing every 50."""
-    desired = str(1 + (i // 50) % 8)
+    """Alertmanager-like traffic: repeats, the desired count changing every 1,000 requests
+    (every 5 s at 200 requests/s; Prometheus' rules change it far less often)."""
+    desired = str(1 + (i // 1000) % 8)
     alert = {
         "status": "firing",
         "labels": {"alertname": "ScaleRole", "app": "bench", "role": "worker"},

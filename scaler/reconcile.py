@@ -24,7 +24,7 @@ from scaler.actuator import Actuator
 from scaler.guardrails import Request
 from scaler.notifiers import Notifiers
 from scaler.service import RoleInput, Scaler
-from scaler.store import Store
+from scaler.store import STORE_ERRORS, Store
 
 log = logging.getLogger("dynoscaler.reconcile")
 
@@ -68,16 +68,24 @@ def build_scaler(settings: Config) -> Scaler:
 
 
 def reconcile_once(settings: Config, scaler: Scaler) -> bool:
-    """One pass over every app; False when Prometheus could not be read."""
+    """One pass over every app; False when Prometheus or the store failed (nothing done)."""
     try:
         results = {name: query(settings.scaler.prometheus_url, q) for name, q in QUERIES.items()}
     except PrometheusError as error:
         log.error("reconcile skipped: %s", error)
         return False
+    ok = True
     for app, inputs in role_inputs(settings, results).items():
-        for d in scaler.apply(app, inputs, "reconcile"):
+        try:
+            decisions = scaler.apply(app, inputs, "reconcile")
+        except STORE_ERRORS as error:
+            log.error("reconcile of %s skipped: decision store unavailable: %s", app, error)
+            ok = False
+            continue
+        for d in decisions:
             print(f"{d.app}/{d.role}: {d.reason} ({d.outcome})", flush=True)
-    return True
+            ok = ok and d.outcome != "failure"
+    return ok
 
 
 def query(base_url: str, promql: str) -> list[dict[str, Any]]:

@@ -18,9 +18,12 @@ from dynoscaler.config import Config, RoleSettings
 from scaler import metrics
 from scaler.actuator import FAILURE, HerokuError, Result
 from scaler.guardrails import Policy, Request, State, Verdict, decide
-from scaler.store import Decision, Store, StoredState
+from scaler.store import AppLock, Decision, Store, StoredState
 
 log = logging.getLogger("dynoscaler.scaler")
+
+# How long a count Heroku confirmed may answer a request that changes nothing.
+FORMATION_REUSE_SECONDS = 30.0
 
 _RECORDED_SETTINGS = (
     "min_dynos",
@@ -74,47 +77,85 @@ class Scaler:
     def apply(self, app: str, inputs: list[RoleInput], source: str) -> list[Decision]:
         """Decide and act for some roles of one app; every role gets one recorded Decision."""
         settings = {i.role: self._settings(app, i.role) for i in inputs}
+        decisions = self._without_heroku(app, inputs, settings, source)
+        if decisions is not None:
+            self._observe(decisions)
+            return decisions
         read_at = self.clock()
         try:
             formation = None if self.dry_run else self.actuator.formation(app)
         except HerokuError as error:
+            reason = f"cannot read formation: {error}"
             decisions = [
-                self._decision(
-                    i, settings, source, None, None, f"cannot read formation: {error}", FAILURE
-                )
+                self._decision(i, settings, source, None, None, reason, FAILURE, error.answer())
                 for i in inputs
             ]
-            for d in decisions:
-                d.answer = error.answer()
             self.notify({"event": "formation_unreadable", "app": app, "answer": error.answer()})
             return self.record(decisions)
-        now = self.clock()
         with self.store.locked_app(app, [i.role for i in inputs]) as lock:
-            verdicts, states = {}, {}
-            for i in inputs:
-                state = self._state(lock.states[i.role], formation, i.role, read_at, settings)
-                verdict = decide(
-                    i.request,
-                    state,
-                    Policy.of(settings[i.role]),
-                    now,
-                    self.config.scaler.stale_after,
-                    self.dry_run,
-                )
-                if verdict.target is not None:
-                    lock.mark_in_flight(i.role, verdict.target, now)
-                verdicts[i.role], states[i.role] = verdict, state
+            verdicts, states = self._decide(lock, inputs, formation, read_at, settings)
             targets = {r: v.target for r, v in verdicts.items() if v.target is not None}
             if not targets:
-                # The common case (a repeated alert): recorded in the same transaction.
                 decisions = self._decisions(inputs, settings, source, verdicts, states, None)
                 lock.record(decisions)
         if targets:
             result = self._send(app, targets)
             decisions = self._decisions(inputs, settings, source, verdicts, states, result)
-            self.store.record(decisions)
+            confirmed = {role: result.counts.get(role) for role in targets}
+            acted = result.outcome in ("success", "dry_run")
+            self.store.finish(app, confirmed, self.clock(), acted, decisions)
         self._observe(decisions)
         return decisions
+
+    def _without_heroku(
+        self, app: str, inputs: list[RoleInput], settings: dict[str, RoleSettings], source: str
+    ) -> list[Decision] | None:
+        """Decide on the stored counts when they are recent and no role needs a change.
+
+        Repeated alerts are the common case; answering them from the store spares
+        Heroku's rate limit (about 4,500 calls an hour). Any change is decided on
+        a fresh formation read instead (None here), so a count changed by hand
+        can only delay an action by FORMATION_REUSE_SECONDS, never misdirect one.
+        """
+        now = self.clock()
+        with self.store.locked_app(app, [i.role for i in inputs]) as lock:
+            stored = {i.role: lock.states[i.role] for i in inputs}
+            if any(_older(s.current_at, now) for s in stored.values()):
+                return None
+            states = {role: s.state for role, s in stored.items()}
+            verdicts = {i.role: self._verdict(i, states[i.role], settings, now) for i in inputs}
+            if any(v.target is not None for v in verdicts.values()):
+                return None
+            decisions = self._decisions(inputs, settings, source, verdicts, states, None)
+            lock.record(decisions)
+        return decisions
+
+    def _decide(
+        self,
+        lock: AppLock,
+        inputs: list[RoleInput],
+        formation: dict[str, int] | None,
+        read_at: float,
+        settings: dict[str, RoleSettings],
+    ) -> tuple[dict[str, Verdict], dict[str, State]]:
+        """Run the guardrails per role under the app's lock; mark targets in flight."""
+        now = self.clock()
+        verdicts, states = {}, {}
+        for i in inputs:
+            state = self._state(lock.states[i.role], formation, i.role, read_at, settings)
+            if formation is not None:
+                lock.confirm(i.role, formation.get(i.role), read_at)
+            verdict = self._verdict(i, state, settings, now)
+            if verdict.target is not None:
+                lock.mark_in_flight(i.role, verdict.target, now)
+            verdicts[i.role], states[i.role] = verdict, state
+        return verdicts, states
+
+    def _verdict(
+        self, i: RoleInput, state: State, settings: dict[str, RoleSettings], now: float
+    ) -> Verdict:
+        policy = Policy.of(settings[i.role])
+        return decide(i.request, state, policy, now, self.config.scaler.stale_after, self.dry_run)
 
     def record(self, decisions: list[Decision]) -> list[Decision]:
         """Store decisions taken outside `apply` (ignored alerts, unreadable formation)."""
@@ -135,17 +176,18 @@ class Scaler:
         for i in inputs:
             verdict = verdicts[i.role]
             acted = verdict.target is not None and result is not None
-            d = self._decision(
-                i,
-                settings,
-                source,
-                states[i.role].current,
-                verdict.target,
-                verdict.reason,
-                result.outcome if acted else "none",
+            decisions.append(
+                self._decision(
+                    i,
+                    settings,
+                    source,
+                    states[i.role].current,
+                    verdict.target,
+                    verdict.reason,
+                    result.outcome if acted else "none",
+                    result.answer if acted else None,
+                )
             )
-            d.answer = result.answer if acted else None
-            decisions.append(d)
         return decisions
 
     def _settings(self, app: str, role: str) -> RoleSettings:
@@ -172,15 +214,9 @@ class Scaler:
         return dataclasses.replace(stored.state, current=current)
 
     def _send(self, app: str, targets: dict[str, int]) -> Result:
-        if not targets:
-            return Result("none")
-        now = self.clock()
         if self.dry_run:
-            self.store.finish(app, dict(targets), now, acted=True)
             return Result("dry_run", dict(targets), {"dry_run": True})
         result = self.actuator.scale(app, targets)
-        confirmed = {role: result.counts.get(role) for role in targets}
-        self.store.finish(app, confirmed, self.clock(), acted=result.outcome == "success")
         if result.outcome != "success":
             self.notify(
                 {
@@ -201,6 +237,7 @@ class Scaler:
         to_count: int | None,
         reason: str,
         outcome: str,
+        answer: dict[str, Any] | None = None,
     ) -> Decision:
         role_settings = settings[i.role]
         recorded = {k: getattr(role_settings, k) for k in _RECORDED_SETTINGS}
@@ -216,9 +253,14 @@ class Scaler:
             to_count=to_count,
             reason=reason,
             outcome=outcome,
+            answer=answer,
         )
 
     def _observe(self, decisions: list[Decision]) -> None:
         for d in decisions:
             metrics.DECISIONS.labels(d.app, d.role, d.source, d.outcome).inc()
             log.info("%s/%s %s: %s (%s)", d.app, d.role, d.source, d.reason, d.outcome)
+
+
+def _older(confirmed_at: float | None, now: float) -> bool:
+    return confirmed_at is None or now - confirmed_at > FORMATION_REUSE_SECONDS

@@ -175,7 +175,7 @@ class Store:
     def locked_app(self, app: str, roles: list[str]) -> Iterator[AppLock]:
         """Lock the roles' state of one app; what the block marks is committed together."""
         with self._transaction() as cursor:
-            for role in roles:
+            for role in sorted(roles):
                 self._ensure_row(cursor, app, role)
             lock = " FOR UPDATE" if self.postgres else ""
             marks = ",".join("?" for _ in roles)
@@ -190,24 +190,28 @@ class Store:
             }
             yield AppLock(cursor, app, states)
 
-    def finish(self, app: str, counts: dict[str, int | None], now: float, acted: bool) -> None:
-        """Clear the in-flight marks; store Heroku's confirmed counts (None: unchanged)."""
+    def finish(
+        self,
+        app: str,
+        counts: dict[str, int | None],
+        now: float,
+        acted: bool,
+        decisions: list[Decision],
+    ) -> None:
+        """Clear the in-flight marks, store Heroku's confirmed counts (None: unchanged)
+        and record the decisions, all in one transaction."""
         with self._transaction() as cursor:
-            for role, count in counts.items():
+            # Rows in role order, as locked_app takes them: no deadlock between the two.
+            for role, count in sorted(counts.items()):
                 self._ensure_row(cursor, app, role)
-                if count is None:
-                    cursor.execute(
-                        "UPDATE role_state SET in_flight = NULL, in_flight_since = NULL "
-                        "WHERE app = ? AND role = ?",
-                        (app, role),
-                    )
-                    continue
                 cursor.execute(
-                    "UPDATE role_state SET current = ?, current_at = ?, in_flight = NULL, "
-                    "in_flight_since = NULL, last_action_at = "
-                    "CASE WHEN ? THEN ? ELSE last_action_at END WHERE app = ? AND role = ?",
-                    (count, now, acted, now, app, role),
+                    "UPDATE role_state SET current = COALESCE(?, current), "
+                    "current_at = CASE WHEN ? THEN ? ELSE current_at END, "
+                    "last_action_at = CASE WHEN ? THEN ? ELSE last_action_at END, "
+                    "in_flight = NULL, in_flight_since = NULL WHERE app = ? AND role = ?",
+                    (count, count is not None, now, acted, now, app, role),
                 )
+            _insert(cursor, decisions)
 
     @staticmethod
     def _ensure_row(cursor: _Cursor, app: str, role: str) -> None:
@@ -283,6 +287,14 @@ class AppLock:
     def record(self, decisions: list[Decision]) -> None:
         """Record decisions in the same transaction as the state they were taken on."""
         _insert(self._cursor, decisions)
+
+    def confirm(self, role: str, count: int | None, at: float) -> None:
+        """Store a count read from Heroku at `at`, unless a newer one is stored."""
+        self._cursor.execute(
+            "UPDATE role_state SET current = ?, current_at = ? WHERE app = ? AND role = ? "
+            "AND (current_at IS NULL OR current_at < ?)",
+            (count, at, self.app, role, at),
+        )
 
     def mark_in_flight(self, role: str, target: int, now: float) -> None:
         self._cursor.execute(

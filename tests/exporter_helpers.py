@@ -106,3 +106,13 @@ def labels(**values: str) -> frozenset[tuple[str, str]]:
 
 def queue(app: str, role: str, name: str, backend: str) -> frozenset[tuple[str, str]]:
     return labels(app=app, role=role, queue=name, backend=backend)
+
+
+def source_ups(series: Series) -> dict[tuple[str, str, str, str], float]:
+    """Every dynoscaler_source_up series as {(source, backend, app, role): value}."""
+    keys = ("source", "backend", "app", "role")
+    return {
+        tuple(dict(found)[key] for key in keys): value
+        for (name, found), value in series.items()
+        if name == "dynoscaler_source_up"
+    }

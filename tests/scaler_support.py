@@ -155,7 +155,8 @@ class FakeHerokuProcess:
 
 
 class Receiver:
-    def __init__(self, delay: float = 0.0, status: int = 200) -> None:
+    def __init__(self, hold: threading.Event | None = None, status: int = 200) -> None:
+        """hold: each request waits for it (at most 10 s) before being answered."""
         self.requests: list[tuple[str, dict[str, str], object]] = []
         self.arrived = threading.Event()
         receiver = self
@@ -163,7 +164,8 @@ class Receiver:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                time.sleep(delay)
+                if hold is not None:
+                    hold.wait(10)
                 receiver.requests.append((self.path, dict(self.headers), body))
                 receiver.arrived.set()
                 self.send_response(status)

@@ -130,7 +130,7 @@ def test_scale_alerts_reach_the_scaler_and_ops_alerts_reach_people(alertmanager,
         ),
         alert({"alertname": "DeadlineUnmeetable", "severity": "ops", **worker}),
         alert({"alertname": "JobPastDeadline", "severity": "ops", **worker}),
-        alert({"alertname": "ExporterSourceDown", "severity": "ops", "source": "redis"}),
+        alert({"alertname": "ExporterDown", "severity": "ops"}),
         alert(
             {
                 "alertname": "ScaleRole",
@@ -149,7 +149,7 @@ def test_scale_alerts_reach_the_scaler_and_ops_alerts_reach_people(alertmanager,
     to_scaler = [(auth, body) for path, auth, body in got if path == "/alerts"]
     to_people = [body for path, _, body in got if path == "/people"]
 
-    assert len(to_scaler) == 1  # shop/reports scale-down is inhibited by the source down
+    assert len(to_scaler) == 1  # shop/reports scale-down is inhibited: exporter down
     auth, body = to_scaler[0]
     assert auth == f"Bearer {TOKEN}"
     assert body["groupLabels"] == worker
@@ -159,4 +159,4 @@ def test_scale_alerts_reach_the_scaler_and_ops_alerts_reach_people(alertmanager,
     ] == [("firing", "up", "7")]
 
     names = sorted(a["labels"]["alertname"] for body in to_people for a in body["alerts"])
-    assert names == ["DeadlineUnmeetable", "ExporterSourceDown"]  # JobPastDeadline inhibited
+    assert names == ["DeadlineUnmeetable", "ExporterDown"]  # JobPastDeadline inhibited

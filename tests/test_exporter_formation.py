@@ -9,15 +9,16 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from exporter_helpers import ROOT, exporter, labels, wait_for, write_config
+from exporter_helpers import ROOT, exporter, labels, source_ups, wait_for, write_config
 
 pytestmark = pytest.mark.timeout(90)
 
 KEY = "test-key-formation"
+DIALER_REDIS = "redis://127.0.0.1:6379/1"
 APPS = {
     "shop": {"roles": {"web": {"min_dynos": 2, "requests": "router"}}},
     "dialer": {"roles": {"worker": {"min_dynos": 1, "queues": [
-        {"name": "calls", "backend": "redis_list", "url": "redis://127.0.0.1:6379/1"},
+        {"name": "calls", "backend": "redis_list", "url": DIALER_REDIS},
     ]}}},
 }  # fmt: skip
 
@@ -49,9 +50,18 @@ def test_formation_is_polled_published_and_goes_stale(tmp_path, fake_heroku):
     config = write_config(directory, APPS, formation_interval=1)
     env = {"HEROKU_API_KEY": KEY, "HEROKU_API_URL": fake_heroku}
     dynos = "dynoscaler_dynos"
-    up = ("dynoscaler_source_up", labels(source=fake_heroku, backend="heroku"))
+    up = (
+        "dynoscaler_source_up",
+        labels(source=fake_heroku, backend="heroku", app="shop", role="web"),
+    )
     with exporter(config, env=env) as running:
         series = wait_for(lambda: (s := running.scrape()).get(up) == 1 and s)
+        # The formation feeds every configured role of the apps it reads.
+        assert source_ups(series) == {
+            (fake_heroku, "heroku", "shop", "web"): 1,
+            (fake_heroku, "heroku", "dialer", "worker"): 1,
+            (DIALER_REDIS, "redis_list", "dialer", "worker"): 1,
+        }
         assert series[(dynos, labels(app="shop", role="web"))] == 2
         assert series[(dynos, labels(app="dialer", role="worker"))] == 1
         size = labels(app="shop", role="web", size="standard-1X")
@@ -77,6 +87,7 @@ def test_formation_is_polled_published_and_goes_stale(tmp_path, fake_heroku):
         # Heroku fails: the source is down at once, the last count stays until it is stale.
         _fault(fake_heroku, {"status": 503, "count": 1000})
         series = wait_for(lambda: (s := running.scrape())[up] == 0 and s)
+        assert source_ups(series)[(fake_heroku, "heroku", "dialer", "worker")] == 0
         assert series[(dynos, labels(app="shop", role="web"))] == 5
         wait_for(lambda: (dynos, labels(app="shop", role="web")) not in running.scrape())
         assert running.scrape()[up] == 0
@@ -106,7 +117,13 @@ def test_an_app_heroku_does_not_know_does_not_hide_the_others(tmp_path, fake_her
     env = {"HEROKU_API_KEY": KEY, "HEROKU_API_URL": fake_heroku}
     with exporter(config, env=env) as running:
         series = running.scrape()
-    assert series[("dynoscaler_source_up", labels(source=fake_heroku, backend="heroku"))] == 0
+    # Only the unknown app's roles are down: the rules hold them alone.
+    assert source_ups(series) == {
+        (fake_heroku, "heroku", "ghost", "web"): 0,
+        (fake_heroku, "heroku", "shop", "web"): 1,
+        (fake_heroku, "heroku", "dialer", "worker"): 1,
+        (DIALER_REDIS, "redis_list", "dialer", "worker"): 1,
+    }
     assert series[("dynoscaler_dynos", labels(app="shop", role="web"))] == 2
     assert ("dynoscaler_dynos", labels(app="ghost", role="web")) not in series
     (line,) = running.log_lines("(heroku) is down")

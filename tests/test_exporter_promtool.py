@@ -51,7 +51,8 @@ def test_promtool_accepts_a_scrape_with_every_kind_of_series(tmp_path):
         "dynoscaler_queue_oldest_age_seconds",
         "dynoscaler_jobs_completed_total",
         "dynoscaler_policy_scale_down_window_seconds",
-        'dynoscaler_source_up{backend="redis_list",source="redis://127.0.0.1:1/0"} 0.0',
+        'dynoscaler_source_up{app="shop",backend="redis_list",role="worker",'
+        'source="redis://127.0.0.1:1/0"} 0.0',
     ):
         assert metric in text
     check = subprocess.run(

@@ -13,7 +13,15 @@ import pika
 import pytest
 import redis
 from celery import Celery
-from exporter_helpers import RABBITMQ_API, REDIS_DB1, exporter, queue, wait_for, write_config
+from exporter_helpers import (
+    RABBITMQ_API,
+    REDIS_DB1,
+    exporter,
+    queue,
+    source_ups,
+    wait_for,
+    write_config,
+)
 from rq import Queue as RQQueue
 from rq.job import Job
 
@@ -169,9 +177,14 @@ def test_redis_backends_read_in_one_scrape(tmp_path, db1):
     # Neither Resque nor Celery messages carry an enqueue time: no age is invented.
     aged = {dict(k[1])["queue"] for k in series if k[0] == "dynoscaler_queue_oldest_age_seconds"}
     assert aged == {"default", "mailers", "reports"}
-    for backend in ("sidekiq", "rq", "redis_list", "resque", "celery"):
-        up = ("dynoscaler_source_up", frozenset({"source": REDIS_DB1, "backend": backend}.items()))
-        assert series[up] == 1
+    # One Redis, one read: up once per backend and app/role it feeds.
+    assert source_ups(series) == {
+        (REDIS_DB1, "sidekiq", "shop", "worker"): 1,
+        (REDIS_DB1, "rq", "shop", "worker"): 1,
+        (REDIS_DB1, "redis_list", "shop", "worker"): 1,
+        (REDIS_DB1, "resque", "dialer", "dialer"): 1,
+        (REDIS_DB1, "celery", "dialer", "dialer"): 1,
+    }
 
 
 @pytest.fixture
@@ -221,7 +234,6 @@ def test_rabbitmq_queue_through_management_api(tmp_path, rabbit_queue):
         )
     age = series[("dynoscaler_queue_oldest_age_seconds", labels)]
     assert 30 <= age <= time.time() - published_at
-    up = frozenset({"source": "http://127.0.0.1:15672/%2F", "backend": "rabbitmq"}.items())
-    assert series[("dynoscaler_source_up", up)] == 1
+    assert source_ups(series) == {("http://127.0.0.1:15672/%2F", "rabbitmq", "shop", "consumer"): 1}
     # A queue that does not exist yet gives no series rather than a made-up zero.
     assert not [key for key in series if ("queue", f"{name}-absent") in key[1]]

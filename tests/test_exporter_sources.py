@@ -17,6 +17,7 @@ from exporter_helpers import (
     exporter,
     free_port,
     labels,
+    source_ups,
     wait_for,
     write_config,
 )
@@ -29,6 +30,11 @@ pytestmark = pytest.mark.timeout(120)
 
 def source(url: str, backend: str) -> frozenset[tuple[str, str]]:
     return labels(source=url, backend=backend)
+
+
+def worker(url: str, backend: str) -> frozenset[tuple[str, str]]:
+    """source_up labels of shop/worker's queues on `url`."""
+    return labels(source=url, backend=backend, app="shop", role="worker")
 
 
 @pytest.fixture
@@ -63,15 +69,17 @@ def test_dead_and_hung_redis_are_down_and_a_dead_one_recovers(tmp_path, db1, hun
         ]}}}},
         source_timeout=0.5,
     )  # fmt: skip
-    up = "dynoscaler_source_up"
+    up = ("dynoscaler_source_up", worker(dead_url, "redis_list"))
     with exporter(config) as running:
         for _ in range(3):
             started = time.monotonic()
             series = running.scrape()
             assert time.monotonic() - started < 2.0  # the hung source costs its time-out only
-            assert series[(up, source(REDIS_DB1, "redis_list"))] == 1
-            assert series[(up, source(f"redis://127.0.0.1:{dead_port}/0", "redis_list"))] == 0
-            assert series[(up, source(f"redis://127.0.0.1:{hung_server}/0", "rq"))] == 0
+            assert source_ups(series) == {
+                (REDIS_DB1, "redis_list", "shop", "worker"): 1,
+                (dead_url, "redis_list", "shop", "worker"): 0,
+                (hung_url, "rq", "shop", "worker"): 0,
+            }
         duration = series[("dynoscaler_source_scrape_duration_seconds", source(hung_url, "rq"))]
         assert 0.5 <= duration < 1.0
         depths = {
@@ -92,8 +100,7 @@ def test_dead_and_hung_redis_are_down_and_a_dead_one_recovers(tmp_path, db1, hun
         try:
             wait_for(lambda: _pings(dead_port))
             redis.Redis(port=dead_port).rpush("jobs", "x", "y", "z")
-            series = wait_for(lambda: (s := running.scrape())[(up, source(dead_url, "redis_list"))]
-                              and s)  # fmt: skip
+            series = wait_for(lambda: (s := running.scrape())[up] and s)
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -103,6 +110,49 @@ def test_dead_and_hung_redis_are_down_and_a_dead_one_recovers(tmp_path, db1, hun
         assert key in series
         assert len(running.log_lines(f"source {dead_url} (redis_list) is up again")) == 1
         assert len(running.log_lines(f"source {dead_url} (redis_list) is down")) == 1
+
+
+def test_a_source_is_up_or_down_for_exactly_the_roles_it_feeds(tmp_path, db1):
+    """One Redis feeding two roles: up for both; a dead one feeding two others: down for both."""
+    dead_url = f"redis://127.0.0.1:{free_port()}/0"
+    config = write_config(
+        tmp_path,
+        {
+            "shop": {"roles": {
+                "worker": {"queues": [{"name": "jobs", "backend": "redis_list", "url": REDIS_DB1}]},
+                "mailer": {"queues": [{"name": "mail", "backend": "sidekiq", "url": REDIS_DB1}]},
+                "reports": {"queues": [{"name": "reports", "backend": "rq", "url": dead_url}]},
+            }},
+            "billing": {"roles": {
+                "worker": {"queues": [
+                    {"name": "invoices", "backend": "redis_list", "url": dead_url},
+                    {"name": "receipts", "backend": "redis_list", "url": dead_url},
+                ]},
+            }},
+        },
+        source_timeout=0.5,
+    )  # fmt: skip
+    with exporter(config) as running:
+        series = running.scrape()
+    assert source_ups(series) == {
+        (REDIS_DB1, "redis_list", "shop", "worker"): 1,
+        (REDIS_DB1, "sidekiq", "shop", "mailer"): 1,
+        (dead_url, "rq", "shop", "reports"): 0,
+        (dead_url, "redis_list", "billing", "worker"): 0,
+    }
+    # One read per source: its duration is per source and backend, not per role.
+    durations = {
+        (dict(found)["source"], dict(found)["backend"])
+        for name, found in series
+        if name == "dynoscaler_source_scrape_duration_seconds"
+    }
+    assert durations == {
+        (REDIS_DB1, "redis_list"),
+        (REDIS_DB1, "sidekiq"),
+        (dead_url, "rq"),
+        (dead_url, "redis_list"),
+    }
+    assert len(running.log_lines(f"source {dead_url} (redis_list, rq) is down")) == 1
 
 
 def _pings(port: int) -> bool:
@@ -127,8 +177,8 @@ def test_rabbitmq_stopped_then_started(tmp_path, db1):
         ]}}}},
         source_timeout=2,
     )  # fmt: skip
-    rabbit = ("dynoscaler_source_up", source("http://127.0.0.1:15672/%2F", "rabbitmq"))
-    live = ("dynoscaler_source_up", source(REDIS_DB1, "redis_list"))
+    rabbit = ("dynoscaler_source_up", worker("http://127.0.0.1:15672/%2F", "rabbitmq"))
+    live = ("dynoscaler_source_up", worker(REDIS_DB1, "redis_list"))
     with exporter(config) as running:
         assert running.scrape()[rabbit] == 1
         try:

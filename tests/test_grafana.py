@@ -106,17 +106,17 @@ def test_every_panel_query_returns_data_from_the_running_loop(tmp_path):
     queries = [query for path in DASHBOARDS for query in expressions(json.loads(path.read_text()))]
     with Stack(options) as stack:
         producer = Producer(stack.redis, ["default", "mailers"], spike(duration=150)).start()
-        empty: list[str] = []
+        # A panel passes once its query has answered with data at some point of the run
+        # (the firing-alerts table, for one, is empty between scale actions).
+        empty = queries
         try:
             deadline = time.monotonic() + 150
             sent = 0
-            while time.monotonic() < deadline:
+            while empty and time.monotonic() < deadline:
                 drain_router_lines(stack, 20, sent)
                 sent += 20
-                empty = [f"{title}: {expr}" for title, expr in queries if not stack.query(expr)]
-                if not empty:
-                    break
+                empty = [(title, expr) for title, expr in empty if not stack.query(expr)]
                 time.sleep(2)
         finally:
             producer.stop()
-    assert not empty, "panels without data:\n" + "\n".join(empty)
+    assert not empty, "panels without data:\n" + "\n".join(f"{t}: {e}" for t, e in empty)

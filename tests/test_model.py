@@ -7,6 +7,8 @@ import math
 import statistics
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dynoscaler.config import QueueSettings, RoleSettings
 from dynoscaler.model import (
@@ -151,3 +153,39 @@ def test_stale_inputs_hold_even_when_the_numbers_say_less() -> None:
     result = capacity(arrival_rate=0.0, processing_seconds=1.0, current_dynos=4, stale=True)
     assert (result.desired_dynos, result.holding) == (4, True)
     assert result.reasons == ("inputs stale: holding at the current 4 dyno(s)",)
+
+
+_rates = st.floats(0, 100, allow_nan=False)
+_seconds = st.floats(0.001, 300, allow_nan=False)
+_backlogs = st.floats(0, 10_000, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=_rates, seconds=_seconds, backlog=_backlogs, extra=_backlogs, more=_rates)
+def test_more_load_or_backlog_never_needs_fewer_dynos(
+    rate: float, seconds: float, backlog: float, extra: float, more: float
+) -> None:
+    base = capacity(arrival_rate=rate, processing_seconds=seconds, backlog=backlog)
+    deeper = capacity(arrival_rate=rate, processing_seconds=seconds, backlog=backlog + extra)
+    busier = capacity(arrival_rate=rate + more, processing_seconds=seconds, backlog=backlog)
+    assert deeper.needed_dynos >= base.needed_dynos
+    assert busier.needed_dynos >= base.needed_dynos
+    assert WORKER.min_dynos <= base.desired_dynos <= WORKER.max_dynos
+    assert base.unmeetable == (base.needed_dynos > WORKER.max_dynos or seconds + 10 >= 60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(current=st.integers(0, 30), backlog=_backlogs, stale=st.booleans())
+def test_holding_never_goes_below_the_current_count(
+    current: int, backlog: float, stale: bool
+) -> None:
+    result = capacity(
+        arrival_rate=None if not stale else 1.0,
+        processing_seconds=2.0,
+        backlog=backlog,
+        current_dynos=current,
+        stale=stale,
+    )
+    work = backlog > 0 or stale  # a known λ of 1/s is work too
+    assert result.holding
+    assert result.desired_dynos == (max(current, 1) if work else current)

@@ -8,11 +8,12 @@ scale-down stabilisation) and unmeetable must equal the rules' exactly.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import pytest
 import yaml
-from rules_support import POLICY_NAMES, ROOT, STEP, Labels, probe, seconds
+from rules_support import POLICY_NAMES, ROOT, STEP, Labels, probe, seconds, selector, values
 
 from dynoscaler.config import QueueSettings, RoleSettings
 from dynoscaler.model import (
@@ -133,3 +134,79 @@ def test_rules_and_model_agree_at_every_evaluation(name: str, case: dict) -> Non
             )
             compared += 1
     assert compared >= len(times) // 2, "too few evaluations had a desired count to compare"
+
+
+def _random_role(rng: random.Random, index: int) -> tuple[RoleSettings, RoleInputs]:
+    """A role with load from tiny to beyond its budget; some with D < S + B."""
+    web = index % 5 == 0
+    rate, seconds = 10 ** rng.uniform(-1.3, 1.3), 10 ** rng.uniform(-1.3, 1.5)
+    boot = round(rng.uniform(0, 60), 3)
+    slack = rng.uniform(-30, 5) if index % 6 == 1 else rng.uniform(5, 300)
+    low = rng.randint(0, 3)
+    policy = RoleSettings(
+        app=f"app{index}",
+        role="web" if web else "worker",
+        min_dynos=low,
+        max_dynos=rng.randint(max(low, 1), 50),
+        target_deadline=round(max(seconds + boot + slack, 0.5), 3),
+        boot_time=boot,
+        concurrency=rng.randint(1, 16),
+        miss_ratio=round(10 ** rng.uniform(-3, -0.5), 4),
+        scale_down_window=rng.choice([0, 60, 120, 300]),
+        cooldown=0,
+        max_step=10,
+        queues=() if web else (QUEUE,),
+        requests="router" if web else None,
+    )
+    backlog = 0 if web or index % 3 == 0 else int(10 ** rng.uniform(0, 3))
+    current = policy.max_dynos
+    if index % 7 == 3:  # nothing arrives or completes: S cannot be measured
+        return policy, RoleInputs(0.0, None, backlog, current_dynos=current)
+    rate, seconds = round(rate, 4), round(seconds, 4)
+    return policy, RoleInputs(rate, seconds, backlog, rate * seconds, current_dynos=current)
+
+
+def _steady_series(policy: RoleSettings, inputs: RoleInputs, steps: int) -> dict[str, str]:
+    role = {"app": policy.app, "role": policy.role}
+    queue = {**role, "queue": "q", "backend": "sidekiq"}
+    counts = [inputs.arrival_rate * STEP * i for i in range(steps)]
+    flat = {POLICY_NAMES[key]: getattr(policy, key) for key in POLICY_NAMES}
+    flat["dynoscaler_dynos"] = inputs.current_dynos
+    series = {selector(name, role): values([value] * steps) for name, value in flat.items()}
+    if policy.requests:
+        series[selector("dynoscaler_router_requests_total", role)] = values(counts)
+        series[selector("dynoscaler_router_service_seconds_count", role)] = values(counts)
+        sums = [c * (inputs.processing_seconds or 0) for c in counts]
+        series[selector("dynoscaler_router_service_seconds_sum", role)] = values(sums)
+        return series
+    series[selector("dynoscaler_jobs_completed_total", queue)] = values(counts)
+    series[selector("dynoscaler_queue_depth", queue)] = values([inputs.backlog] * steps)
+    series[selector("dynoscaler_queue_in_progress", queue)] = values([inputs.in_progress] * steps)
+    return series
+
+
+def test_random_steady_roles_give_the_models_count_on_the_true_inputs() -> None:
+    """λ, S and Q as the exporter's series encode them, straight into the model."""
+    rng = random.Random(20240601)
+    roles = [_random_role(rng, index) for index in range(80)]
+    eval_at = 7 * 60  # a full minute of samples, and the look-ahead's 5m window flat
+    series: dict[str, str] = {}
+    for policy, inputs in roles:
+        series |= _steady_series(policy, inputs, eval_at // STEP + 1)
+    query = '{__name__=~"app_role:dynoscaler_(desired_dynos|needed_dynos|deadline_unmeetable)"}'
+    got = probe(series, [(query, eval_at)])[(query, eval_at)]
+    by_role = _by_role(got)
+    for policy, inputs in roles:
+        model = required_capacity(inputs, policy)
+        rules = by_role[(policy.app, policy.role)]
+        if model.holding:
+            expected = (None, model.desired_dynos, None)
+        else:
+            expected = (model.needed_dynos, model.desired_dynos, float(model.unmeetable))
+        actual = (
+            rules.get("needed_dynos"),
+            rules.get("desired_dynos"),
+            rules.get("deadline_unmeetable"),
+        )
+        assert actual == expected, f"{policy} {inputs}: {model.reasons}"
+    assert len(by_role) == len(roles)

@@ -58,7 +58,7 @@ def exposition(started: float) -> str:
         f"dynoscaler_queue_oldest_age_seconds{{{QUEUE}}} 4",
         "# TYPE dynoscaler_jobs_completed_total counter",
         f"dynoscaler_jobs_completed_total{{{QUEUE}}} {completed}",
-        'dynoscaler_source_up{source="shop/worker/default",backend="sidekiq"} 1',
+        f'dynoscaler_source_up{{{ROLE},source="redis://127.0.0.1:6379/0",backend="sidekiq"}} 1',
     ]
     return "\n".join(lines) + "\n"
 

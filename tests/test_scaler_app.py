@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
+import time
 
 import pytest
 from scaler_support import FIXTURES, TOKEN, alert, payload, write_settings
@@ -144,6 +146,9 @@ def test_other_alerts_and_resolved_are_recorded_not_acted_on(env) -> None:
         (payload(alert("shop", "worker", "-1")), 422, "not a non-negative integer"),
         (payload(alert("shop", "worker", "NaN")), 422, "not a non-negative integer"),
         (payload(alert("shop", "worker", "five")), 422, "not a non-negative integer"),
+        (payload(alert("shop", "worker", "1e3")), 422, "not a non-negative integer"),
+        (payload(alert("shop", "worker", "1_0")), 422, "not a non-negative integer"),
+        (payload(alert("shop", "worker", "\u0663")), 422, "not a non-negative integer"),
     ],
 )
 def test_bad_payloads_get_a_4xx_and_change_nothing(env, body, status, fragment) -> None:
@@ -180,7 +185,7 @@ def test_decisions_endpoint(env) -> None:
     rows = client.get("/decisions?app=shop&role=web&limit=5", headers=AUTH).json["decisions"]
     assert [(r["role"], r["from_count"], r["to_count"]) for r in rows] == [("web", 2, 4)]
     assert len(client.get("/decisions?limit=1", headers=AUTH).json["decisions"]) == 1
-    for limit in ("0", "1001", "abc", "-1"):
+    for limit in ("0", "1001", "abc", "-1", "\u00b2", "00000001"):
         response = client.get(f"/decisions?limit={limit}", headers=AUTH)
         assert response.status_code == 400
         assert response.json == {"error": "limit must be an integer from 1 to 1000"}
@@ -220,3 +225,15 @@ def test_store_failure_is_a_json_503(env) -> None:
     response = post(client, payload(alert("shop", "worker", "3")))
     assert response.status_code == 503
     assert response.json == {"error": "decision store unavailable: OperationalError"}
+
+
+def test_no_scale_down_on_an_alert_whose_data_ended(env) -> None:
+    client, _, _ = env
+    post(client, payload(alert("shop", "worker", "4")))
+    ended = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600))
+    response = post(client, payload(alert("shop", "worker", "2", ends_at=ended)))
+    [decision] = response.json["decisions"]
+    assert (decision["from"], decision["to"]) == (4, None)
+    assert re.fullmatch(
+        r"no scale-down: input data 60\ds old \(stale after 120s\)", decision["reason"]
+    )

@@ -14,7 +14,14 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from scaler_support import free_port, stop, wait_http, write_settings
+from scaler_support import (
+    HEROKU_KEY,
+    FakeHerokuProcess,
+    free_port,
+    stop,
+    wait_http,
+    write_settings,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -100,13 +107,13 @@ def wait_for(url: str, promql: str, expected: float) -> None:
     raise AssertionError(f"{promql} never became {expected}")
 
 
-def dynoscaler(*args: str) -> subprocess.CompletedProcess:
+def dynoscaler(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "dynoscaler", *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env=os.environ,
+        env=env or os.environ,
     )
 
 
@@ -167,3 +174,23 @@ def test_reconcile_once_without_prometheus_fails_cleanly(tmp_path) -> None:
     assert result.returncode == 1
     assert "reconcile skipped: http://127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_reconcile_acts_on_heroku_and_reports_failure(prometheus, tmp_path) -> None:
+    url, _ = prometheus
+    settings = write_settings(tmp_path, f"sqlite:///{tmp_path / 's.sqlite3'}", prometheus_url=url)
+    fake = FakeHerokuProcess(settings)
+    env = {**os.environ, "HEROKU_API_URL": fake.url, "HEROKU_API_KEY": HEROKU_KEY}
+    try:
+        wait_for(url, 'app_role:dynoscaler_desired_dynos{role="worker"}', 5)
+        fake.admin("POST", "faults", {"status": 503, "count": 4, "method": "PATCH"})
+        failed = dynoscaler("scaler", "reconcile", "--once", "--config", str(settings), env=env)
+        assert failed.returncode == 1
+        assert "shop/worker: scale 1 -> 4 (limited by max_step 3) (failure)" in failed.stdout
+        assert fake.quantity("shop", "worker") == 1
+        done = dynoscaler("scaler", "reconcile", "--once", "--config", str(settings), env=env)
+        assert done.returncode == 0, done.stderr
+        assert "shop/worker: scale 1 -> 4 (limited by max_step 3) (success)" in done.stdout
+        assert fake.quantity("shop", "worker") == 4
+    finally:
+        fake.close()

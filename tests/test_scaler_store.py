@@ -77,21 +77,24 @@ def test_in_flight_mark_and_finish(store_url: str) -> None:
         lock.mark_in_flight("worker", 4, 100.0)
     state = store.states("shop")["worker"].state
     assert (state.in_flight, state.in_flight_since) == (4, 100.0)
-    store.finish("shop", {"worker": 4, "web": None}, 101.0, acted=True)
+    store.finish(
+        "shop", {"worker": 4, "web": None}, 101.0, True, [decision("shop", "worker", 4, 101.0)]
+    )
     states = store.states("shop")
     assert states["worker"].state.current == 4
     assert states["worker"].state.last_action_at == 101.0
     assert states["worker"].state.in_flight is None
     assert states["worker"].current_at == 101.0
     assert states["web"].state.current is None
+    assert [(r["role"], r["to_count"]) for r in store.decisions()] == [("worker", 4)]
 
 
 def test_failed_action_leaves_count_and_cooldown_unchanged(store_url: str) -> None:
     store = Store(store_url)
-    store.finish("shop", {"worker": 2}, 50.0, acted=True)
+    store.finish("shop", {"worker": 2}, 50.0, True, [])
     with store.locked_app("shop", ["worker"]) as lock:
         lock.mark_in_flight("worker", 5, 60.0)
-    store.finish("shop", {"worker": None}, 61.0, acted=False)
+    store.finish("shop", {"worker": None}, 61.0, False, [])
     state = store.states("shop")["worker"].state
     assert (state.current, state.last_action_at, state.in_flight) == (2, 50.0, None)
 
@@ -151,3 +154,31 @@ def test_postgresql_restart_costs_one_failure_then_reconnects(postgres_url: str)
         store.record([decision("shop", "worker", 4, 2.0)])
     store.record([decision("shop", "worker", 5, 3.0)])
     assert [r["to_count"] for r in store.decisions()] == [5, 3]
+
+
+def test_finish_and_lock_in_both_orders_never_deadlock(store_url: str) -> None:
+    """finish and locked_app take the rows of several roles in the same order."""
+    first, second = Store(store_url), Store(store_url)
+    failures: list[BaseException] = []
+
+    def finishing() -> None:
+        try:
+            for n in range(150):
+                first.finish("shop", {"worker": n, "web": n}, float(n), True, [])
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    def locking() -> None:
+        try:
+            for n in range(150):
+                with second.locked_app("shop", ["worker", "web"]) as lock:
+                    lock.mark_in_flight("web", n, float(n))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=finishing), threading.Thread(target=locking)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert failures == []

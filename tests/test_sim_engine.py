@@ -112,6 +112,10 @@ def test_bad_scenarios_name_what_is_wrong(tmp_path):
         scenario(service={"type": "normal", "mean": -1, "cv": 0.5})
     with pytest.raises(ConfigError, match="unknown policy 'nope'"):
         simulate(scenario(), "nope")
+    with pytest.raises(ConfigError, match=r"role.max_dynos: 'x' is not of type 'integer'"):
+        scenario(role={"max_dynos": "x"})
+    with pytest.raises(ConfigError, match=r"arrivals \(constant\): rate must be a number"):
+        scenario(arrivals={"rate": "fast"})
     with pytest.raises(ConfigError, match=r"policy guv: unknown parameter\(s\) \['speed'\]"):
         simulate(scenario(parameters={"guv": {"speed": 2}}), "guv")
 

@@ -72,6 +72,13 @@ def test_hpa_limits_scale_up_and_stabilises_scale_down():
     assert hpa.decide(low, 346.0, 30).desired == 1
 
 
+def test_keda_is_the_hpa_rule_polled_every_30_s():
+    keda = build("keda", _context(min_dynos=0), {"target": 10})
+    assert keda.interval == 30.0
+    assert keda.decide(_view([{"depth": 45.0}]), 0.0, 0).desired == 5  # activation from zero
+    assert keda.decide(_view([{"depth": 45.0}]), 30.0, 5).desired == 5  # 0.9: within 10%
+
+
 def test_hirefire_ratio_and_zero_when_empty():
     assert hirefire_dynos(0, 5) == 0
     assert hirefire_dynos(11, 5) == 3

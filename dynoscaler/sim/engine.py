@@ -136,7 +136,7 @@ class Simulation:
         trace.arrival_rate.append(arrived / self.view.scrape_interval if now else 0.0)
         trace.depth.append(len(self.fifo))
         trace.dynos.append(dynos)
-        trace.serving.append(self.formation.serving_rows(now).size)
+        trace.billed.append(self.formation.billed_now())
 
     def _actuate(self, desired: int, now: float) -> None:
         current = self.formation.quantity

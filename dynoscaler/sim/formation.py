@@ -25,6 +25,9 @@ class Formation:
         self.ready = np.zeros(size)
         self.status = np.zeros(size, dtype=np.int8)
         self.billed_seconds = 0.0
+        self._serving: np.ndarray | None = None  # cache, valid until _valid_until
+        self._valid_until = 0.0
+        self._draining = False
         for _ in range(initial):
             self._add(now=0.0, ready=0.0)
 
@@ -37,7 +40,12 @@ class Formation:
         return int(np.count_nonzero(self.status != _UNUSED))
 
     def serving_rows(self, now: float) -> np.ndarray:
-        return np.flatnonzero((self.status == _RUNNING) & (self.ready <= now))
+        if self._serving is None or now >= self._valid_until:
+            running = self.status == _RUNNING
+            self._serving = np.flatnonzero(running & (self.ready <= now))
+            booting = self.ready[running & (self.ready > now)]
+            self._valid_until = booting.min() if booting.size else np.inf
+        return self._serving
 
     def in_progress(self, now: float) -> int:
         return int(np.count_nonzero(self.free_at[self.status != _UNUSED] > now))
@@ -56,10 +64,15 @@ class Formation:
         return change
 
     def retire_drained(self, now: float) -> None:
+        if not self._draining:
+            return
+        self._draining = False
         for row in np.flatnonzero(self.status == _DRAINING):
             if self.free_at[row].max() <= now:
                 self.billed_seconds += self.free_at[row].max() - self.requested[row]
                 self.status[row] = _UNUSED
+            else:
+                self._draining = True
 
     def close(self, now: float) -> float:
         """Bill everything still running at the end of a run; return total dyno-seconds."""
@@ -69,23 +82,29 @@ class Formation:
             self.status[row] = _UNUSED
         return self.billed_seconds
 
+    def _changed(self) -> None:
+        self._serving = None
+
     def _add(self, now: float, ready: float) -> None:
         free_rows = np.flatnonzero(self.status == _UNUSED)
         if free_rows.size == 0:
             self._grow()
             free_rows = np.flatnonzero(self.status == _UNUSED)
         row = int(free_rows[0])
+        self._changed()
         self.status[row] = _RUNNING
         self.requested[row] = now
         self.ready[row] = ready
         self.free_at[row] = ready
 
     def _stop(self, row: int, now: float) -> None:
+        self._changed()
         if self.ready[row] > now or self.free_at[row].max() <= now:
             self.billed_seconds += now - self.requested[row]
             self.status[row] = _UNUSED
         else:
             self.status[row] = _DRAINING
+            self._draining = True
 
     def _grow(self) -> None:
         size = self.status.size

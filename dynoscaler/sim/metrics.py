@@ -73,7 +73,7 @@ class Trace:
     arrival_rate: list[float] = field(default_factory=list)
     depth: list[float] = field(default_factory=list)
     dynos: list[float] = field(default_factory=list)
-    serving: list[float] = field(default_factory=list)
+    billed: list[float] = field(default_factory=list)  # booting, serving and draining dynos
 
 
 @dataclass

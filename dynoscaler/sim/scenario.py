@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 from dynoscaler.config import BUILTIN_DEFAULTS, ConfigError, QueueSettings, RoleSettings
@@ -31,21 +32,40 @@ from dynoscaler.sim.policies import DEFAULT_POLICIES, REGISTRY
 from dynoscaler.sim.service import Service, build_service
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
-_KEYS = {
-    "name",
-    "description",
-    "duration",
-    "tick",
-    "seed",
-    "in_bounds",
-    "cycles",
-    "initial_dynos",
-    "role",
-    "arrivals",
-    "service",
-    "observation",
-    "policies",
-    "parameters",
+_POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+_NUMBERS = {"type": "object", "additionalProperties": {"type": "number"}}
+# Shapes only; arrivals and service are checked by their builders, which know each type.
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["duration", "role", "arrivals", "service"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "description": {"type": "string"},
+        "duration": _POSITIVE,
+        "tick": _POSITIVE,
+        "seed": {"type": "integer", "minimum": 0},
+        "in_bounds": {"type": "boolean"},
+        "cycles": _POSITIVE,
+        "initial_dynos": {"type": "integer", "minimum": 0},
+        "role": {"type": "object", "additionalProperties": False, "properties": POLICY_PROPERTIES},
+        "arrivals": {"type": "object", "required": ["type"]},
+        "service": {"type": "object", "required": ["type"]},
+        "observation": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "scrape_interval": _POSITIVE,
+                "alert_delay": {"type": "number", "minimum": 0},
+            },
+        },
+        "policies": {"type": "array", "minItems": 1, "items": {"enum": list(REGISTRY)}},
+        "parameters": {
+            "type": "object",
+            "propertyNames": {"enum": list(REGISTRY)},
+            "additionalProperties": _NUMBERS,
+        },
+    },
 }
 
 
@@ -96,72 +116,46 @@ def load(name_or_path: str) -> Scenario:
 
 
 def parse(document: Any, default_name: str) -> Scenario:
-    if not isinstance(document, dict):
-        raise ConfigError("a scenario is a mapping (see dynoscaler/sim/scenario.py)")
-    unknown = sorted(set(document) - _KEYS)
-    if unknown:
-        raise ConfigError(f"unknown key(s) {unknown}; known: {', '.join(sorted(_KEYS))}")
-    for key in ("duration", "role", "arrivals", "service"):
-        if key not in document:
-            raise ConfigError(f"missing {key}")
+    _validate(document)
     role = _role(document["role"])
-    policies = tuple(document.get("policies", DEFAULT_POLICIES))
-    for name in policies:
-        if name not in REGISTRY:
-            raise ConfigError(f"policies: unknown {name!r}; known: {', '.join(REGISTRY)}")
-    duration = _positive(document, "duration", None)
-    tick = _positive(document, "tick", 1.0)
-    observation = Observation(
-        **_mapping(document, "observation", {"scrape_interval", "alert_delay"})
-    )
+    tick = float(document.get("tick", 1.0))
+    observation = Observation(**document.get("observation", {}))
     if observation.scrape_interval % tick:
         raise ConfigError("observation.scrape_interval must be a multiple of tick")
     return Scenario(
         name=str(document.get("name", default_name)),
         description=str(document.get("description", "")),
-        duration=duration,
+        duration=float(document["duration"]),
         tick=tick,
         seed=int(document.get("seed", 1)),
         in_bounds=bool(document.get("in_bounds", True)),
         cycles=document.get("cycles"),
         initial_dynos=int(document.get("initial_dynos", role.min_dynos)),
         role=role,
-        arrivals=build_profile(_mapping(document, "arrivals", None)),
-        service=build_service(_mapping(document, "service", None)),
+        arrivals=build_profile(document["arrivals"]),
+        service=build_service(document["service"]),
         observation=observation,
-        policies=policies,
+        policies=tuple(document.get("policies", DEFAULT_POLICIES)),
         parameters={k: dict(v) for k, v in document.get("parameters", {}).items()},
     )
 
 
-def _role(spec: Any) -> RoleSettings:
-    if not isinstance(spec, dict):
-        raise ConfigError("role must be a mapping of settings")
-    unknown = sorted(set(spec) - set(POLICY_PROPERTIES))
-    if unknown:
-        raise ConfigError(
-            f"role: unknown setting(s) {unknown}; known: {', '.join(POLICY_PROPERTIES)}"
-        )
+def _validate(document: Any) -> None:
+    if not isinstance(document, dict):
+        raise ConfigError("a scenario is a mapping (see dynoscaler/sim/scenario.py)")
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path)))
+    if errors:
+        raise ConfigError("; ".join(f"{_where(e)}: {e.message}" for e in errors))
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _role(spec: dict[str, Any]) -> RoleSettings:
     settings = {**BUILTIN_DEFAULTS, **spec}
     if settings["min_dynos"] > settings["max_dynos"]:
         raise ConfigError("role: min_dynos is above max_dynos")
-    if settings["concurrency"] < 1:
-        raise ConfigError("role: concurrency must be at least 1")
     queue = QueueSettings(name="default", backend="sidekiq", url="sim://queue")
     return RoleSettings(app="sim", role="worker", queues=(queue,), **settings)
-
-
-def _mapping(document: dict, key: str, allowed: set[str] | None) -> dict[str, Any]:
-    value = document.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{key} must be a mapping")
-    if allowed is not None and set(value) - allowed:
-        raise ConfigError(f"{key}: unknown key(s) {sorted(set(value) - allowed)}")
-    return value
-
-
-def _positive(document: dict, key: str, default: float | None) -> float:
-    value = document.get(key, default)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{key} must be a number above 0 (got {value!r})")
-    return float(value)

@@ -4,7 +4,8 @@ A source is one address the exporter reads in one round trip (a Redis server,
 a RabbitMQ management API, the Heroku formation poller). It has:
 
 - `address`: the `source` label, the address without credentials;
-- `backends`: the `backend` labels its source_up / scrape duration are reported under;
+- `feeds`: the backend/app/role triples it reads for: one dynoscaler_source_up
+  series each, so the rules hold exactly the roles a dead source feeds;
 - `read() -> list[Sample | HistogramSample]`: read fresh values, raise on any failure.
 
 Redis-based backends (sidekiq, resque, rq, celery, redis_list, and the job
@@ -17,15 +18,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from exporter.metrics import HistogramSample, Sample
 
 
+class Feed(NamedTuple):
+    """One backend of one app/role that a source reads for."""
+
+    backend: str
+    app: str
+    role: str
+
+
 class Source(Protocol):
     address: str
-    backends: tuple[str, ...]
+    feeds: tuple[Feed, ...]
 
     def read(self) -> list[Sample | HistogramSample]: ...
 
@@ -54,6 +63,16 @@ def address(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
+def feeds(queues: Iterable[Queue]) -> tuple[Feed, ...]:
+    """The distinct backend/app/role of the queues, sorted."""
+    return tuple(sorted({Feed(queue.backend, queue.app, queue.role) for queue in queues}))
+
+
+def backends(source: Source) -> tuple[str, ...]:
+    """The distinct backends a source reads, sorted."""
+    return tuple(sorted({feed.backend for feed in source.feeds}))
+
+
 def by_url(queues: Iterable[tuple[str, Queue]]) -> dict[str, list[Queue]]:
     """Queues grouped by the URL they are read from, in configuration order."""
     groups: dict[str, list[Queue]] = {}
@@ -63,8 +82,18 @@ def by_url(queues: Iterable[tuple[str, Queue]]) -> dict[str, list[Queue]]:
 
 
 class StaleRead(Exception):
-    """A failed read that still has older values worth publishing (the source counts as down)."""
+    """A failed read that still has older values worth publishing (the source counts as down).
 
-    def __init__(self, message: str, samples: list[Sample]) -> None:
+    `roles`, when given, are the only (app, role) pairs the failure concerns:
+    the source's other feeds stay up (e.g. one Heroku app of several unreadable).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        samples: list[Sample],
+        roles: frozenset[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.samples = samples
+        self.roles = roles

@@ -3,10 +3,11 @@
 The Platform API allows about 4,500 requests an hour per token, so scrapes
 never call it: a thread polls GET /apps/<app>/formation (heroku3, through
 dynoscaler.heroku.client()) every `exporter.formation_interval` seconds per
-app, and a scrape publishes the last result. After a failed read of any app the
-source is down (dynoscaler_source_up 0) while the last values stay published;
-each app's values older than STALE_INTERVALS polls are left out, so the scaler
-never acts on them, and one failing app does not hide the others.
+app, and a scrape publishes the last result. The source feeds every configured
+role of those apps; after a failed read of an app, that app's roles are down
+(dynoscaler_source_up 0, so the rules hold them) while its last values stay
+published; each app's values older than STALE_INTERVALS polls are left out, so
+the scaler never acts on them, and one failing app does not hide the others.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dynoscaler import heroku
-from exporter.collectors import StaleRead, address
+from exporter.collectors import Feed, StaleRead, address
 from exporter.metrics import Sample
 
 STALE_INTERVALS = 3
@@ -32,10 +33,11 @@ class _AppFormation:
 
 
 class FormationSource:
-    backends = ("heroku",)
-
-    def __init__(self, apps: Sequence[str], interval: float, timeout: float) -> None:
+    def __init__(self, roles: Sequence[tuple[str, str]], interval: float, timeout: float) -> None:
+        """`roles`: the (app, role) pairs of the settings; their apps are polled."""
         self.address = address(heroku.api_url())
+        self.feeds = tuple(sorted(Feed("heroku", app, role) for app, role in set(roles)))
+        apps = dict.fromkeys(app for app, _ in roles)  # settings order, each app once
         self.interval = interval
         self.connection = heroku.client(timeout=timeout)
         self._apps: dict[str, Any] = {}  # heroku3 App objects, fetched once
@@ -55,19 +57,21 @@ class FormationSource:
             self._thread.join(timeout=self.interval + 1)
 
     def read(self) -> list[Sample]:
-        """Every app's last fresh formation; StaleRead (down) if any app's last read failed."""
+        """Every app's last fresh formation; StaleRead naming the roles of failed apps."""
         oldest = time.monotonic() - STALE_INTERVALS * self.interval
-        samples, errors = [], []
+        samples, errors = [], {}
         with self._lock:
             for app, formation in self._formations.items():
                 fresh = formation.polled_at is not None and formation.polled_at >= oldest
                 samples += formation.samples if fresh else []
                 if formation.error is not None:
-                    errors.append(f"{app}: {formation.error}")
+                    errors[app] = formation.error
                 elif not fresh:
-                    errors.append(f"{app}: no formation read for {STALE_INTERVALS} intervals")
+                    errors[app] = f"no formation read for {STALE_INTERVALS} intervals"
         if errors:
-            raise StaleRead("; ".join(errors), samples)
+            message = "; ".join(f"{app}: {error}" for app, error in errors.items())
+            down = frozenset((feed.app, feed.role) for feed in self.feeds if feed.app in errors)
+            raise StaleRead(message, samples, down)
         return samples
 
     def poll(self) -> None:

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from exporter.collectors import Queue, address, by_url
+from exporter.collectors import Queue, address, by_url, feeds
 from exporter.metrics import Sample
 
 _COLUMNS = (
@@ -33,11 +33,10 @@ _COLUMNS = (
 
 
 class RabbitMQSource:
-    backends = ("rabbitmq",)
-
     def __init__(self, url: str, queues: Sequence[Queue], timeout: float) -> None:
         parts = urlsplit(url)
         self.address = address(url)
+        self.feeds = feeds(queues)
         vhost = parts.path.strip("/") or "%2F"
         port = f":{parts.port}" if parts.port else ""
         self.endpoint = f"{parts.scheme}://{parts.hostname}{port}/api/queues/{vhost}"

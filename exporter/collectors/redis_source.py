@@ -21,6 +21,7 @@ from exporter.collectors import (
     address,
     by_url,
     celery,
+    feeds,
     redis_list,
     resque,
     rq,
@@ -41,7 +42,7 @@ BACKENDS: dict[str, ModuleType] = {
 class RedisSource:
     def __init__(self, url: str, queues: Sequence[Queue], timeout: float) -> None:
         self.address = address(url)
-        self.backends = tuple(sorted({queue.backend for queue in queues}))
+        self.feeds = feeds(queues)
         # No retries inside a scrape: the next scrape is the retry, and the
         # source stays inside its time-out.
         self.client = redis.Redis.from_url(
@@ -52,7 +53,7 @@ class RedisSource:
         )
         self.parts: list[tuple[ModuleType, list[Queue]]] = [
             (BACKENDS[backend], [q for q in queues if q.backend == backend])
-            for backend in self.backends
+            for backend in sorted({queue.backend for queue in queues})
         ]
         self.parts.append((timing_reader, list(queues)))
 

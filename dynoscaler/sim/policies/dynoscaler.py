@@ -97,10 +97,13 @@ def proposed_capacity(inputs: RoleInputs, role: RoleSettings) -> Capacity:
     """
     if inputs.arrival_rate is None or inputs.processing_seconds is None:
         return required_capacity(inputs, role)
-    role = _deadline_margin(inputs, role)
-    load = required_capacity(replace(inputs, backlog=0.0), role)
-    drain = required_capacity(replace(inputs, arrival_rate=0.0, arrival_rate_slope=0.0), role)
-    steady = required_capacity(replace(inputs, backlog=0.0, arrival_rate_slope=0.0), role)
+    arrivals = replace(inputs, backlog=0.0)
+    load = required_capacity(arrivals, _deadline_margin(arrivals, role))
+    steady_arrivals = replace(arrivals, arrival_rate_slope=0.0)
+    steady = required_capacity(steady_arrivals, _deadline_margin(steady_arrivals, role))
+    drain = required_capacity(
+        replace(steady_arrivals, arrival_rate=0.0, backlog=inputs.backlog), role
+    )
     chosen = load if load.required_slots >= drain.required_slots else drain
     needed = max(load.needed_dynos, drain.needed_dynos)
     return replace(
@@ -126,10 +129,10 @@ def _deadline_margin(inputs: RoleInputs, role: RoleSettings) -> RoleSettings:
 
 
 class DynoscalerProposed(Dynoscaler):
-    """dynoscaler with proposed_capacity and a 120 s scale-down window."""
+    """dynoscaler with proposed_capacity and a 180 s scale-down window."""
 
     name = "dynoscaler-proposed"
-    defaults = {**Dynoscaler.defaults, "scale_down_window": 120.0}
+    defaults = {**Dynoscaler.defaults, "scale_down_window": 180.0}
 
     def __init__(self, context: Context, **params: float) -> None:
         super().__init__(context, **params)

@@ -1,0 +1,46 @@
+"""The goals the report judges, on hand-made results."""
+
+from __future__ import annotations
+
+import math
+
+from dynoscaler.sim.lower_bound import LowerBound
+from dynoscaler.sim.metrics import RunResult, Trace
+from dynoscaler.sim.report import ScenarioResult, goals, table
+from tests.sim_support import scenario
+
+
+def _run(policy: str, within: float, dyno_seconds: float, **extra) -> RunResult:
+    figures = {"direction_changes": 2, "first_miss": math.inf, "first_flag": math.inf, **extra}
+    return RunResult(
+        "t", policy, 1000, within, 10.0, 1.0, dyno_seconds, 4, trace=Trace(), **figures
+    )
+
+
+def test_in_bounds_goals():
+    case = scenario(cycles=2)
+    runs = (
+        _run("dynoscaler", 0.995, 1200.0),
+        _run("hirefire", 0.995, 1100.0),
+        _run("guv", 0.999, 1150.0),
+    )
+    result = ScenarioResult(case, LowerBound(1000.0, True, 0.0), runs)
+    assert goals(result, "dynoscaler") == [
+        (">= 99% within the deadline", True),
+        ("<= 1.25x the lower bound", True),
+        ("no baseline better on both (guv is)", False),
+        ("as many jobs in time for fewer dyno-seconds: hirefire", False),
+        ("<= 2 direction changes per cycle", True),
+    ]
+    assert "| dynoscaler | 99.50% | 10 | 1,200 | 1.20 | 4 | 2 (1.0/cycle) | — |" in table(result)
+
+
+def test_out_of_bounds_goal_is_the_flag_before_the_first_miss():
+    case = scenario(in_bounds=False)
+    early = _run("dynoscaler", 0.5, 900.0, first_flag=100.0, first_miss=400.0)
+    late = _run("dynoscaler", 0.5, 900.0, first_flag=500.0, first_miss=400.0)
+    never = _run("dynoscaler", 0.5, 900.0, first_miss=400.0)
+    for run, met in ((early, True), (late, False), (never, False)):
+        result = ScenarioResult(case, LowerBound(0.0, False, 0.0), (run,))
+        assert goals(result, "dynoscaler") == [("unmeetable flagged before the first miss", met)]
+    assert "| 300 |" in table(ScenarioResult(case, LowerBound(0.0, False, 0.0), (early,)))
