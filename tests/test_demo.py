@@ -7,8 +7,10 @@ checking the rewritten files. The whole loop is in test_e2e.py.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +20,13 @@ import yaml
 
 from dynoscaler.demo import configs, measure
 from dynoscaler.demo.supervisor import DemoError, Supervisor, check_ports_free
-from dynoscaler.demo.workers import DONE_PREFIX, LATE_PREFIX, DynoPool, dyno_argv
+from dynoscaler.demo.workers import (
+    DONE_PREFIX,
+    HEARTBEAT_SECONDS,
+    LATE_PREFIX,
+    DynoPool,
+    dyno_argv,
+)
 from dynoscaler.demo.workload import Producer, spike
 from exporter.timing import COUNT_FIELD, timing_key
 
@@ -251,3 +259,40 @@ def test_alert_hold_reads_the_rules(tmp_path):
     assert measure.alert_for_seconds([rules], "Other") == 0
     with pytest.raises(ValueError):
         measure.duration_seconds("15 s")
+
+
+ORPHAN_PARENT = """
+import sys, time
+from pathlib import Path
+from dynoscaler.demo.supervisor import Supervisor
+from dynoscaler.demo.workers import DynoPool, dyno_argv
+argv = dyno_argv(sys.argv[2], ["q"], 1, 0, 30)
+pool = DynoPool(Supervisor(Path(sys.argv[1])), {("a", "w"): argv})
+pool.scale("a", "w", 1)
+print(pool.dynos[("a", "w")][0].process.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_dynos_exit_when_the_demo_is_killed(tmp_path, client):
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN_PARENT, str(tmp_path), REDIS_URL],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        dyno = int(parent.stdout.readline())
+        deadline = time.monotonic() + 10
+        while not client.scard("processes"):  # booted and registered
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        parent.kill()  # SIGKILL: no clean-up of its own
+        parent.wait()
+        parent.stdout.close()
+    deadline = time.monotonic() + 3 * HEARTBEAT_SECONDS
+    while not _gone(dyno):
+        assert time.monotonic() < deadline, "the dyno outlived the demo"
+        time.sleep(0.2)
+    assert client.scard("processes") == 0

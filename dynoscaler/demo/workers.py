@@ -47,6 +47,7 @@ class Dyno:
         self.deadline = deadline
         self.identity = f"{socket.gethostname()}:{os.getpid()}:demo"
         self.stopping = threading.Event()
+        self.parent = os.getppid()
         self.timers = {queue: JobTimer(client, queue) for queue in self.queues}
 
     def run(self) -> None:
@@ -59,7 +60,7 @@ class Dyno:
             thread.start()
         while not self.stopping.wait(HEARTBEAT_SECONDS):
             self._beat()
-            if os.getppid() == 1:  # the demo died without stopping us: do not linger
+            if os.getppid() != self.parent:  # the demo died without stopping us: do not linger
                 self.stopping.set()
         for thread in threads:
             thread.join(timeout=30)
@@ -75,7 +76,7 @@ class Dyno:
         with self.client.pipeline() as pipe:
             pipe.hset(
                 self.identity,
-                mapping={"info": json.dumps(info), "beat": time.time(), "busy": 0},
+                mapping={"info": json.dumps(info), "beat": time.time()},
             )
             pipe.expire(self.identity, HEARTBEAT_TTL)
             pipe.execute()
