@@ -145,15 +145,16 @@ def _run_scenario(stack: Stack, scenario: Scenario, warmup: float, output: Path,
     finally:
         producer.stop()
     _report(stack, scenario, monitor, producer, load_offset, initial, output)
-    if keep and not interrupted:
-        print("demo: everything stays up; Ctrl-C to stop")
-        try:
-            while True:
-                monitor.show(monitor.sample())
-                time.sleep(1)
-        except KeyboardInterrupt:
-            pass
-    return 130 if interrupted else 0
+    if not keep or interrupted:
+        print("demo: stopping everything (--keep would leave it all up)")
+        return 130 if interrupted else 0
+    print(f"demo: everything stays up ({stack.urls['prometheus']}/alerts); Ctrl-C to stop")
+    try:
+        while True:
+            monitor.show(monitor.sample())
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _queues(stack: Stack) -> list[str]:
