@@ -130,24 +130,26 @@ def _run_scenario(stack: Stack, scenario: Scenario, warmup: float, output: Path,
     initial = stack.formation()
     producer = Producer(stack.redis, _queues(stack), scenario, warmup=warmup).start()
     load_offset = time.monotonic() - monitor.started
-    interrupted = False
+    status = 0
     try:
         while not producer.done:
             monitor.show(monitor.sample())
             crashed = stack.crashed()
             if crashed:
                 names = ", ".join(child.name for child in crashed)
-                raise DemoError(f"{names} stopped; see the logs in {stack.options.run_dir}")
+                print(f"demo: {names} stopped on its own; see {stack.options.run_dir}")
+                status = 1
+                break
             time.sleep(1)
     except KeyboardInterrupt:
-        interrupted = True
+        status = 130
         print("\ndemo: interrupted, stopping everything")
     finally:
         producer.stop()
     _report(stack, scenario, monitor, producer, load_offset, initial, output)
-    if not keep or interrupted:
+    if not keep or status:
         print("demo: stopping everything (--keep would leave it all up)")
-        return 130 if interrupted else 0
+        return status
     print(f"demo: everything stays up ({stack.urls['prometheus']}/alerts); Ctrl-C to stop")
     try:
         while True:
