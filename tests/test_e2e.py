@@ -19,6 +19,7 @@ The Ctrl-C test of the `demo` command runs first, before the loops use database 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -157,9 +158,8 @@ def phases() -> dict[str, float]:
 def _free_port_base() -> int:
     for _ in range(50):
         base = free_port()
-        ports = Ports.from_base(base).__dict__
         try:
-            check_ports_free({name: port for name, port in ports.items()})
+            check_ports_free(dataclasses.asdict(Ports.from_base(base)))
         except DemoError:
             continue
         return base

@@ -6,6 +6,7 @@ The demo and the end-to-end tests both run the loop through Stack.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sys
 from dataclasses import dataclass
@@ -74,7 +75,8 @@ class Stack:
             raise DemoError(f"unknown mode {options.mode!r}: alertmanager or reconcile")
         self.options = options
         self.urls = {
-            name: f"http://127.0.0.1:{port}" for name, port in options.ports.__dict__.items()
+            name: f"http://127.0.0.1:{port}"
+            for name, port in dataclasses.asdict(options.ports).items()
         }
         self.store = f"sqlite:///{options.run_dir / 'decisions.sqlite3'}"
         self.env = {
@@ -108,7 +110,7 @@ class Stack:
 
     def start(self) -> None:
         options = self.options
-        ports = dict(options.ports.__dict__)
+        ports = dataclasses.asdict(options.ports)
         if options.mode == "reconcile":
             ports.pop("alertmanager")
         check_ports_free(ports)
