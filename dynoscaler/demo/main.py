@@ -176,7 +176,8 @@ def _report(
 
     patches = stack.patches()
     (output / "patches.json").write_text(json.dumps(patches, indent=1))
-    (output / "samples.json").write_text(json.dumps([dataclasses.asdict(s) for s in monitor.samples]))
+    rows = [dataclasses.asdict(sample) for sample in monitor.samples]
+    (output / "samples.json").write_text(json.dumps(rows))
     spike_at = producer.at(scenario.load_starts_at)
     for role in monitor.roles:
         samples = [s for s in monitor.samples if s.key == role.key]
