@@ -109,7 +109,7 @@ def role_inputs(
     """Turn query results into one RoleInput per configured role that has a desired count."""
     desired_at = _by_role(results["desired_at"])
     dynos_at = _by_role(results["dynos_at"])
-    down = {s["metric"].get("backend") for s in results["down"]}
+    down = _sources_down_by_role(results["down"])
     inputs: dict[str, list[RoleInput]] = defaultdict(list)
     for sample in results["desired"]:
         app, role = sample["metric"].get("app"), sample["metric"].get("role")
@@ -119,19 +119,28 @@ def role_inputs(
             continue
         value = float(sample["value"][1])
         desired = math.ceil(value) if math.isfinite(value) and value >= 0 else None
-        backends = {q.backend for q in settings_of_role.queues} | {"heroku"}
         times = [desired_at.get((app, role)), dynos_at.get((app, role))]
-        fresh = None not in times and not backends & down
+        sources_down = sorted(down.get((app, role), ()))
+        fresh = None not in times and not sources_down
         recorded = {
             "query": DESIRED,
             "value": sample["value"][1],
             "desired_at": times[0],
             "dynos_at": times[1],
-            "sources_down": sorted(backends & down),
+            "sources_down": sources_down,
         }
         observed_at = min(times) if fresh else None
         inputs[app].append(RoleInput(role, Request(desired, observed_at), recorded))
     return dict(inputs)
+
+
+def _sources_down_by_role(vector: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """The sources reporting dynoscaler_source_up 0, per (app, role) they feed."""
+    down: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for sample in vector:
+        labels = sample["metric"]
+        down[(labels.get("app"), labels.get("role"))].add(labels.get("source", "?"))
+    return down
 
 
 def _by_role(vector: list[dict[str, Any]]) -> dict[tuple[str, str], float]:

@@ -30,7 +30,7 @@ class MetricsPage:
     """An HTTP server whose /metrics text the test rewrites."""
 
     def __init__(self) -> None:
-        self.values = {"worker": 5.0, "web": 2.0, "rq_up": 1.0}
+        self.values = {"worker": 5.0, "web": 2.0, "rq_up": 1.0, "web_up": 1.0}
         page = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -58,7 +58,10 @@ class MetricsPage:
                 'app_role:dynoscaler_desired_dynos{app="ghost",role="x"} 3\n',
                 'dynoscaler_dynos{app="shop",role="worker"} 1\n',
                 'dynoscaler_dynos{app="shop",role="web"} 2\n',
-                f'dynoscaler_source_up{{source="127.0.0.1:6379",backend="rq"}} {v["rq_up"]}\n',
+                'dynoscaler_source_up{source="127.0.0.1:6379",backend="rq",app="shop",'
+                f'role="worker"}} {v["rq_up"]}\n',
+                'dynoscaler_source_up{source="heroku",backend="heroku",app="shop",'
+                f'role="web"}} {v["web_up"]}\n',
             ]
         )
 
@@ -141,8 +144,10 @@ def test_reconcile_decides_like_the_webhook(prometheus, tmp_path) -> None:
     down = dynoscaler("scaler", "reconcile", "--once", "--config", str(settings))
     assert "shop/worker: no scale-down: input data missing (none)" in down.stdout.splitlines()
 
-    page.values.update(rq_up=1.0)
+    # Only a source feeding web is down now: worker's own source is back, so it scales.
+    page.values.update(rq_up=1.0, web_up=0.0)
     wait_for(url, 'dynoscaler_source_up{backend="rq"}', 1)
+    wait_for(url, 'dynoscaler_source_up{backend="heroku"}', 0)
     fresh = dynoscaler("scaler", "reconcile", "--once", "--config", str(settings))
     assert "shop/worker: dry run: scale 4 -> 2 (dry_run)" in fresh.stdout.splitlines()
 
