@@ -55,6 +55,8 @@ class Monitor:
         self.out = out
         self.every = every
         self.samples: list[Sample] = []
+        # "alertname app/role" of OPS alerts Alertmanager held -> first seen (monitor seconds)
+        self.ops_alerts: dict[str, float] = {}
         self.started = time.monotonic()
         self._printed_at = -every
         self._lines_on_screen = 0
@@ -64,7 +66,21 @@ class Monitor:
         t = time.monotonic() - self.started
         fresh = [self._sample(role, formation.get(role.key, 0), t) for role in self.roles]
         self.samples += fresh
+        self._note_ops_alerts(t)
         return fresh
+
+    def _note_ops_alerts(self, t: float) -> None:
+        if self.stack.options.mode != "alertmanager":
+            return
+        try:
+            alerts = self.stack.alerts()
+        except (requests.RequestException, ValueError):
+            return
+        for alert in alerts:
+            labels = alert["labels"]
+            if labels.get("severity") == "ops":
+                name = f"{labels['alertname']} {labels.get('app', '')}/{labels.get('role', '')}"
+                self.ops_alerts.setdefault(name, t)
 
     def show(self, fresh: list[Sample]) -> None:
         lines = [sample.line() for sample in fresh]

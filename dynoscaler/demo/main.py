@@ -191,6 +191,8 @@ def _report(
         if samples:
             last = samples[-1]
             print(f"demo: {name}: {last.done} jobs done, {last.late} after the deadline")
+    for name, seen in monitor.ops_alerts.items():
+        print(f"demo: OPS alert    {name}, first in Alertmanager at {seen:.0f} s")
     print(f"demo: PATCH log    {output / 'patches.json'} ({len(patches)} requests)")
     print(
         f"demo: decisions    DYNOSCALER_STORE={stack.store} "
