@@ -11,7 +11,7 @@ Both compute, per app/role and in the same order of operations:
     slots             = max(a + m, drain)
     needed            = ceil(slots / c − 1e-9), at least 1 while there is any work
     desired           = needed clamped to [min_dynos, max_dynos]
-    steady need       = the same needed from max(λ·S + m, drain): no look-ahead
+    steady need       = the same from max(λ·S + m, drain), the same m: no look-ahead
     unmeetable        = steady need > max_dynos, or S ≥ D, or (queue roles) W ≤ 0
 
 The margin: β·√a keeps P(every slot busy) ≤ miss_ratio, far more than a
