@@ -4,12 +4,23 @@ Both compute, per app/role and in the same order of operations:
 
     look-ahead     λ' = λ + max(dλ/dt, 0) · B          (rates only rise while dynos boot)
     offered load   a  = λ' · S                          (busy slots on average)
-    margin         β  = z(1 − miss_ratio)               (normal quantile, see staffing_beta)
+    β                 = z(1 − miss_ratio)               (normal quantile, see staffing_beta)
+    margin         m  = min(β·√a, ln(1/miss_ratio)·S/(D − S))   (β·√a alone when S ≥ D)
     drain window   W  = D − S − B                       (time left to clear the backlog)
-    slots             = a + β·√a + Q·S / max(W, S)
+    drain             = Q·S / max(W, S)
+    slots             = max(a + m, drain)
     needed            = ceil(slots / c − 1e-9), at least 1 while there is any work
     desired           = needed clamped to [min_dynos, max_dynos]
-    unmeetable        = needed > max_dynos, or S ≥ D, or (queue roles) W ≤ 0
+    steady need       = the same from max(λ·S + m, drain), the same m: no look-ahead
+    unmeetable        = steady need > max_dynos, or S ≥ D, or (queue roles) W ≤ 0
+
+The margin: β·√a keeps P(every slot busy) ≤ miss_ratio, far more than a
+deadline needs when D ≫ S. In M/M/N, P(wait > t) ≤ e^(−(N − a)·t/S), so
+N − a = ln(1/miss_ratio)·S/(D − S) slots already keep the share of jobs waiting
+past D − S under miss_ratio. Slots are the max, not the sum, of load and drain:
+the slots that serve arrivals also drain the backlog, so waiting jobs wait up
+to about W, which the deadline allows. The unmeetable flag ignores the
+look-ahead: a rise that may stop sizes dynos but must not page people.
 
 When an input is unknown (no arrival rate; no processing time although work is
 present; a source or the exporter down) the model does not guess: it holds at
@@ -60,7 +71,7 @@ class Capacity:
     desired_dynos: int  # clamped to [min_dynos, max_dynos], before scale-down stabilisation
     needed_dynos: int  # the unclamped need
     required_slots: float
-    unmeetable: bool  # even max_dynos cannot meet the deadline (or D - S - B <= 0)
+    unmeetable: bool  # even max_dynos cannot meet the steady need (or D - S - B <= 0, S >= D)
     reasons: tuple[str, ...]  # human-readable, each term with its value
     holding: bool = False  # inputs unknown: desired is the current count (not clamped)
 
@@ -99,36 +110,52 @@ def _model(
     ahead = rate + max(inputs.arrival_rate_slope, 0.0) * boot
     load = ahead * s
     beta = staffing_beta(policy.miss_ratio)
-    margin = beta * math.sqrt(load)
+    margin = _margin(load, s, beta, policy)
     window = deadline - s - boot
     drain = backlog * s / max(window, s) if s > 0 else 0.0
-    slots = load + margin + drain
-    needed = math.ceil(slots / c - _CEIL_TOLERANCE)
-    if work:
-        needed = max(needed, 1)
+    slots = max(load + margin, drain)
+    needed = _dynos(slots, c, work)
+    steady = _dynos(max(rate * s + margin, drain), c, work)
     no_window = window <= 0 and not is_web_role(policy)
-    unmeetable = needed > policy.max_dynos or s >= deadline or no_window
+    unmeetable = steady > policy.max_dynos or s >= deadline or no_window
     reasons = (
         f"arrival rate λ={rate:.4g}/s, look-ahead over boot {boot:g}s λ'={ahead:.4g}/s",
         f"processing time S={s:.4g}s, offered load a=λ'·S={load:.4g}",
-        f"margin β={beta:.4g} (miss ratio {policy.miss_ratio:g}), β·√a={margin:.4g}",
+        f"margin min(β·√a, ln(1/miss ratio)·S/(D-S))={margin:.4g} "
+        f"(β={beta:.4g}, miss ratio {policy.miss_ratio:g})",
         f"backlog Q={backlog:g}, drain window W=D-S-B={window:.4g}s, drain slots={drain:.4g}",
-        f"slots={slots:.4g}, concurrency {c}: needed {needed} dyno(s)",
+        f"slots=max(a+margin, drain)={slots:.4g}, concurrency {c}: needed {needed} dyno(s)",
     )
     if unmeetable:
-        reasons += (_unmeetable_reason(needed, s, window, no_window, policy),)
+        reasons += (_unmeetable_reason(steady, s, window, no_window, policy),)
     return _clamped(needed, slots, unmeetable, reasons, policy)
 
 
+def _margin(load: float, s: float, beta: float, policy: RoleSettings) -> float:
+    """Spare slots above the offered load: min(β·√a, ln(1/miss_ratio)·S/(D − S))."""
+    square_root = beta * math.sqrt(load)
+    slack = policy.target_deadline - s
+    if slack <= 0:
+        return square_root
+    p = min(max(policy.miss_ratio, _MISS_RATIO_FLOOR), 0.5)
+    return min(square_root, -math.log(p) * s / slack)
+
+
+def _dynos(slots: float, concurrency: int, work: bool) -> int:
+    """ceil(slots / c), at least 1 while there is any work."""
+    needed = math.ceil(slots / concurrency - _CEIL_TOLERANCE)
+    return max(needed, 1) if work else needed
+
+
 def _unmeetable_reason(
-    needed: int, s: float, window: float, no_window: bool, policy: RoleSettings
+    steady: int, s: float, window: float, no_window: bool, policy: RoleSettings
 ) -> str:
     deadline = policy.target_deadline
     if s >= deadline:
         return f"deadline unmeetable: processing time {s:.4g}s ≥ deadline {deadline:g}s"
     if no_window:
         return f"deadline unmeetable: D-S-B={window:.4g}s leaves no time to boot and drain"
-    return f"deadline unmeetable: needs {needed} dynos, max_dynos is {policy.max_dynos}"
+    return f"deadline unmeetable: steady need {steady} dynos, max_dynos is {policy.max_dynos}"
 
 
 def _clamped(

@@ -36,6 +36,8 @@ WORKER = RoleSettings(
 )
 WEB = dataclasses.replace(WORKER, role="web", queues=(), requests="router", target_deadline=2)
 BETA_1PCT = staffing_beta(0.01)
+# The deadline margin ln(1/miss_ratio)·S/(D − S) for WORKER at S = 4 s: 0.329 slots
+MARGIN_S4 = math.log(100) * 4 / 56
 
 
 def capacity(policy: RoleSettings = WORKER, **inputs: float | None) -> Capacity:
@@ -48,56 +50,81 @@ def test_beta_is_the_normal_quantile_within_the_approximation_error(miss_ratio: 
     assert abs(staffing_beta(miss_ratio) - exact) < 4.5e-4
 
 
-def test_offered_load_plus_square_root_margin() -> None:
-    # a = 1/s * 4 s = 4 busy slots; slots = 4 + β·2 = 8.65; 2 per dyno -> 5 dynos
+def test_offered_load_plus_the_deadline_margin() -> None:
+    # a = 1/s * 4 s = 4 busy slots; margin min(β·2 = 4.65, ln(100)·4/56 = 0.33)
+    # slots = 4.33; 2 per dyno -> 3 dynos
     result = capacity(arrival_rate=1.0, processing_seconds=4.0)
-    assert result.required_slots == pytest.approx(4 + BETA_1PCT * 2, abs=1e-12)
-    assert (result.needed_dynos, result.desired_dynos, result.unmeetable) == (5, 5, False)
+    assert result.required_slots == pytest.approx(4 + MARGIN_S4, abs=1e-12)
+    assert (result.needed_dynos, result.desired_dynos, result.unmeetable) == (3, 3, False)
+
+
+def test_square_root_margin_when_it_is_the_smaller() -> None:
+    # a = 0.004: β·√a = 0.147 < 0.329
+    result = capacity(arrival_rate=0.001, processing_seconds=4.0)
+    assert result.required_slots == pytest.approx(0.004 + BETA_1PCT * math.sqrt(0.004))
+    assert result.needed_dynos == 1
 
 
 def test_backlog_drains_within_deadline_minus_processing_and_boot() -> None:
-    # drain = 100 jobs * 4 s / (60 - 4 - 10) s = 8.70 slots on top of 8.65
+    # drain = 100 jobs * 4 s / (60 - 4 - 10) s = 8.70 slots; the max with 4.33, not the sum
     result = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=100)
-    assert result.required_slots == pytest.approx(4 + BETA_1PCT * 2 + 400 / 46, abs=1e-12)
-    assert result.needed_dynos == 9
+    assert result.required_slots == pytest.approx(400 / 46, abs=1e-12)
+    assert result.needed_dynos == 5
     assert any("drain window W=D-S-B=46s" in reason for reason in result.reasons)
+    small = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=40)  # 3.48 < 4.33
+    assert small.required_slots == pytest.approx(4 + MARGIN_S4, abs=1e-12)
 
 
 def test_need_above_max_is_clamped_and_unmeetable() -> None:
+    # drain = 300 * 4 / 46 = 26.1 slots -> 14 dynos
     result = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=300)
-    assert (result.needed_dynos, result.desired_dynos, result.unmeetable) == (18, 10, True)
-    assert result.reasons[-1] == "deadline unmeetable: needs 18 dynos, max_dynos is 10"
+    assert (result.needed_dynos, result.desired_dynos, result.unmeetable) == (14, 10, True)
+    assert result.reasons[-1] == "deadline unmeetable: steady need 14 dynos, max_dynos is 10"
+
+
+def test_a_rising_rate_is_sized_for_but_does_not_page() -> None:
+    # λ = 4.5/s, dλ/dt = 0.3/s²: λ' = 4.5 + 0.3·10 = 7.5/s, a = 30, slots 30.33 -> 16 dynos;
+    # the steady need λ·S + margin = 18.33 slots is 10 dynos = max_dynos: meetable
+    rising = capacity(arrival_rate=4.5, processing_seconds=4.0, arrival_rate_slope=0.3)
+    assert rising.required_slots == pytest.approx(30 + MARGIN_S4, abs=1e-12)
+    assert (rising.needed_dynos, rising.desired_dynos, rising.unmeetable) == (16, 10, False)
+    # 5/s steady: 20.33 slots, 11 dynos > 10
+    assert capacity(arrival_rate=5.0, processing_seconds=4.0).unmeetable
 
 
 def test_no_time_to_boot_and_drain_is_unmeetable_for_queue_roles() -> None:
-    # D - S - B = 60 - 55 - 10 < 0: the backlog drains one job per slot at best
+    # D - S - B = 60 - 55 - 10 < 0: the backlog drains one job per slot at best, 3 slots
+    # against a + β·√a = 0.55 + 1.73 (the deadline margin 4.6·55/5 is larger)
     result = capacity(arrival_rate=0.01, processing_seconds=55.0, backlog=3)
-    assert result.required_slots == pytest.approx(0.55 + BETA_1PCT * math.sqrt(0.55) + 3)
-    assert (result.needed_dynos, result.unmeetable) == (3, True)
+    assert result.required_slots == 3
+    assert (result.needed_dynos, result.unmeetable) == (2, True)
     assert result.reasons[-1] == "deadline unmeetable: D-S-B=-5s leaves no time to boot and drain"
 
 
 def test_processing_time_alone_longer_than_the_deadline() -> None:
+    # S ≥ D: no deadline margin; a + β·√a = 0.9 + 2.21 = 3.11 slots -> 2 dynos
     result = capacity(arrival_rate=0.01, processing_seconds=90.0)
+    assert result.required_slots == pytest.approx(0.9 + BETA_1PCT * math.sqrt(0.9))
     assert (result.needed_dynos, result.unmeetable) == (2, True)
     assert result.reasons[-1] == "deadline unmeetable: processing time 90s ≥ deadline 60s"
 
 
 def test_web_role_has_no_drain_window_check() -> None:
-    # 50 req/s * 0.2 s = 10 busy slots; 10 + β·√10 = 17.36; 2 per dyno -> 9 dynos
+    # 50 req/s * 0.2 s = 10 busy slots; + ln(100)·0.2/1.8 = 10.51; 2 per dyno -> 6 dynos
     result = capacity(WEB, arrival_rate=50.0, processing_seconds=0.2)
-    assert result.needed_dynos == 9
+    assert result.required_slots == pytest.approx(10 + math.log(100) * 0.2 / 1.8, abs=1e-12)
+    assert result.needed_dynos == 6
     assert result.unmeetable is False
     assert capacity(WEB, arrival_rate=1.0, processing_seconds=2.5).unmeetable is True
 
 
 def test_look_ahead_over_boot_time_only_for_rising_rates() -> None:
     rising = capacity(arrival_rate=1.0, processing_seconds=4.0, arrival_rate_slope=0.05)
-    # λ' = 1 + 0.05 * 10 = 1.5; a = 6; 6 + β·√6 = 11.70 -> 6 dynos
-    assert rising.required_slots == pytest.approx(6 + BETA_1PCT * math.sqrt(6), abs=1e-12)
-    assert rising.needed_dynos == 6
+    # λ' = 1 + 0.05 * 10 = 1.5; a = 6; 6 + 0.33 = 6.33 -> 4 dynos
+    assert rising.required_slots == pytest.approx(6 + MARGIN_S4, abs=1e-12)
+    assert rising.needed_dynos == 4
     falling = capacity(arrival_rate=1.0, processing_seconds=4.0, arrival_rate_slope=-0.05)
-    assert falling.needed_dynos == 5
+    assert falling.needed_dynos == 3
 
 
 def test_idle_role_goes_to_min_dynos() -> None:
@@ -172,6 +199,18 @@ def test_more_load_or_backlog_never_needs_fewer_dynos(
     assert busier.needed_dynos >= base.needed_dynos
     assert WORKER.min_dynos <= base.desired_dynos <= WORKER.max_dynos
     assert base.unmeetable == (base.needed_dynos > WORKER.max_dynos or seconds + 10 >= 60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=_rates, seconds=_seconds, backlog=_backlogs)
+def test_load_and_drain_are_the_max_of_each_alone(
+    rate: float, seconds: float, backlog: float
+) -> None:
+    both = capacity(arrival_rate=rate, processing_seconds=seconds, backlog=backlog)
+    load = capacity(arrival_rate=rate, processing_seconds=seconds)
+    drain = capacity(arrival_rate=0.0, processing_seconds=seconds, backlog=backlog)
+    assert both.required_slots == max(load.required_slots, drain.required_slots)
+    assert both.needed_dynos == max(load.needed_dynos, drain.needed_dynos)
 
 
 @settings(max_examples=200, deadline=None)

@@ -2,9 +2,11 @@
 
 A copy of the configuration with 1s intervals (the only change, as the demo
 does) scrapes a small HTTP server serving the metric contract for one worker
-role: λ = 2 jobs/s, S = 3s by Little's law (6 in progress), 10 waiting, D = 60s,
-B = 10s, c = 4, miss ratio 0.01, 2 dynos now. The model gives
-a = 6, slots = 6 + 2.3268·√6 + 10·3/47 = 12.34, ceil(12.34 / 4) = 4 dynos.
+role: λ = 4 jobs/s, S = 3s by Little's law (12 in progress), 10 waiting, D = 60s,
+B = 10s, c = 4, miss ratio 0.01, 2 dynos now. The model gives a = 12, margin
+min(2.3268·√12, ln(100)·3/57) = 0.242, drain 10·3/47 = 0.64,
+slots = max(12.24, 0.64), ceil(12.24 / 4) = 4 dynos. (The measured a is the 12
+in progress times λ'/λ ≥ 1, so the count is 4 until a look-ahead of +30%.)
 """
 
 from __future__ import annotations
@@ -49,12 +51,12 @@ def free_port() -> int:
 
 
 def exposition(started: float) -> str:
-    completed = 2.0 * (time.monotonic() - started)  # λ = 2 jobs/s, depth flat
+    completed = 4.0 * (time.monotonic() - started)  # λ = 4 jobs/s, depth flat
     lines = [f"dynoscaler_policy_{name}{{{ROLE}}} {value}" for name, value in POLICY.items()]
     lines += [
         f"dynoscaler_dynos{{{ROLE}}} 2",
         f"dynoscaler_queue_depth{{{QUEUE}}} 10",
-        f"dynoscaler_queue_in_progress{{{QUEUE}}} 6",
+        f"dynoscaler_queue_in_progress{{{QUEUE}}} 12",
         f"dynoscaler_queue_oldest_age_seconds{{{QUEUE}}} 4",
         "# TYPE dynoscaler_jobs_completed_total counter",
         f"dynoscaler_jobs_completed_total{{{QUEUE}}} {completed}",
@@ -148,7 +150,7 @@ def test_real_prometheus_computes_the_desired_count(prometheus: str) -> None:
     seconds = query(prometheus, "app_role:dynoscaler_processing_seconds:rate1m")
     # scrape timing makes the measured rate approximate; the model on the
     # measured inputs must still give the same count
-    assert list(rate.values())[0] == pytest.approx(2.0, rel=0.1)
+    assert list(rate.values())[0] == pytest.approx(4.0, rel=0.1)
     assert list(seconds.values())[0] == pytest.approx(3.0, rel=0.1)
     policy = RoleSettings(
         app="shop",
@@ -164,7 +166,7 @@ def test_real_prometheus_computes_the_desired_count(prometheus: str) -> None:
         max_step=10,
         queues=(QueueSettings("default", "sidekiq", "redis://x"),),
     )
-    inputs = RoleInputs(2.0, 3.0, backlog=10, in_progress=6)
+    inputs = RoleInputs(4.0, 3.0, backlog=10, in_progress=12)
     assert required_capacity(inputs, policy).desired_dynos == 4
     # pending at once (desired 4 > 2 dynos), firing 15s later: loaded and evaluated
     alerts = wait_for(prometheus, 'ALERTS{alertname="ScaleRole",direction="up"}', 1.0, 20)

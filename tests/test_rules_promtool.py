@@ -60,9 +60,9 @@ def test_a_wrong_expectation_fails(tmp_path) -> None:
     source = (ROOT / "prometheus" / "tests" / "worker_test.yml").read_text(encoding="utf-8")
     wrong = source.replace(
         'exp_samples: [{labels: \'app_role:dynoscaler_desired_dynos{app="shop",role="worker"}\','
-        " value: 5}]",
+        " value: 3}]",
         'exp_samples: [{labels: \'app_role:dynoscaler_desired_dynos{app="shop",role="worker"}\','
-        " value: 6}]",
+        " value: 4}]",
         1,
     )
     assert wrong != source
@@ -73,7 +73,7 @@ def test_a_wrong_expectation_fails(tmp_path) -> None:
     result = run_test_file(path)
     assert result.returncode == 1
     desired = '{__name__="app_role:dynoscaler_desired_dynos", app="shop", role="worker"}'
-    assert f"exp: {desired} 6E+00\n        got: {desired} 5E+00" in result.stderr
+    assert f"exp: {desired} 4E+00\n        got: {desired} 3E+00" in result.stderr
 
 
 def test_alertmanager_config_is_valid() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from dynoscaler.sim.observe import View
@@ -128,24 +126,20 @@ def test_dynoscaler_estimates_rate_and_processing_time_as_the_rules_do():
     assert inputs.current_dynos == 3
 
 
-def test_proposed_capacity_by_hand():
-    from dynoscaler.model import RoleInputs, required_capacity
-    from dynoscaler.sim.policies.dynoscaler import proposed_capacity
-
-    role = _context(concurrency=2, boot_time=10, max_dynos=10).role
-    inputs = RoleInputs(arrival_rate=1.0, processing_seconds=4.0, backlog=100, current_dynos=2)
-    # the model: a + β·√a + drain = 4 + 2.33 * 2 + 100 * 4 / 46 = 17.35 slots -> 9 dynos
-    assert required_capacity(inputs, role).needed_dynos == 9
-    # proposed: max(4 + ln(100) * 4 / 56, 100 * 4 / 46) = max(4.33, 8.70) slots -> 5 dynos
-    proposed = proposed_capacity(inputs, role)
-    assert proposed.required_slots == pytest.approx(400 / 46)
-    assert (proposed.needed_dynos, proposed.desired_dynos, proposed.unmeetable) == (5, 5, False)
-    no_backlog = proposed_capacity(RoleInputs(1.0, 4.0, backlog=0, current_dynos=2), role)
-    assert no_backlog.required_slots == pytest.approx(4 + math.log(100) * 4 / 56, rel=1e-3)
-    # a rise is looked ahead for sizing but does not page: λ' = 3 + 0.5 * 10 = 8/s, a = 32
-    # slots, while the steady need is 3 * 4 = 12 slots (+0.33 margin) = 13 dynos = max
-    rising = RoleInputs(3.0, 4.0, backlog=0, arrival_rate_slope=0.5, current_dynos=2)
-    single = _context(concurrency=1, boot_time=10, max_dynos=13).role
-    assert required_capacity(rising, single).unmeetable
-    assert proposed_capacity(rising, single).needed_dynos == 33
-    assert not proposed_capacity(rising, single).unmeetable
+def test_dynoscaler_decides_the_models_count_and_holds_it_for_the_window():
+    policy = build("dynoscaler", _context())  # D 60 s, B 0, c 10, default window 180 s
+    samples = [
+        {
+            "completed": 150.0 * i,
+            "duration_count": 150.0 * i,
+            "duration_sum": 300.0 * i,
+            "depth": 15.0 * i,
+        }
+        for i in range(6)
+    ]
+    # λ = 11/s, S = 2 s: a = 22 + ln(100)·2/58 = 22.16 slots; the drain 75·2/58 = 2.59
+    # slots is smaller, so max(22.16, 2.59) / 10 -> 3 dynos
+    assert policy.decide(_view(samples), 75.0, 1).desired == 3
+    quiet = _view([{}] * 19)  # nothing arrives, waits or runs: the model needs min_dynos
+    assert policy.decide(quiet, 255.0, 3).desired == 3  # 75 s is inside [75, 255]
+    assert policy.decide(quiet, 270.0, 3).desired == 1

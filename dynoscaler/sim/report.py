@@ -13,7 +13,7 @@ from dynoscaler.sim.lower_bound import LowerBound, lower_bound
 from dynoscaler.sim.metrics import RunResult
 from dynoscaler.sim.scenario import Scenario
 
-MODELS = ("dynoscaler", "dynoscaler-proposed")
+MODELS = ("dynoscaler",)
 WITHIN_GOAL = 0.99
 RATIO_GOAL = 1.25
 CHANGES_PER_CYCLE_GOAL = 2

@@ -10,7 +10,6 @@ from dynoscaler.sim.policies.base import Context, Policy
 # name -> "module:Class"; imported on use so one policy's dependency cannot break the others
 REGISTRY: dict[str, str] = {
     "dynoscaler": "dynoscaler.sim.policies.dynoscaler:Dynoscaler",
-    "dynoscaler-proposed": "dynoscaler.sim.policies.dynoscaler:DynoscalerProposed",
     "guv": "dynoscaler.sim.policies.guv:Guv",
     "threshold": "dynoscaler.sim.policies.threshold:Threshold",
     "hpa": "dynoscaler.sim.policies.proportional:Proportional",
@@ -23,7 +22,6 @@ REGISTRY: dict[str, str] = {
 # compared in every scenario unless the scenario lists its own
 DEFAULT_POLICIES = (
     "dynoscaler",
-    "dynoscaler-proposed",
     "guv",
     "threshold",
     "hpa",
