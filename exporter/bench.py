@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,6 +17,8 @@ from pathlib import Path
 import redis
 import requests
 import yaml
+
+from dynoscaler.processes import free_port, stop, wait_until_answering
 
 BENCH_DB = 2  # the exporter benchmark's Redis database (flushed by every run)
 REDIS_EXPORTER = "/usr/bin/prometheus-redis-exporter"
@@ -120,7 +121,7 @@ def _our_exporter(address: str, names: list[str]) -> Iterator[tuple[int, str]]:
                 raise RuntimeError("dynoscaler exporter did not start")
             yield process.pid, banner.split()[-1]
         finally:
-            _stop(process)
+            stop(process)
 
 
 @contextmanager
@@ -132,7 +133,7 @@ def _redis_exporter(address: str, names: list[str]) -> Iterator[tuple[int, str]]
         if len(keys) <= MAX_ARGUMENT
         else ["-check-keys", f"db{BENCH_DB}=q*"]
     )
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [REDIS_EXPORTER, "-redis.addr", f"redis://{address}", *flag]
         + ["-web.listen-address", f"127.0.0.1:{port}"],
@@ -141,10 +142,10 @@ def _redis_exporter(address: str, names: list[str]) -> Iterator[tuple[int, str]]
     )
     try:
         url = f"http://127.0.0.1:{port}/metrics"
-        _wait_until_serving(url)
+        wait_until_answering(url.replace("/metrics", "/health"), process, timeout=15.0)
         yield process.pid, url
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _measure(exporters: list[tuple[int, str]], scrapes: int) -> list[Figures]:
@@ -175,32 +176,3 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until_serving(url: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            requests.get(url.replace("/metrics", "/health"), timeout=1)
-            return
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not answer within {timeout:g}s") from None
-            time.sleep(0.1)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-    if process.stdout:
-        process.stdout.close()

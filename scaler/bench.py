@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import requests
 import yaml
 
 from dynoscaler.config import ConfigError
+from dynoscaler.processes import NotServing, free_port, stop, wait_until_answering
 
 TOKEN = "bench-token"
 HEROKU_KEY = "bench-key"
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             scaler, peer = _drive(urls, args.rate, args.duration)
         finally:
             for process in reversed(processes):
-                _stop(process)
+                stop(process)
     _report(scaler, peer)
     return 0
 
@@ -114,12 +114,6 @@ def _write_settings(workdir: Path, dry_run: bool) -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _scaler_command(settings: Path, workers: int) -> list[str]:
     serve = ["scaler", "serve", "--config", str(settings), "--workers", str(workers)]
     return [sys.executable, "-m", "dynoscaler", *serve, "--port", "{port}"]
@@ -132,7 +126,7 @@ def _peer_command(workers: int) -> list[str]:
 
 def _start(command: list[str], env: dict[str, str], processes: list[subprocess.Popen]) -> str:
     """Start a server whose command has a {port} placeholder; wait until it answers."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [part.format(port=port) for part in command],
         env=env,
@@ -141,16 +135,11 @@ def _start(command: list[str], env: dict[str, str], processes: list[subprocess.P
     )
     processes.append(process)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ConfigError(f"bench: {' '.join(command[:6])} exited with {process.returncode}")
-        try:
-            requests.get(url, timeout=1)
-            return url
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise ConfigError(f"bench: {url} did not start within 30s")
+    try:
+        wait_until_answering(url, process, timeout=30)
+    except NotServing as error:
+        raise ConfigError(f"bench: {error}") from None
+    return url
 
 
 def _start_fake(settings: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
@@ -161,18 +150,9 @@ def _start_fake(settings: Path, env: dict[str, str]) -> tuple[subprocess.Popen, 
     )
     line = process.stdout.readline()
     if not line.startswith("fake-heroku: serving"):
-        _stop(process)
+        stop(process)
         raise ConfigError(f"bench: fake-heroku did not start: {line!r}")
     return process, line.rsplit(" ", 1)[1].strip()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
 
 
 def _body(i: int) -> bytes:

@@ -1,0 +1,67 @@
+"""Servers run as child processes by the benchmarks and tests: free port, readiness, stop."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import requests
+
+
+class NotServing(RuntimeError):
+    """A server process exited, or did not answer in time."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_answering(
+    url: str,
+    process: subprocess.Popen | None = None,
+    timeout: float = 20.0,
+    ok_only: bool = False,
+) -> None:
+    """Return once `url` answers (any status, or a 2xx one with `ok_only`).
+
+    Raises NotServing at once if `process` exits (with what it wrote to a pipe),
+    or after `timeout` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            command = " ".join(str(part) for part in process.args[:6])
+            raise NotServing(f"{command} exited with {process.returncode}{_output(process)}")
+        try:
+            if requests.get(url, timeout=1).ok or not ok_only:
+                return
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise NotServing(f"{url} did not answer within {timeout:g}s")
+        time.sleep(0.1)
+
+
+def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate `process` (kill it if it ignores that), wait for it, close its pipes."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+    for pipe in (process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def _output(process: subprocess.Popen) -> str:
+    pipe = process.stdout or process.stderr
+    if pipe is None:
+        return ""
+    text = pipe.read()
+    return ": " + (text.decode(errors="replace") if isinstance(text, bytes) else text)
