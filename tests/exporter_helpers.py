@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,13 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from dynoscaler.processes import stop
+
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_DB1 = "redis://127.0.0.1:6379/1"  # the exporter tests' database
 RABBITMQ_API = "http://guest:guest@127.0.0.1:15672/%2F"
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(directory: Path, apps: dict[str, Any], **exporter: float) -> Path:
@@ -80,13 +75,7 @@ def exporter(config: Path, env: dict[str, str] | None = None) -> Iterator[Runnin
         assert "listening on" in banner, f"exporter did not start: {log.read_text()}"
         yield RunningExporter(process, banner.split()[-1].removesuffix("/metrics"), log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        process.stdout.close()
+        stop(process)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.2) -> Any:

@@ -1,20 +1,18 @@
-"""Shared helpers of the scaler tests: a settings file, payloads, free ports, processes."""
+"""Shared helpers of the scaler tests: a settings file, payloads, the fake Heroku, the scaler."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import requests
 import yaml
+
+from dynoscaler.processes import NotServing, free_port, stop, wait_until_answering
 
 TOKEN = "test-token-0123456789"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -89,36 +87,6 @@ def payload(*alerts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
-    """Wait until url answers at all (any status); fail early if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            out = process.stdout.read() if process.stdout else ""
-            raise AssertionError(f"process exited with {process.returncode}: {out}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {timeout}s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
 HEROKU_KEY = "fake-heroku-key"
 
 
@@ -151,37 +119,6 @@ class FakeHerokuProcess:
 
     def close(self) -> None:
         stop(self.process)
-        self.process.stdout.close()
-
-
-class Receiver:
-    def __init__(self, hold: threading.Event | None = None, status: int = 200) -> None:
-        """hold: each request waits for it (at most 10 s) before being answered."""
-        self.requests: list[tuple[str, dict[str, str], object]] = []
-        self.arrived = threading.Event()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if hold is not None:
-                    hold.wait(10)
-                receiver.requests.append((self.path, dict(self.headers), body))
-                receiver.arrived.set()
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class ScalerProcess:
@@ -196,8 +133,8 @@ class ScalerProcess:
         )
         self.url = f"http://127.0.0.1:{self.port}"
         try:
-            wait_http(f"{self.url}/healthz", self.process)
-        except AssertionError:
+            wait_until_answering(f"{self.url}/healthz", self.process)
+        except NotServing:
             self.close()
             raise
 
@@ -207,4 +144,3 @@ class ScalerProcess:
 
     def close(self) -> None:
         stop(self.process)
-        self.process.stdout.close()

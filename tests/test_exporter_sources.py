@@ -15,13 +15,13 @@ from exporter_helpers import (
     RABBITMQ_API,
     REDIS_DB1,
     exporter,
-    free_port,
     labels,
     source_ups,
     wait_for,
     write_config,
 )
 
+from dynoscaler.processes import free_port
 from exporter.collectors import Queue
 from exporter.collectors.redis_source import RedisSource
 

@@ -6,10 +6,11 @@ import time
 
 import pytest
 import redis
-from exporter_helpers import REDIS_DB1, exporter, free_port, labels, queue, write_config
+from exporter_helpers import REDIS_DB1, exporter, labels, queue, write_config
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from dynoscaler.processes import free_port
 from exporter.metrics import DURATION_BUCKETS
 from exporter.timing import JobTimer
 

@@ -22,12 +22,12 @@ from scaler_support import (
     HEROKU_KEY,
     TOKEN,
     FakeHerokuProcess,
-    Receiver,
     ScalerProcess,
     alert,
     payload,
     write_settings,
 )
+from support import Receiver
 
 pytestmark = pytest.mark.timeout(120)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
