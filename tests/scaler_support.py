@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import requests
 import yaml
 
@@ -16,6 +19,7 @@ from dynoscaler.processes import NotServing, free_port, stop, wait_until_answeri
 
 TOKEN = "test-token-0123456789"
 FIXTURES = Path(__file__).parent / "fixtures"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 SETTINGS: dict[str, Any] = {
     "defaults": {"min_dynos": 1, "max_dynos": 10, "cooldown": 60, "max_step": 3},
@@ -50,6 +54,20 @@ def write_settings(
     path = directory / "autoscale.yml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """The URL of a new PostgreSQL database named `prefix` + a random suffix; dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(PG_ADMIN)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
 
 
 def alert(
