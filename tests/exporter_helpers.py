@@ -1,4 +1,4 @@
-"""Shared by the exporter tests: run the real exporter process and scrape it."""
+"""Shared by the exporter tests: their Redis database, the real exporter process, scraping."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redis
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,6 +33,19 @@ def write_config(directory: Path, apps: dict[str, Any], **exporter: float) -> Pa
         document["exporter"] = exporter
     path.write_text(yaml.safe_dump(document))
     return path
+
+
+@pytest.fixture(name="db1")
+def redis_db1() -> Iterator[redis.Redis]:
+    """The db1 fixture: the exporter tests' Redis database, empty before and after the test.
+
+    A test module imports it to use it (there is no conftest.py).
+    """
+    client = redis.Redis.from_url(REDIS_DB1)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
 
 
 class RunningExporter:
