@@ -18,6 +18,7 @@ import redis
 import requests
 import yaml
 
+from dynoscaler.benchstats import percentile
 from dynoscaler.processes import free_port, stop, wait_until_answering
 
 BENCH_DB = 2  # the exporter benchmark's Redis database (flushed by every run)
@@ -161,14 +162,9 @@ def _measure(exporters: list[tuple[int, str]], scrapes: int) -> list[Figures]:
                 response.raise_for_status()
                 times[index].append((time.perf_counter() - started) * 1000)
     return [
-        Figures(statistics.median(taken), _percentile(taken, 95), _rss_mb(pid))
+        Figures(statistics.median(taken), percentile(taken, 95), _rss_mb(pid))
         for (pid, _), taken in zip(exporters, times, strict=True)
     ]
-
-
-def _percentile(values: list[float], percent: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(percent / 100 * (len(ordered) - 1)))]
 
 
 def _rss_mb(pid: int) -> float:

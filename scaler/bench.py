@@ -27,6 +27,7 @@ from typing import Any
 import requests
 import yaml
 
+from dynoscaler.benchstats import percentile
 from dynoscaler.config import ConfigError
 from dynoscaler.processes import NotServing, free_port, stop, wait_until_answering
 
@@ -99,9 +100,8 @@ class Figures:
     elapsed: float
     sent: int
 
-    def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+    def percentile_ms(self, p: float) -> float:
+        return percentile(self.latencies, p) * 1000
 
 
 def _write_settings(workdir: Path, dry_run: bool) -> Path:
@@ -219,11 +219,11 @@ def _report(scaler: Figures, peer: Figures) -> None:
             f"{f.sent}",
             f"{f.errors}",
             f"{len(f.latencies) / f.elapsed:.1f}",
-            *(f"{f.percentile(p):.2f}" for p in (50, 90, 99)),
+            *(f"{f.percentile_ms(p):.2f}" for p in (50, 90, 99)),
             f"{max(f.latencies) * 1000:.2f}",
         )
         print(f"{name:<22}" + "".join(f"{v:>9}" for v in values))
     for p in (50, 99):
-        ratio = scaler.percentile(p) / peer.percentile(p)
+        ratio = scaler.percentile_ms(p) / peer.percentile_ms(p)
         print(f"p{p} ratio scaler/peer: {ratio:.2f}")
     print(f"mean scaler latency: {statistics.fmean(scaler.latencies) * 1000:.2f} ms")
