@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import requests
 
@@ -18,6 +20,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_announced(
+    command: Sequence[str], announcement: str, **popen: Any
+) -> tuple[subprocess.Popen, str]:
+    """Start a server that prints `announcement` ... URL as its first line; return it and the URL.
+
+    For servers told to take port 0, so only they know theirs. If the line is
+    another, the process is stopped and NotServing names the command and line.
+    """
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, **popen)
+    line = process.stdout.readline()
+    if announcement not in line:
+        stop(process)
+        raise NotServing(f"{' '.join(command[:4])} did not start: {line!r}")
+    return process, line.split()[-1]
 
 
 def wait_until_answering(

@@ -19,7 +19,7 @@ import requests
 import yaml
 
 from dynoscaler.benchstats import percentile
-from dynoscaler.processes import free_port, stop, wait_until_answering
+from dynoscaler.processes import free_port, start_announced, stop, wait_until_answering
 
 BENCH_DB = 2  # the exporter benchmark's Redis database (flushed by every run)
 REDIS_EXPORTER = "/usr/bin/prometheus-redis-exporter"
@@ -113,14 +113,12 @@ def _our_exporter(address: str, names: list[str]) -> Iterator[tuple[int, str]]:
         command = [sys.executable, "-m", "dynoscaler", "exporter", "--config", str(config)]
         command += ["--port", "0", "--bind", "127.0.0.1"]
         environment = {k: v for k, v in os.environ.items() if k != "HEROKU_API_KEY"}
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment
+        # its first line: "... listening on http://127.0.0.1:PORT/metrics"
+        process, url = start_announced(
+            command, "listening on", stderr=subprocess.DEVNULL, env=environment
         )
         try:
-            banner = process.stdout.readline()  # "... listening on http://127.0.0.1:PORT/metrics"
-            if "listening on" not in banner:
-                raise RuntimeError("dynoscaler exporter did not start")
-            yield process.pid, banner.split()[-1]
+            yield process.pid, url
         finally:
             stop(process)
 

@@ -29,7 +29,13 @@ import yaml
 
 from dynoscaler.benchstats import percentile
 from dynoscaler.config import ConfigError
-from dynoscaler.processes import NotServing, free_port, stop, wait_until_answering
+from dynoscaler.processes import (
+    NotServing,
+    free_port,
+    start_announced,
+    stop,
+    wait_until_answering,
+)
 
 TOKEN = "bench-token"
 HEROKU_KEY = "bench-key"
@@ -145,14 +151,10 @@ def _start(command: list[str], env: dict[str, str], processes: list[subprocess.P
 def _start_fake(settings: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     options = ["--config", str(settings), "--port", "0", "--rate-limit", "1000000"]
     command = [sys.executable, "-m", "dynoscaler", "fake-heroku", *options]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    line = process.stdout.readline()
-    if not line.startswith("fake-heroku: serving"):
-        stop(process)
-        raise ConfigError(f"bench: fake-heroku did not start: {line!r}")
-    return process, line.rsplit(" ", 1)[1].strip()
+    try:
+        return start_announced(command, "fake-heroku: serving", env=env, stderr=subprocess.DEVNULL)
+    except NotServing as error:
+        raise ConfigError(f"bench: {error}") from None
 
 
 def _body(i: int) -> bytes:

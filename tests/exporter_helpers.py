@@ -17,7 +17,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from dynoscaler.processes import stop
+from dynoscaler.processes import NotServing, start_announced, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_DB1 = "redis://127.0.0.1:6379/1"  # the exporter tests' database
@@ -76,19 +76,16 @@ def exporter(config: Path, env: dict[str, str] | None = None) -> Iterator[Runnin
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     if env is None or "HEROKU_API_KEY" not in env:
         environment.pop("HEROKU_API_KEY", None)
+    command = [sys.executable, "-m", "dynoscaler", "exporter", "--config", str(config)]
+    command += ["--port", "0", "--bind", "127.0.0.1"]
     with open(log, "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dynoscaler", "exporter", "--config", str(config)]
-            + ["--port", "0", "--bind", "127.0.0.1"],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env=environment,
-        )
+        try:
+            # its first line: "... listening on http://127.0.0.1:PORT/metrics"
+            process, url = start_announced(command, "listening on", stderr=stderr, env=environment)
+        except NotServing as error:
+            raise AssertionError(f"{error}\n{log.read_text()}") from None
     try:
-        banner = process.stdout.readline()  # "... listening on http://127.0.0.1:PORT/metrics"
-        assert "listening on" in banner, f"exporter did not start: {log.read_text()}"
-        yield RunningExporter(process, banner.split()[-1].removesuffix("/metrics"), log)
+        yield RunningExporter(process, url.removesuffix("/metrics"), log)
     finally:
         stop(process)
 

@@ -15,7 +15,13 @@ import psycopg2
 import requests
 import yaml
 
-from dynoscaler.processes import NotServing, free_port, stop, wait_until_answering
+from dynoscaler.processes import (
+    NotServing,
+    free_port,
+    start_announced,
+    stop,
+    wait_until_answering,
+)
 
 TOKEN = "test-token-0123456789"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -114,14 +120,9 @@ class FakeHerokuProcess:
     def __init__(self, settings_path: Path, *extra: str) -> None:
         command = [sys.executable, "-m", "dynoscaler", "fake-heroku"]
         command += ["--config", str(settings_path), "--port", "0", "--api-key", HEROKU_KEY]
-        self.process = subprocess.Popen(
-            [*command, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        self.process, self.url = start_announced(
+            [*command, *extra], "fake-heroku: serving", stderr=subprocess.STDOUT
         )
-        line = self.process.stdout.readline()
-        if not line.startswith("fake-heroku: serving"):
-            stop(self.process)
-            raise AssertionError(f"fake-heroku did not start: {line}")
-        self.url = line.rsplit(" ", 1)[1].strip()
 
     def admin(self, method: str, what: str, body: Any = None) -> Any:
         response = requests.request(method, f"{self.url}/__fake__/{what}", json=body, timeout=10)
