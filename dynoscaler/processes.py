@@ -34,7 +34,7 @@ def start_announced(
     line = process.stdout.readline()
     if announcement not in line:
         stop(process)
-        raise NotServing(f"{' '.join(command[:4])} did not start: {line!r}")
+        raise NotServing(f"{_name(command)} did not start: {line!r}")
     return process, line.split()[-1]
 
 
@@ -52,8 +52,8 @@ def wait_until_answering(
     deadline = time.monotonic() + timeout
     while True:
         if process is not None and process.poll() is not None:
-            command = " ".join(str(part) for part in process.args[:6])
-            raise NotServing(f"{command} exited with {process.returncode}{_output(process)}")
+            output = _output(process)
+            raise NotServing(f"{_name(process.args)} exited with {process.returncode}{output}")
         try:
             if requests.get(url, timeout=1).ok or not ok_only:
                 return
@@ -75,6 +75,11 @@ def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
     for pipe in (process.stdout, process.stderr):
         if pipe is not None:
             pipe.close()
+
+
+def _name(command: Sequence[str]) -> str:
+    """The start of a command line, enough to tell which server it is."""
+    return " ".join(str(part) for part in command[:4])
 
 
 def _output(process: subprocess.Popen) -> str:
