@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,6 +17,9 @@ from pathlib import Path
 import redis
 import requests
 import yaml
+
+from dynoscaler.benchstats import percentile
+from dynoscaler.processes import free_port, start_announced, stop, wait_until_answering
 
 BENCH_DB = 2  # the exporter benchmark's Redis database (flushed by every run)
 REDIS_EXPORTER = "/usr/bin/prometheus-redis-exporter"
@@ -111,16 +113,14 @@ def _our_exporter(address: str, names: list[str]) -> Iterator[tuple[int, str]]:
         command = [sys.executable, "-m", "dynoscaler", "exporter", "--config", str(config)]
         command += ["--port", "0", "--bind", "127.0.0.1"]
         environment = {k: v for k, v in os.environ.items() if k != "HEROKU_API_KEY"}
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=environment
+        # its first line: "... listening on http://127.0.0.1:PORT/metrics"
+        process, url = start_announced(
+            command, "listening on", stderr=subprocess.DEVNULL, env=environment
         )
         try:
-            banner = process.stdout.readline()  # "... listening on http://127.0.0.1:PORT/metrics"
-            if "listening on" not in banner:
-                raise RuntimeError("dynoscaler exporter did not start")
-            yield process.pid, banner.split()[-1]
+            yield process.pid, url
         finally:
-            _stop(process)
+            stop(process)
 
 
 @contextmanager
@@ -132,7 +132,7 @@ def _redis_exporter(address: str, names: list[str]) -> Iterator[tuple[int, str]]
         if len(keys) <= MAX_ARGUMENT
         else ["-check-keys", f"db{BENCH_DB}=q*"]
     )
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [REDIS_EXPORTER, "-redis.addr", f"redis://{address}", *flag]
         + ["-web.listen-address", f"127.0.0.1:{port}"],
@@ -141,10 +141,10 @@ def _redis_exporter(address: str, names: list[str]) -> Iterator[tuple[int, str]]
     )
     try:
         url = f"http://127.0.0.1:{port}/metrics"
-        _wait_until_serving(url)
+        wait_until_answering(url.replace("/metrics", "/health"), process, timeout=15.0)
         yield process.pid, url
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _measure(exporters: list[tuple[int, str]], scrapes: int) -> list[Figures]:
@@ -160,14 +160,9 @@ def _measure(exporters: list[tuple[int, str]], scrapes: int) -> list[Figures]:
                 response.raise_for_status()
                 times[index].append((time.perf_counter() - started) * 1000)
     return [
-        Figures(statistics.median(taken), _percentile(taken, 95), _rss_mb(pid))
+        Figures(statistics.median(taken), percentile(taken, 95), _rss_mb(pid))
         for (pid, _), taken in zip(exporters, times, strict=True)
     ]
-
-
-def _percentile(values: list[float], percent: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(percent / 100 * (len(ordered) - 1)))]
 
 
 def _rss_mb(pid: int) -> float:
@@ -175,32 +170,3 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_until_serving(url: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            requests.get(url.replace("/metrics", "/health"), timeout=1)
-            return
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not answer within {timeout:g}s") from None
-            time.sleep(0.1)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-    if process.stdout:
-        process.stdout.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,15 @@ from typing import Any
 import requests
 import yaml
 
+from dynoscaler.benchstats import percentile
 from dynoscaler.config import ConfigError
+from dynoscaler.processes import (
+    NotServing,
+    free_port,
+    start_announced,
+    stop,
+    wait_until_answering,
+)
 
 TOKEN = "bench-token"
 HEROKU_KEY = "bench-key"
@@ -79,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             scaler, peer = _drive(urls, args.rate, args.duration)
         finally:
             for process in reversed(processes):
-                _stop(process)
+                stop(process)
     _report(scaler, peer)
     return 0
 
@@ -99,9 +106,8 @@ class Figures:
     elapsed: float
     sent: int
 
-    def percentile(self, p: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+    def percentile_ms(self, p: float) -> float:
+        return percentile(self.latencies, p) * 1000
 
 
 def _write_settings(workdir: Path, dry_run: bool) -> Path:
@@ -112,12 +118,6 @@ def _write_settings(workdir: Path, dry_run: bool) -> Path:
     path = workdir / "autoscale.yml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _scaler_command(settings: Path, workers: int) -> list[str]:
@@ -132,7 +132,7 @@ def _peer_command(workers: int) -> list[str]:
 
 def _start(command: list[str], env: dict[str, str], processes: list[subprocess.Popen]) -> str:
     """Start a server whose command has a {port} placeholder; wait until it answers."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [part.format(port=port) for part in command],
         env=env,
@@ -141,38 +141,20 @@ def _start(command: list[str], env: dict[str, str], processes: list[subprocess.P
     )
     processes.append(process)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ConfigError(f"bench: {' '.join(command[:6])} exited with {process.returncode}")
-        try:
-            requests.get(url, timeout=1)
-            return url
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise ConfigError(f"bench: {url} did not start within 30s")
+    try:
+        wait_until_answering(url, process, timeout=30)
+    except NotServing as error:
+        raise ConfigError(f"bench: {error}") from None
+    return url
 
 
 def _start_fake(settings: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     options = ["--config", str(settings), "--port", "0", "--rate-limit", "1000000"]
     command = [sys.executable, "-m", "dynoscaler", "fake-heroku", *options]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    line = process.stdout.readline()
-    if not line.startswith("fake-heroku: serving"):
-        _stop(process)
-        raise ConfigError(f"bench: fake-heroku did not start: {line!r}")
-    return process, line.rsplit(" ", 1)[1].strip()
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
     try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
+        return start_announced(command, "fake-heroku: serving", env=env, stderr=subprocess.DEVNULL)
+    except NotServing as error:
+        raise ConfigError(f"bench: {error}") from None
 
 
 def _body(i: int) -> bytes:
@@ -239,11 +221,11 @@ def _report(scaler: Figures, peer: Figures) -> None:
             f"{f.sent}",
             f"{f.errors}",
             f"{len(f.latencies) / f.elapsed:.1f}",
-            *(f"{f.percentile(p):.2f}" for p in (50, 90, 99)),
+            *(f"{f.percentile_ms(p):.2f}" for p in (50, 90, 99)),
             f"{max(f.latencies) * 1000:.2f}",
         )
         print(f"{name:<22}" + "".join(f"{v:>9}" for v in values))
     for p in (50, 99):
-        ratio = scaler.percentile(p) / peer.percentile(p)
+        ratio = scaler.percentile_ms(p) / peer.percentile_ms(p)
         print(f"p{p} ratio scaler/peer: {ratio:.2f}")
     print(f"mean scaler latency: {statistics.fmean(scaler.latencies) * 1000:.2f} ms")

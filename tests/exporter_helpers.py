@@ -1,10 +1,9 @@
-"""Shared by the exporter tests: run the real exporter process and scrape it."""
+"""Shared by the exporter tests: their Redis database, the real exporter process, scraping."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,21 +11,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redis
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from dynoscaler.processes import NotServing, start_announced, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_DB1 = "redis://127.0.0.1:6379/1"  # the exporter tests' database
 RABBITMQ_API = "http://guest:guest@127.0.0.1:15672/%2F"
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(directory: Path, apps: dict[str, Any], **exporter: float) -> Path:
@@ -36,6 +33,19 @@ def write_config(directory: Path, apps: dict[str, Any], **exporter: float) -> Pa
         document["exporter"] = exporter
     path.write_text(yaml.safe_dump(document))
     return path
+
+
+@pytest.fixture(name="db1")
+def redis_db1() -> Iterator[redis.Redis]:
+    """The db1 fixture: the exporter tests' Redis database, empty before and after the test.
+
+    A test module imports it to use it (there is no conftest.py).
+    """
+    client = redis.Redis.from_url(REDIS_DB1)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
 
 
 class RunningExporter:
@@ -66,27 +76,18 @@ def exporter(config: Path, env: dict[str, str] | None = None) -> Iterator[Runnin
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     if env is None or "HEROKU_API_KEY" not in env:
         environment.pop("HEROKU_API_KEY", None)
+    command = [sys.executable, "-m", "dynoscaler", "exporter", "--config", str(config)]
+    command += ["--port", "0", "--bind", "127.0.0.1"]
     with open(log, "w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dynoscaler", "exporter", "--config", str(config)]
-            + ["--port", "0", "--bind", "127.0.0.1"],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env=environment,
-        )
-    try:
-        banner = process.stdout.readline()  # "... listening on http://127.0.0.1:PORT/metrics"
-        assert "listening on" in banner, f"exporter did not start: {log.read_text()}"
-        yield RunningExporter(process, banner.split()[-1].removesuffix("/metrics"), log)
-    finally:
-        process.terminate()
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        process.stdout.close()
+            # its first line: "... listening on http://127.0.0.1:PORT/metrics"
+            process, url = start_announced(command, "listening on", stderr=stderr, env=environment)
+        except NotServing as error:
+            raise AssertionError(f"{error}\n{log.read_text()}") from None
+    try:
+        yield RunningExporter(process, url.removesuffix("/metrics"), log)
+    finally:
+        stop(process)
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.2) -> Any:

@@ -1,23 +1,31 @@
-"""Shared helpers of the scaler tests: a settings file, payloads, free ports, processes."""
+"""Shared helpers of the scaler tests: a settings file, payloads, the fake Heroku, the scaler."""
 
 from __future__ import annotations
 
-import http.server
+import contextlib
 import json
-import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import requests
 import yaml
 
+from dynoscaler.processes import (
+    NotServing,
+    free_port,
+    start_announced,
+    stop,
+    wait_until_answering,
+)
+
 TOKEN = "test-token-0123456789"
 FIXTURES = Path(__file__).parent / "fixtures"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 SETTINGS: dict[str, Any] = {
     "defaults": {"min_dynos": 1, "max_dynos": 10, "cooldown": 60, "max_step": 3},
@@ -52,6 +60,20 @@ def write_settings(
     path = directory / "autoscale.yml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def postgres_database(prefix: str) -> Iterator[str]:
+    """The URL of a new PostgreSQL database named `prefix` + a random suffix; dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(PG_ADMIN)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.close()
 
 
 def alert(
@@ -89,36 +111,6 @@ def payload(*alerts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
-    """Wait until url answers at all (any status); fail early if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            out = process.stdout.read() if process.stdout else ""
-            raise AssertionError(f"process exited with {process.returncode}: {out}")
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {timeout}s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)
-
-
 HEROKU_KEY = "fake-heroku-key"
 
 
@@ -128,14 +120,9 @@ class FakeHerokuProcess:
     def __init__(self, settings_path: Path, *extra: str) -> None:
         command = [sys.executable, "-m", "dynoscaler", "fake-heroku"]
         command += ["--config", str(settings_path), "--port", "0", "--api-key", HEROKU_KEY]
-        self.process = subprocess.Popen(
-            [*command, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        self.process, self.url = start_announced(
+            [*command, *extra], "fake-heroku: serving", stderr=subprocess.STDOUT
         )
-        line = self.process.stdout.readline()
-        if not line.startswith("fake-heroku: serving"):
-            stop(self.process)
-            raise AssertionError(f"fake-heroku did not start: {line}")
-        self.url = line.rsplit(" ", 1)[1].strip()
 
     def admin(self, method: str, what: str, body: Any = None) -> Any:
         response = requests.request(method, f"{self.url}/__fake__/{what}", json=body, timeout=10)
@@ -151,37 +138,6 @@ class FakeHerokuProcess:
 
     def close(self) -> None:
         stop(self.process)
-        self.process.stdout.close()
-
-
-class Receiver:
-    def __init__(self, hold: threading.Event | None = None, status: int = 200) -> None:
-        """hold: each request waits for it (at most 10 s) before being answered."""
-        self.requests: list[tuple[str, dict[str, str], object]] = []
-        self.arrived = threading.Event()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if hold is not None:
-                    hold.wait(10)
-                receiver.requests.append((self.path, dict(self.headers), body))
-                receiver.arrived.set()
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class ScalerProcess:
@@ -196,8 +152,8 @@ class ScalerProcess:
         )
         self.url = f"http://127.0.0.1:{self.port}"
         try:
-            wait_http(f"{self.url}/healthz", self.process)
-        except AssertionError:
+            wait_until_answering(f"{self.url}/healthz", self.process)
+        except NotServing:
             self.close()
             raise
 
@@ -207,4 +163,3 @@ class ScalerProcess:
 
     def close(self) -> None:
         stop(self.process)
-        self.process.stdout.close()

@@ -7,20 +7,18 @@ route's group_wait is cut to 1s so ops alerts arrive quickly. Everything else
 
 from __future__ import annotations
 
-import json
-import queue
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 from rules_support import ROOT
+from support import Receiver
+
+from dynoscaler.processes import free_port, stop, wait_until_answering
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 
@@ -28,40 +26,18 @@ ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 TOKEN = "s3cret-token"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def webhook() -> Iterator[tuple[str, queue.Queue]]:
-    received: queue.Queue = queue.Queue()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.put((self.path, self.headers.get("Authorization"), body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def webhook() -> Iterator[Receiver]:
+    receiver = Receiver()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", received
+        yield receiver
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        receiver.close()
 
 
 @pytest.fixture
-def alertmanager(tmp_path: Path, webhook: tuple[str, queue.Queue]) -> Iterator[str]:
-    address, _ = webhook
+def alertmanager(tmp_path: Path, webhook: Receiver) -> Iterator[str]:
+    address = webhook.url
     config = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text("utf-8"))
     config["route"]["group_wait"] = "1s"
     receivers = {r["name"]: r["webhook_configs"][0] for r in config["receivers"]}
@@ -80,48 +56,23 @@ def alertmanager(tmp_path: Path, webhook: tuple[str, queue.Queue]) -> Iterator[s
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process)
+        wait_until_answering(f"{url}/-/ready", process, ok_only=True)
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        process.stderr.close()
-
-
-def _wait_ready(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"alertmanager exited: {process.stderr.read().decode()}")
-        try:
-            if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("alertmanager did not become ready in 20s")
+        stop(process)
 
 
 def alert(labels: dict[str, str], **annotations: str) -> dict:
     return {"labels": labels, "annotations": annotations}
 
 
-def collect(received: queue.Queue, seconds: float) -> list[tuple[str, str | None, dict]]:
-    deadline = time.monotonic() + seconds
-    got = []
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            got.append(received.get(timeout=left))
-        except queue.Empty:
-            break
-    return got
-
-
-def test_scale_alerts_reach_the_scaler_and_ops_alerts_reach_people(alertmanager, webhook) -> None:
-    _, received = webhook
+def test_scale_alerts_reach_the_scaler_and_ops_alerts_reach_people(
+    alertmanager: str, webhook: Receiver
+) -> None:
     worker = {"app": "shop", "role": "worker"}
     alerts = [
         alert(
@@ -145,7 +96,8 @@ def test_scale_alerts_reach_the_scaler_and_ops_alerts_reach_people(alertmanager,
     response = requests.post(f"{alertmanager}/api/v2/alerts", json=alerts, timeout=5)
     assert response.status_code == 200
 
-    got = collect(received, 9)  # scale group_wait 5s, ops 1s (cut for the test)
+    time.sleep(9)  # scale group_wait 5s, ops 1s (cut for the test)
+    got = [(path, headers.get("Authorization"), body) for path, headers, body in webhook.requests]
     to_scaler = [(auth, body) for path, auth, body in got if path == "/alerts"]
     to_people = [body for path, _, body in got if path == "/people"]
 

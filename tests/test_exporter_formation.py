@@ -11,6 +11,8 @@ import pytest
 import requests
 from exporter_helpers import ROOT, exporter, labels, source_ups, wait_for, write_config
 
+from dynoscaler.processes import start_announced, stop
+
 pytestmark = pytest.mark.timeout(90)
 
 KEY = "test-key-formation"
@@ -26,22 +28,17 @@ APPS = {
 @pytest.fixture
 def fake_heroku(tmp_path) -> Iterator[str]:
     config = write_config(tmp_path, APPS)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dynoscaler", "fake-heroku", "--config", str(config)]
-        + ["--port", "0", "--rate-limit", "3600"],
-        stdout=subprocess.PIPE,
+    command = [sys.executable, "-m", "dynoscaler", "fake-heroku", "--config", str(config)]
+    process, url = start_announced(
+        [*command, "--port", "0", "--rate-limit", "3600"],
+        "fake-heroku: serving",
         stderr=subprocess.DEVNULL,
-        text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT), "HEROKU_API_KEY": KEY},
     )
     try:
-        banner = process.stdout.readline()  # "fake-heroku: serving shop, dialer on URL"
-        assert " on http" in banner, banner
-        yield banner.split()[-1]
+        yield url
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        process.stdout.close()
+        stop(process)
 
 
 def test_formation_is_polled_published_and_goes_stale(tmp_path, fake_heroku):

@@ -18,6 +18,7 @@ from exporter_helpers import (
     REDIS_DB1,
     exporter,
     queue,
+    redis_db1,  # noqa: F401 (the db1 fixture)
     source_ups,
     wait_for,
     write_config,
@@ -26,15 +27,6 @@ from rq import Queue as RQQueue
 from rq.job import Job
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def db1() -> redis.Redis:
-    client = redis.Redis.from_url(REDIS_DB1)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 def sidekiq_job(queue_name: str, enqueued_at: float) -> str:

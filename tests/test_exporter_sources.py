@@ -15,13 +15,14 @@ from exporter_helpers import (
     RABBITMQ_API,
     REDIS_DB1,
     exporter,
-    free_port,
     labels,
+    redis_db1,  # noqa: F401 (the db1 fixture)
     source_ups,
     wait_for,
     write_config,
 )
 
+from dynoscaler.processes import free_port
 from exporter.collectors import Queue
 from exporter.collectors.redis_source import RedisSource
 
@@ -35,15 +36,6 @@ def source(url: str, backend: str) -> frozenset[tuple[str, str]]:
 def worker(url: str, backend: str) -> frozenset[tuple[str, str]]:
     """source_up labels of shop/worker's queues on `url`."""
     return labels(source=url, backend=backend, app="shop", role="worker")
-
-
-@pytest.fixture
-def db1() -> redis.Redis:
-    client = redis.Redis.from_url(REDIS_DB1)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture

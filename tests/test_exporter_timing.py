@@ -6,23 +6,22 @@ import time
 
 import pytest
 import redis
-from exporter_helpers import REDIS_DB1, exporter, free_port, labels, queue, write_config
+from exporter_helpers import (
+    REDIS_DB1,
+    exporter,
+    labels,
+    queue,
+    redis_db1,  # noqa: F401 (the db1 fixture)
+    write_config,
+)
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from dynoscaler.processes import free_port
 from exporter.metrics import DURATION_BUCKETS
 from exporter.timing import JobTimer
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def db1() -> redis.Redis:
-    client = redis.Redis.from_url(REDIS_DB1)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 def test_timed_jobs_become_a_histogram(tmp_path, db1):

@@ -1,4 +1,5 @@
-"""The exporter's pure parts: addresses, framing, router lines, ages, buckets, attribution."""
+"""The exporter's pure parts: addresses, framing, router lines, ages, buckets, attribution,
+and the benchmarks' percentile."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import pytest
 from exporter_helpers import ROOT, write_config
 
+from dynoscaler.benchstats import percentile
 from exporter.collectors import Queue, address, sidekiq
 from exporter.collectors.redis_shared import server_completed
 from exporter.logdrain import BadDrainBody, frames, router_request
@@ -104,3 +106,13 @@ def test_bad_settings_and_a_busy_port_are_clear_errors(tmp_path):
         result = _run_exporter("--config", str(config), "--port", str(port), "--bind", "127.0.0.1")
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_bench_percentile_is_the_nearest_rank() -> None:
+    values = [float(v) for v in range(20, 0, -1)]  # unsorted: 20, 19, ..., 1
+    assert [percentile(values, p) for p in (0, 5, 50, 90, 95, 99, 100)] == [
+        1.0, 1.0, 10.0, 18.0, 19.0, 20.0, 20.0,
+    ]  # fmt: skip
+    assert percentile([7.5], 99) == 7.5
+    with pytest.raises(ValueError, match="percentile of no values"):
+        percentile([], 50)

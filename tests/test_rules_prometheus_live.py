@@ -12,21 +12,20 @@ in progress times λ'/λ ≥ 1, so the count is 4 until a look-ahead of +30%.)
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 from rules_support import ROOT
+from support import metrics_page
 
 from dynoscaler.config import QueueSettings, RoleSettings
 from dynoscaler.model import RoleInputs, required_capacity
+from dynoscaler.processes import free_port, stop
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.slow]
 
@@ -42,12 +41,6 @@ POLICY = {
     "miss_ratio": 0.01,
     "scale_down_window_seconds": 60,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def exposition(started: float) -> str:
@@ -68,28 +61,11 @@ def exposition(started: float) -> str:
 @pytest.fixture
 def exporter() -> Iterator[str]:
     started = time.monotonic()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            body = exposition(started).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = metrics_page(lambda: exposition(started))
     try:
-        yield f"127.0.0.1:{server.server_address[1]}"
+        yield f"127.0.0.1:{server.port}"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        server.close()
 
 
 @pytest.fixture
@@ -118,8 +94,7 @@ def prometheus(tmp_path: Path, exporter: str) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        stop(process, timeout=15)
 
 
 def query(url: str, expr: str) -> dict[str, float]:

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg2
 import pytest
 import requests
 from scaler_support import (
@@ -22,15 +21,15 @@ from scaler_support import (
     HEROKU_KEY,
     TOKEN,
     FakeHerokuProcess,
-    Receiver,
     ScalerProcess,
     alert,
     payload,
+    postgres_database,
     write_settings,
 )
+from support import Receiver
 
 pytestmark = pytest.mark.timeout(120)
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def environment(fake: FakeHerokuProcess, tmp_path) -> dict[str, str]:
@@ -147,15 +146,8 @@ def test_dyno_limit_is_recorded_and_notified(stack) -> None:
 
 @pytest.fixture
 def postgres_store() -> Iterator[str]:
-    name = f"dynoscaler_live_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(PG_ADMIN)
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
-        admin.close()
+    with postgres_database("dynoscaler_live") as url:
+        yield url
 
 
 def test_ha_pair_on_postgresql_takes_one_action(tmp_path, postgres_store) -> None:

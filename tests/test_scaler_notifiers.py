@@ -7,9 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 from prometheus_client import REGISTRY
-from scaler_support import Receiver, free_port
+from support import Receiver
 
 from dynoscaler.config import ConfigError, NotifierSettings
+from dynoscaler.processes import free_port
 from scaler.notifiers import Notifiers
 
 EVENT = {"event": "actuation_limit", "app": "shop", "targets": {"worker": 30}}

@@ -3,51 +3,28 @@
 from __future__ import annotations
 
 import csv
-import http.server
 import io
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 import requests
-from scaler_support import (
-    HEROKU_KEY,
-    FakeHerokuProcess,
-    free_port,
-    stop,
-    wait_http,
-    write_settings,
-)
+from scaler_support import HEROKU_KEY, FakeHerokuProcess, write_settings
+from support import metrics_page
+
+from dynoscaler.processes import free_port, stop, wait_until_answering
 
 pytestmark = pytest.mark.timeout(90)
 
 
 class MetricsPage:
-    """An HTTP server whose /metrics text the test rewrites."""
+    """The /metrics text the test rewrites."""
 
     def __init__(self) -> None:
         self.values = {"worker": 5.0, "web": 2.0, "rq_up": 1.0, "web_up": 1.0}
-        page = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = page.render().encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def render(self) -> str:
         v = self.values
@@ -65,19 +42,16 @@ class MetricsPage:
             ]
         )
 
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
 def prometheus(tmp_path) -> Iterator[tuple[str, MetricsPage]]:
     page = MetricsPage()
+    server = metrics_page(page.render)
     port = free_port()
     (tmp_path / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
-        f"  - job_name: page\n    static_configs: [{{targets: ['127.0.0.1:{page.port}']}}]\n"
+        f"  - job_name: page\n    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n"
     )
     process = subprocess.Popen(
         [
@@ -92,11 +66,11 @@ def prometheus(tmp_path) -> Iterator[tuple[str, MetricsPage]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{url}/-/ready", process)
+        wait_until_answering(f"{url}/-/ready", process)
         yield url, page
     finally:
         stop(process)
-        page.close()
+        server.close()
 
 
 def wait_for(url: str, promql: str, expected: float) -> None:

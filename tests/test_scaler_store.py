@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 
 import psycopg2
 import pytest
+from scaler_support import PG_ADMIN, postgres_database
 
 from dynoscaler.config import ConfigError
 from scaler.store import STORE_ERRORS, Decision, Store
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    name = f"dynoscaler_scaler_{uuid.uuid4().hex[:12]}"
-    admin = psycopg2.connect(PG_ADMIN)
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.cursor().execute(f"DROP DATABASE {name} WITH (FORCE)")
-        admin.close()
+    with postgres_database("dynoscaler_scaler") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,15 +8,42 @@ from typing import Any
 from exporter.collectors import Queue
 from exporter.metrics import Sample
 
-# Ends a Lua script that filled `counts` (queue -> jobs): returns it as a flat list.
-LUA_RETURN_COUNTS = """
+# Opens a busy-workers script: count(entry) tallies one JSON job entry under its queue.
+_LUA_COUNT = """
+local counts = {}
+local function count(entry)
+  local ok, work = pcall(cjson.decode, entry)
+  if ok and type(work) == 'table' and work.queue then
+    counts[work.queue] = (counts[work.queue] or 0) + 1
+  end
+end
+"""
+
+# Ends it: returns `counts` (queue -> jobs) as a flat list.
+_LUA_RETURN_COUNTS = """
 local flat = {}
-for queue, count in pairs(counts) do
+for queue, jobs in pairs(counts) do
   flat[#flat + 1] = queue
-  flat[#flat + 1] = count
+  flat[#flat + 1] = jobs
 end
 return flat
 """
+
+
+def busy_workers_script(loop: str) -> str:
+    """A Lua script counting jobs in progress per queue; `loop` calls count(entry) per job."""
+    return _LUA_COUNT + loop + _LUA_RETURN_COUNTS
+
+
+def worker_commands(processed_key: str, busy_script: str) -> list[tuple[Any, ...]]:
+    """The last commands of a read: the server's processed counter, then the busy workers."""
+    return [("GET", processed_key), ("EVAL", busy_script, 0)]
+
+
+def worker_samples(queues: Sequence[Queue], replies: list[Any]) -> list[Sample]:
+    """Jobs in progress and completed, from the replies to worker_commands (the last two)."""
+    processed, busy = replies[-2], replies[-1]
+    return in_progress(queues, per_queue_counts(busy)) + server_completed(queues, processed)
 
 
 def per_queue_counts(flat: list[Any]) -> dict[str, int]:

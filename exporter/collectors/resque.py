@@ -13,33 +13,27 @@ from typing import Any
 
 from exporter.collectors import Queue
 from exporter.collectors.redis_shared import (
-    LUA_RETURN_COUNTS,
-    in_progress,
-    per_queue_counts,
-    server_completed,
+    busy_workers_script,
+    worker_commands,
+    worker_samples,
 )
 from exporter.metrics import Sample
 
-_WORKING_BY_QUEUE = (
+_WORKING_BY_QUEUE = busy_workers_script(
     """
-local counts = {}
 for _, worker in ipairs(redis.call('SMEMBERS', 'resque:workers')) do
   local entry = redis.call('GET', 'resque:worker:' .. worker)
   if entry then
-    local ok, work = pcall(cjson.decode, entry)
-    if ok and type(work) == 'table' and work.queue then
-      counts[work.queue] = (counts[work.queue] or 0) + 1
-    end
+    count(entry)
   end
 end
 """
-    + LUA_RETURN_COUNTS
 )
 
 
 def commands(queues: Sequence[Queue]) -> list[tuple[Any, ...]]:
     lengths = [("LLEN", f"resque:queue:{queue.name}") for queue in queues]
-    return [*lengths, ("GET", "resque:stat:processed"), ("EVAL", _WORKING_BY_QUEUE, 0)]
+    return [*lengths, *worker_commands("resque:stat:processed", _WORKING_BY_QUEUE)]
 
 
 def parse(queues: Sequence[Queue], replies: list[Any], now: float) -> list[Sample]:
@@ -47,9 +41,4 @@ def parse(queues: Sequence[Queue], replies: list[Any], now: float) -> list[Sampl
         Sample("dynoscaler_queue_depth", queue.labels, length)
         for queue, length in zip(queues, replies, strict=False)
     ]
-    processed, working = replies[-2], replies[-1]
-    return (
-        samples
-        + in_progress(queues, per_queue_counts(working))
-        + server_completed(queues, processed)
-    )
+    return samples + worker_samples(queues, replies)

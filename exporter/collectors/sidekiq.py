@@ -19,29 +19,23 @@ from typing import Any
 
 from exporter.collectors import Queue
 from exporter.collectors.redis_shared import (
-    LUA_RETURN_COUNTS,
-    in_progress,
+    busy_workers_script,
     oldest_age,
-    per_queue_counts,
-    server_completed,
+    worker_commands,
+    worker_samples,
 )
 from exporter.metrics import Sample
 
-_BUSY_BY_QUEUE = (
+_BUSY_BY_QUEUE = busy_workers_script(
     """
-local counts = {}
 for _, identity in ipairs(redis.call('SMEMBERS', 'processes')) do
   if redis.call('EXISTS', identity) == 1 then
     for _, entry in ipairs(redis.call('HVALS', identity .. ':work')) do
-      local ok, work = pcall(cjson.decode, entry)
-      if ok and type(work) == 'table' and work.queue then
-        counts[work.queue] = (counts[work.queue] or 0) + 1
-      end
+      count(entry)
     end
   end
 end
 """
-    + LUA_RETURN_COUNTS
 )
 
 # Sidekiq 8 writes milliseconds; no job was enqueued before 1973 in seconds either.
@@ -54,7 +48,7 @@ def commands(queues: Sequence[Queue]) -> list[tuple[Any, ...]]:
         for queue in queues
         for command in (("LLEN", f"queue:{queue.name}"), ("LINDEX", f"queue:{queue.name}", -1))
     ]
-    return [*per_queue, ("GET", "stat:processed"), ("EVAL", _BUSY_BY_QUEUE, 0)]
+    return [*per_queue, *worker_commands("stat:processed", _BUSY_BY_QUEUE)]
 
 
 def parse(queues: Sequence[Queue], replies: list[Any], now: float) -> list[Sample]:
@@ -63,10 +57,7 @@ def parse(queues: Sequence[Queue], replies: list[Any], now: float) -> list[Sampl
         length, oldest = replies[2 * index], replies[2 * index + 1]
         samples.append(Sample("dynoscaler_queue_depth", queue.labels, length))
         samples += oldest_age(queue, length, _age(oldest, now))
-    processed, busy = replies[-2], replies[-1]
-    samples += in_progress(queues, per_queue_counts(busy))
-    samples += server_completed(queues, processed)
-    return samples
+    return samples + worker_samples(queues, replies)
 
 
 def _age(job: bytes | None, now: float) -> float | None:
