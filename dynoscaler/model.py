@@ -8,18 +8,30 @@ Both compute, per app/role and in the same order of operations:
     margin         m  = min(β·√a, ln(1/miss_ratio)·S/(D − S))   (β·√a alone when S ≥ D)
     drain window   W  = D − S − B                       (time left to clear the backlog)
     drain             = Q·S / max(W, S)
-    slots             = max(a + m, drain)
-    needed            = ceil(slots / c − 1e-9), at least 1 while there is any work
+    horizon        h  = B + 35 s                        (until a later decision's dynos serve)
+    just in time      = (Q + P + λ'·h)·S / (h + max(W, S)) + m
+    slots             = max(drain, just in time); web roles (no queue): a + m
+    load term         = ceil(max(a + m, drain) / c)     (the need if λ' lasted)
+    floor             = current count C while slots > 60% of C·c, else min(C, load term);
+                        the load term when C is unknown
+    needed            = max(ceil(slots / c − 1e-9), floor), at least 1 while there is any work
     desired           = needed clamped to [min_dynos, max_dynos]
-    steady need       = the same from max(λ·S + m, drain), the same m: no look-ahead
+    steady need       = ceil(max(λ·S + m, drain) / c): no look-ahead
     unmeetable        = steady need > max_dynos, or S ≥ D, or (queue roles) W ≤ 0
 
 The margin: β·√a keeps P(every slot busy) ≤ miss_ratio, far more than a
 deadline needs when D ≫ S. In M/M/N, P(wait > t) ≤ e^(−(N − a)·t/S), so
 N − a = ln(1/miss_ratio)·S/(D − S) slots already keep the share of jobs waiting
-past D − S under miss_ratio. Slots are the max, not the sum, of load and drain:
-the slots that serve arrivals also drain the backlog, so waiting jobs wait up
-to about W, which the deadline allows. The unmeetable flag ignores the
+past D − S under miss_ratio.
+
+Just in time: another decision follows 35 s later (15 s rule evaluation + 20 s
+alert delay) and its dynos boot in B, so dynos asked for now need only serve
+the jobs there now and those arriving within h, each within its deadline, i.e.
+within h + W. A burst is then absorbed by the queue as far as the deadline
+allows instead of being provisioned as if its arrival rate lasted; a lasting
+rate keeps the queue, and so this term, up. Following the queue alone hunts,
+so a scale-down waits until the slots are at most 60% of the current slots and
+then goes no lower than the load term. The unmeetable flag ignores the
 look-ahead: a rise that may stop sizes dynos but must not page people.
 
 When an input is unknown (no arrival rate; no processing time although work is
@@ -52,6 +64,12 @@ _CEIL_TOLERANCE = 1e-9
 # so the rules keep one max_over_time per step and a role's scale_down_window is
 # rounded up to the next step (0 means no stabilisation).
 STABILISATION_WINDOWS = (0, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600)
+# Seconds after which the next decision can act: one rule evaluation (15 s) plus
+# the alert's way to the scaler (20 s). Dynos asked for now need only serve the
+# jobs that arrive until a later decision's dynos have booted.
+DECISION_DELAY = 35.0
+# A scale-down waits until the need is at most this share of the current slots.
+SCALE_DOWN_BAND = 0.6
 
 
 @dataclass(frozen=True)
@@ -113,10 +131,15 @@ def _model(
     margin = _margin(load, s, beta, policy)
     window = deadline - s - boot
     drain = backlog * s / max(window, s) if s > 0 else 0.0
-    slots = max(load + margin, drain)
-    needed = _dynos(slots, c, work)
+    web = is_web_role(policy)
+    horizon = boot + DECISION_DELAY
+    jobs = backlog + inputs.in_progress
+    soon = (jobs + ahead * horizon) * s / (horizon + max(window, s))
+    slots = load + margin if web else max(drain, soon + margin)
+    floor = _scale_down_floor(slots, _dynos(max(load + margin, drain), c, work), inputs, c)
+    needed = max(_dynos(slots, c, work), floor)
     steady = _dynos(max(rate * s + margin, drain), c, work)
-    no_window = window <= 0 and not is_web_role(policy)
+    no_window = window <= 0 and not web
     unmeetable = steady > policy.max_dynos or s >= deadline or no_window
     reasons = (
         f"arrival rate λ={rate:.4g}/s, look-ahead over boot {boot:g}s λ'={ahead:.4g}/s",
@@ -124,11 +147,25 @@ def _model(
         f"margin min(β·√a, ln(1/miss ratio)·S/(D-S))={margin:.4g} "
         f"(β={beta:.4g}, miss ratio {policy.miss_ratio:g})",
         f"backlog Q={backlog:g}, drain window W=D-S-B={window:.4g}s, drain slots={drain:.4g}",
-        f"slots=max(a+margin, drain)={slots:.4g}, concurrency {c}: needed {needed} dyno(s)",
+        f"slots={slots:.4g} ("
+        + ("a+margin" if web else f"max(drain, (Q+P+λ'·h)·S/(h+W)+margin), h={horizon:g}s")
+        + f"), concurrency {c}: needed {needed} dyno(s) (scale-down floor {floor})",
     )
     if unmeetable:
         reasons += (_unmeetable_reason(steady, s, window, no_window, policy),)
     return _clamped(needed, slots, unmeetable, reasons, policy)
+
+
+def _scale_down_floor(slots: float, load_need: int, inputs: RoleInputs, c: int) -> int:
+    """The fewest dynos a scale-down may go to: hold the current count while the slots
+    are above SCALE_DOWN_BAND of its slots, else no fewer than the load term's need
+    (nor more than the current count; the load term's need when the count is unknown)."""
+    current = inputs.current_dynos
+    if current is None:
+        return load_need
+    if slots > SCALE_DOWN_BAND * current * c:
+        return current
+    return min(current, load_need)
 
 
 def _margin(load: float, s: float, beta: float, policy: RoleSettings) -> float:

@@ -3,10 +3,12 @@
 A copy of the configuration with 1s intervals (the only change, as the demo
 does) scrapes a small HTTP server serving the metric contract for one worker
 role: λ = 4 jobs/s, S = 3s by Little's law (12 in progress), 10 waiting, D = 60s,
-B = 10s, c = 4, miss ratio 0.01, 2 dynos now. The model gives a = 12, margin
-min(2.3268·√12, ln(100)·3/57) = 0.242, drain 10·3/47 = 0.64,
-slots = max(12.24, 0.64), ceil(12.24 / 4) = 4 dynos. (The measured a is the 12
-in progress times λ'/λ ≥ 1, so the count is 4 until a look-ahead of +30%.)
+B = 10s, c = 4, miss ratio 0.01, 1 dyno now. The model gives a = 12, margin
+min(2.3268·√12, ln(100)·3/57) = 0.242, drain 10·3/47 = 0.64, just-in-time
+slots (Q + P + λ'·h)·S/(h + W) + m = (22 + 4·45)·3/92 + 0.242 = 6.83 (h = B + 35
+= 45s, W = 47s), max(0.64, 6.83) / 4 -> 2 dynos, above the 1 now (the load
+term's 4 dynos only bound a scale-down). (The measured λ' is λ or more, so the
+count is 2 until a look-ahead of +19%.)
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def exposition(started: float) -> str:
     completed = 4.0 * (time.monotonic() - started)  # λ = 4 jobs/s, depth flat
     lines = [f"dynoscaler_policy_{name}{{{ROLE}}} {value}" for name, value in POLICY.items()]
     lines += [
-        f"dynoscaler_dynos{{{ROLE}}} 2",
+        f"dynoscaler_dynos{{{ROLE}}} 1",
         f"dynoscaler_queue_depth{{{QUEUE}}} 10",
         f"dynoscaler_queue_in_progress{{{QUEUE}}} 12",
         f"dynoscaler_queue_oldest_age_seconds{{{QUEUE}}} 4",
@@ -118,9 +120,9 @@ def wait_for(url: str, expr: str, expected: float, seconds: float) -> dict[str, 
 
 
 def test_real_prometheus_computes_the_desired_count(prometheus: str) -> None:
-    # the role holds at 2 until the counter has a full minute of samples
-    got = wait_for(prometheus, "app_role:dynoscaler_desired_dynos", 4.0, 90)
-    assert list(got.values()) == [4.0]
+    # the role holds at 1 until the counter has a full minute of samples
+    got = wait_for(prometheus, "app_role:dynoscaler_desired_dynos", 2.0, 90)
+    assert list(got.values()) == [2.0]
     rate = query(prometheus, "app_role:dynoscaler_arrival_rate:rate1m")
     seconds = query(prometheus, "app_role:dynoscaler_processing_seconds:rate1m")
     # scrape timing makes the measured rate approximate; the model on the
@@ -141,8 +143,8 @@ def test_real_prometheus_computes_the_desired_count(prometheus: str) -> None:
         max_step=10,
         queues=(QueueSettings("default", "sidekiq", "redis://x"),),
     )
-    inputs = RoleInputs(4.0, 3.0, backlog=10, in_progress=12)
-    assert required_capacity(inputs, policy).desired_dynos == 4
-    # pending at once (desired 4 > 2 dynos), firing 15s later: loaded and evaluated
+    inputs = RoleInputs(4.0, 3.0, backlog=10, in_progress=12, current_dynos=1)
+    assert required_capacity(inputs, policy).desired_dynos == 2
+    # pending at once (desired 2 > 1 dyno), firing 15s later: loaded and evaluated
     alerts = wait_for(prometheus, 'ALERTS{alertname="ScaleRole",direction="up"}', 1.0, 20)
     assert list(alerts.values()) == [1.0]

@@ -137,9 +137,10 @@ def test_dynoscaler_decides_the_models_count_and_holds_it_for_the_window():
         }
         for i in range(6)
     ]
-    # λ = 11/s, S = 2 s: a = 22 + ln(100)·2/58 = 22.16 slots; the drain 75·2/58 = 2.59
-    # slots is smaller, so max(22.16, 2.59) / 10 -> 3 dynos
-    assert policy.decide(_view(samples), 75.0, 1).desired == 3
+    # λ = 11/s, S = 2 s, Q = 75, h = B + 35 = 35 s, W = 58 s: just in time
+    # (75 + 11·35)·2/93 + ln(100)·2/58 = 10.05 slots (the drain 75·2/58 = 2.59 is smaller)
+    # -> 2 dynos, above the 1 now (the load term's 22.16 slots only bound a scale-down)
+    assert policy.decide(_view(samples), 75.0, 1).desired == 2
     quiet = _view([{}] * 19)  # nothing arrives, waits or runs: the model needs min_dynos
-    assert policy.decide(quiet, 255.0, 3).desired == 3  # 75 s is inside [75, 255]
-    assert policy.decide(quiet, 270.0, 3).desired == 1
+    assert policy.decide(quiet, 255.0, 2).desired == 2  # 75 s is inside [75, 255]
+    assert policy.decide(quiet, 270.0, 2).desired == 1
