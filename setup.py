@@ -1,18 +1,20 @@
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="dynoscaler",
     version="0.1.0",
     description="Deadline-driven autoscaler for Heroku dynos, built on Prometheus",
     python_requires=">=3.11",
-    packages=find_packages(
-        include=["dynoscaler", "dynoscaler.*", "exporter", "exporter.*", "scaler", "scaler.*"]
+    # namespace packages: dynoscaler/sim/scenarios holds data only
+    packages=find_namespace_packages(
+        include=["dynoscaler", "dynoscaler.*", "exporter", "exporter.*", "scaler", "scaler.*"],
+        exclude=["*.__pycache__"],
     ),
     include_package_data=True,
     package_data={
         "scaler": ["openapi.yml"],
         "dynoscaler.demo": ["demo.yml"],
-        "dynoscaler.sim": ["scenarios/*.yaml"],
+        "dynoscaler.sim.scenarios": ["*.yaml"],
     },
     install_requires=[
         "prometheus-client>=0.20",
