@@ -42,9 +42,7 @@ class LowerBound:
 
 def work_per_tick(scenario: Scenario, seed: int | None = None) -> np.ndarray:
     """Processing seconds of the jobs arriving in each tick (the policies' trace)."""
-    source = JobSource(
-        scenario.arrivals, scenario.service, scenario.tick, scenario.seed if seed is None else seed
-    )
+    source = JobSource.of(scenario, seed)
     ticks = int(round(scenario.duration / scenario.tick))
     return np.array([source.jobs(k)[1].sum() for k in range(ticks)])
 
