@@ -91,19 +91,22 @@ def _flag(run: RunResult) -> str:
     return f"{run.flag_lead:.0f}"
 
 
+def _bound_text(bound: LowerBound) -> str:
+    if not bound.feasible:
+        return "none (even max_dynos cannot meet every deadline)"
+    dynos = "dyno" if bound.starts == 1 else "dynos"
+    how = f"fluid work, plus the boot of the {bound.starts} {dynos} any schedule must start"
+    return f"{bound.dyno_seconds:,.0f} dyno-seconds ({how})"
+
+
 def table(result: ScenarioResult) -> str:
-    scenario, bound = result.scenario, result.bound
-    bound_text = (
-        f"{bound.dyno_seconds:,.0f} dyno-seconds"
-        if bound.feasible
-        else "none (even max_dynos cannot meet every deadline)"
-    )
+    scenario = result.scenario
     lines = [
         f"### {scenario.name}",
         "",
         scenario.description,
         "",
-        f"Lower bound: {bound_text}.",
+        f"Lower bound: {_bound_text(result.bound)}.",
         "",
         "| policy | within deadline | p99 enqueue→done (s) | dyno-seconds | × bound "
         "| actions | direction changes | flag lead (s) |",
