@@ -8,6 +8,7 @@ import pytest
 from dynoscaler.sim import scenario as scenarios
 from dynoscaler.sim.engine import simulate
 from dynoscaler.sim.lower_bound import (
+    due_jobs,
     fewest_dynos,
     leftover_work,
     lower_bound,
@@ -60,6 +61,25 @@ def test_every_dyno_started_beyond_the_initial_ones_adds_its_boot():
     assert peak is not None and peak > 1 and bound.starts == peak - 1
     fluid = 300 + leftover_work(work, 2, deadline_ticks=20, tick=1.0) / 2  # floor: 1 dyno
     assert bound.dyno_seconds == pytest.approx(fluid + 40 * bound.starts)
+    assert bound.sessions is None  # min_dynos 1: one session, the floor's
+
+
+def test_a_role_at_zero_pays_a_boot_and_a_run_per_wake_up():
+    case = scenario(
+        duration=900,
+        seed=7,
+        initial_dynos=0,
+        role={"min_dynos": 0, "max_dynos": 2, "target_deadline": 100, "boot_time": 45},
+        arrivals={"type": "constant", "rate": 0.004},
+        service={"type": "normal", "mean": 10.0, "cv": 0.1},
+    )
+    arrivals, services = due_jobs(case)
+    # three ~9 s jobs ~200 s apart, more than deadline + boot: three sessions of boot + run
+    assert arrivals.round().tolist() == [295, 483, 697]
+    bound = lower_bound(case)
+    assert bound.sessions == pytest.approx(3 * 45 + services.sum())
+    assert bound.dyno_seconds == bound.sessions > bound.work_seconds / 4 + 45
+    assert due_jobs(case, limit=2) is None  # beyond the limit: no session bound
 
 
 def test_no_policy_and_no_fixed_count_meeting_every_deadline_beats_the_bound():
@@ -84,6 +104,32 @@ def test_no_policy_and_no_fixed_count_meeting_every_deadline_beats_the_bound():
         assert run.dyno_seconds >= bound, (run.policy, run.dyno_seconds, bound)
     tightest = min(run.dyno_seconds for run in meeting)
     assert tightest < 2 * bound  # and not a uselessly low bound
+
+
+def test_a_quiet_role_at_zero_is_bounded_by_its_sessions_and_stays_below_every_policy():
+    case = scenario(
+        duration=7200,
+        initial_dynos=0,
+        role={
+            "min_dynos": 0,
+            "max_dynos": 2,
+            "concurrency": 4,
+            "target_deadline": 180,
+            "boot_time": 45,
+        },
+        arrivals={"type": "constant", "rate": 0.01},
+        service={"type": "lognormal", "mean": 10.0, "cv": 0.5},
+    )
+    bound = lower_bound(case)
+    assert bound.sessions is not None and bound.dyno_seconds == bound.sessions
+    assert bound.sessions > 5 * (bound.work_seconds / 4 + 45)  # the fluid bound and one boot
+    runs = [simulate(case, name) for name in DEFAULT_POLICIES]
+    runs += [simulate(case, "fixed", params={"dynos": n}) for n in (1, 2)]
+    meeting = [run for run in runs if run.within_share == 1.0]
+    assert len(meeting) >= 3
+    for run in meeting:
+        assert run.dyno_seconds >= bound.dyno_seconds, (run.policy, run.dyno_seconds)
+    assert min(run.dyno_seconds for run in meeting) < 2.5 * bound.dyno_seconds
 
 
 @pytest.mark.parametrize("name", ["quiet-night", "load-test", "spike-within", "flash-sale"])

@@ -23,9 +23,14 @@ bound drops them). c is the concurrency (slots per dyno).
 
        bound = floor x duration + leftover / c + B x max(0, n* - initial_dynos)
 
+3. Sessions, for min_dynos 0: each wake-up pays a boot and the span of the jobs
+   it runs (dynoscaler.sim.sessions proves it). Another bound on the same bill,
+   so the larger of the two is the bound.
+
 The same EDF with max_dynos tells whether meeting every deadline is possible at
 all (the out-of-bounds spike: no). Still ignored: the headroom queueing variance
-needs; dynos kept or restarted between peaks, beyond the first n*.
+needs; dynos kept or restarted between peaks, beyond the first n*; and in
+sessions a dyno's concurrency (work / c is left to the fluid bound).
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ import numpy as np
 
 from dynoscaler.sim.jobs import JobSource
 from dynoscaler.sim.scenario import Scenario
+from dynoscaler.sim.sessions import session_bound
 
+SESSION_JOB_LIMIT = 20_000  # the session bound is O(n^2): about a second at this many jobs
 _NONE_LEFT = 1e-6  # seconds of leftover work that count as none (float noise; errs low)
 
 
@@ -48,6 +55,7 @@ class LowerBound:
     feasible: bool  # can max_dynos meet every deadline (in the fluid relaxation)?
     work_seconds: float  # total processing time of all jobs
     starts: int = 0  # dynos any schedule must start, each billed its boot before serving
+    sessions: float | None = None  # the session bound, where it was computed
 
 
 def work_per_tick(scenario: Scenario, seed: int | None = None) -> np.ndarray:
@@ -55,6 +63,28 @@ def work_per_tick(scenario: Scenario, seed: int | None = None) -> np.ndarray:
     source = JobSource.of(scenario, seed)
     ticks = int(round(scenario.duration / scenario.tick))
     return np.array([source.jobs(k)[1].sum() for k in range(ticks)])
+
+
+def due_jobs(
+    scenario: Scenario, seed: int | None = None, limit: int = SESSION_JOB_LIMIT
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Arrival and processing times of the jobs due before the end; None if over `limit`."""
+    source = JobSource.of(scenario, seed)
+    deadline, end = scenario.role.target_deadline, scenario.duration
+    arrivals, services, count = [], [], 0
+    k = 0
+    while k * scenario.tick + deadline < end:  # later ticks hold no job due before the end
+        tick_arrivals, tick_services = source.jobs(k)
+        due = tick_arrivals + deadline < end
+        count += int(due.sum())
+        if count > limit:
+            return None
+        arrivals.append(tick_arrivals[due])
+        services.append(tick_services[due])
+        k += 1
+    if not arrivals:
+        return np.empty(0), np.empty(0)
+    return np.concatenate(arrivals), np.concatenate(services)
 
 
 def leftover_work(work: np.ndarray, slots: float, deadline_ticks: int, tick: float) -> float:
@@ -107,9 +137,21 @@ def lower_bound(scenario: Scenario, seed: int | None = None) -> LowerBound:
     fewest = fewest_dynos(work, c, deadline_ticks, tick, role.max_dynos)
     # where even max_dynos miss, no schedule meets every deadline and any bound holds
     starts = max(0, (role.max_dynos if fewest is None else fewest) - scenario.initial_dynos)
+    fluid = floor * scenario.duration + extra / c + starts * role.boot_time
+    sessions = _sessions(scenario, seed) if role.min_dynos == 0 else None
     return LowerBound(
-        dyno_seconds=floor * scenario.duration + extra / c + starts * role.boot_time,
+        dyno_seconds=max(fluid, sessions or 0.0),
         feasible=fewest is not None,
         work_seconds=float(work.sum()),
         starts=starts,
+        sessions=sessions,
     )
+
+
+def _sessions(scenario: Scenario, seed: int | None) -> float | None:
+    jobs = due_jobs(scenario, seed)
+    if jobs is None:
+        return None
+    role = scenario.role
+    serving_at_start = scenario.initial_dynos > 0
+    return session_bound(*jobs, role.target_deadline, role.boot_time, serving_at_start)

@@ -94,8 +94,11 @@ def _flag(run: RunResult) -> str:
 def _bound_text(bound: LowerBound) -> str:
     if not bound.feasible:
         return "none (even max_dynos cannot meet every deadline)"
-    dynos = "dyno" if bound.starts == 1 else "dynos"
-    how = f"fluid work, plus the boot of the {bound.starts} {dynos} any schedule must start"
+    if bound.sessions is not None and bound.sessions >= bound.dyno_seconds:
+        how = "sessions: a boot and the jobs' span per wake-up"
+    else:
+        dynos = "dyno" if bound.starts == 1 else "dynos"
+        how = f"fluid work, plus the boot of the {bound.starts} {dynos} any schedule must start"
     return f"{bound.dyno_seconds:,.0f} dyno-seconds ({how})"
 
 
