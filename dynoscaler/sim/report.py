@@ -97,8 +97,8 @@ def _bound_text(bound: LowerBound) -> str:
     if bound.sessions is not None and bound.sessions >= bound.dyno_seconds:
         how = "sessions: a boot and the jobs' span per wake-up"
     else:
-        dynos = "dyno" if bound.starts == 1 else "dynos"
-        how = f"fluid work, plus the boot of the {bound.starts} {dynos} any schedule must start"
+        s = "" if bound.starts == 1 else "s"
+        how = f"fluid work plus the boot{s} of {bound.starts} dyno{s} any schedule must start"
     return f"{bound.dyno_seconds:,.0f} dyno-seconds ({how})"
 
 
