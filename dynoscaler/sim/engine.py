@@ -74,9 +74,7 @@ class Simulation:
         role = scenario.role
         self.dt = scenario.tick
         self.ticks = int(round(scenario.duration / self.dt))
-        self.source = JobSource(
-            scenario.arrivals, scenario.service, self.dt, scenario.seed if seed is None else seed
-        )
+        self.source = JobSource.of(scenario, seed)
         self.formation = Formation(role.concurrency, role.boot_time, scenario.initial_dynos)
         self.fifo = Fifo()
         self.tally = Tally(role.target_deadline)

@@ -6,10 +6,15 @@ bound, so policies are compared on identical work.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from dynoscaler.sim.arrivals import Profile, draw_block
 from dynoscaler.sim.service import Service
+
+if TYPE_CHECKING:
+    from dynoscaler.sim.scenario import Scenario
 
 BLOCK_TICKS = 512
 
@@ -22,6 +27,12 @@ class JobSource:
         self._bounds = np.zeros(1, dtype=np.int64)
         self._arrivals = np.empty(0)
         self._services = np.empty(0)
+
+    @classmethod
+    def of(cls, scenario: Scenario, seed: int | None = None) -> JobSource:
+        """The scenario's trace (its own seed unless one is given)."""
+        chosen = scenario.seed if seed is None else seed
+        return cls(scenario.arrivals, scenario.service, scenario.tick, chosen)
 
     def jobs(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Arrival times and processing times of the jobs arriving in tick k (k rising by 1)."""

@@ -91,19 +91,25 @@ def _flag(run: RunResult) -> str:
     return f"{run.flag_lead:.0f}"
 
 
+def _bound_text(bound: LowerBound) -> str:
+    if not bound.feasible:
+        return "none (even max_dynos cannot meet every deadline)"
+    if bound.sessions is not None and bound.sessions >= bound.dyno_seconds:
+        how = "sessions: a boot and the jobs' span per wake-up"
+    else:
+        s = "" if bound.starts == 1 else "s"
+        how = f"fluid work plus the boot{s} of {bound.starts} dyno{s} any schedule must start"
+    return f"{bound.dyno_seconds:,.0f} dyno-seconds ({how})"
+
+
 def table(result: ScenarioResult) -> str:
-    scenario, bound = result.scenario, result.bound
-    bound_text = (
-        f"{bound.dyno_seconds:,.0f} dyno-seconds"
-        if bound.feasible
-        else "none (even max_dynos cannot meet every deadline)"
-    )
+    scenario = result.scenario
     lines = [
         f"### {scenario.name}",
         "",
         scenario.description,
         "",
-        f"Lower bound: {bound_text}.",
+        f"Lower bound: {_bound_text(result.bound)}.",
         "",
         "| policy | within deadline | p99 enqueue→done (s) | dyno-seconds | × bound "
         "| actions | direction changes | flag lead (s) |",
