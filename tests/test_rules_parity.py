@@ -164,6 +164,10 @@ def _random_role(rng: random.Random, index: int) -> tuple[RoleSettings, RoleInpu
     if index % 7 == 3:  # nothing arrives or completes: S cannot be measured
         return policy, RoleInputs(0.0, None, backlog, current_dynos=current)
     rate, seconds = round(rate, 4), round(seconds, 4)
+    if index % 4 == 2:  # nothing seen running, the oldest job's age known: may go without dynos
+        age = round(rng.uniform(0, 120), 3)
+        current = rng.choice([0, current])
+        return policy, RoleInputs(rate, seconds, backlog, 0.0, age, current_dynos=current)
     return policy, RoleInputs(rate, seconds, backlog, rate * seconds, current_dynos=current)
 
 
@@ -183,6 +187,12 @@ def _steady_series(policy: RoleSettings, inputs: RoleInputs, steps: int) -> dict
     series[selector("dynoscaler_jobs_completed_total", queue)] = values(counts)
     series[selector("dynoscaler_queue_depth", queue)] = values([inputs.backlog] * steps)
     series[selector("dynoscaler_queue_in_progress", queue)] = values([inputs.in_progress] * steps)
+    if inputs.oldest_age_seconds is not None:  # S from the duration histogram, not Little's law
+        ages = [inputs.oldest_age_seconds] * steps
+        series[selector("dynoscaler_queue_oldest_age_seconds", queue)] = values(ages)
+        series[selector("dynoscaler_job_duration_seconds_count", queue)] = values(counts)
+        sums = [c * inputs.processing_seconds for c in counts]
+        series[selector("dynoscaler_job_duration_seconds_sum", queue)] = values(sums)
     return series
 
 
