@@ -14,8 +14,14 @@ Both compute, per app/role and in the same order of operations:
     load term         = ceil(max(a + m, drain) / c)     (the need if λ' lasted)
     floor             = current count C while slots > 60% of C·c, else min(C, load term);
                         the load term when C is unknown
-    needed            = max(ceil(slots / c − 1e-9), floor), at least 1 while there is any work
+    cold-start window V = W − 2·35 s                    (queue roles: the oldest job's age
+                                                         up to which a dyno can wait)
+    later cold start  = V > 0, Q + P = 0 and λ'·B < 1 (idle, sparse), or
+                        C = 0, ceil(slots / c) ≤ 1 and oldest job's age < V (deferred)
+    needed            = 0 on a later cold start, else
+                        max(ceil(slots / c − 1e-9), floor), at least 1 while there is any work
     desired           = needed clamped to [min_dynos, max_dynos]
+    immediate         = later cold start, or C = 0 (queue roles): no scale-down window
     steady need       = ceil(max(λ·S + m, drain) / c): no look-ahead
     unmeetable        = steady need > max_dynos, or S ≥ D, or (queue roles) W ≤ 0
 
@@ -38,7 +44,19 @@ When an input is unknown (no arrival rate; no processing time although work is
 present; a source or the exporter down) the model does not guess: it holds at
 the current dyno count (raised to one dyno when work waits on a role at zero),
 so missing data neither scales down nor scales up wildly. Scale-down
-stabilisation is ScaleDownStabiliser's job.
+stabilisation is ScaleDownStabiliser's job; it lets an immediate count through.
+
+Scale to zero (queue roles): while a cold start asked for later still meets the
+deadline, an idle dyno is not needed to meet it. A role at zero lets a job wait
+while it is younger than V: the next decision comes 15 s later, its data is up
+to 15 s old, ScaleRole's `for:` adds 15 s and Alertmanager about 5 s, so its
+dyno is asked for within 50 s of the 70, and boots and runs the job before D;
+the jobs arriving meanwhile share that dyno. A role with no jobs and λ'·B < 1
+(the next job expected later than a boot takes: idling until then costs more
+than booting again) goes to min_dynos at once rather than after the window; at
+zero the window has no dyno to keep and would only start one for a past need.
+Unknown oldest age: no deferral. (At zero nothing completes: the rules give the
+model the last S measured within 10m; the simulator does the same.)
 
 A role with several queues is one RoleInputs, as the rules build it: λ and Q
 are sums over the queues, S is the queues' S weighted by their completions.
@@ -46,6 +64,7 @@ are sums over the queues, S is the queues' S weighted by their completions.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -78,7 +97,7 @@ class RoleInputs:
     processing_seconds: float | None  # mean processing time S; None when unknown
     backlog: float  # jobs waiting, Q
     in_progress: float = 0.0
-    oldest_age_seconds: float = 0.0  # not a capacity term: the JobPastDeadline alert's input
+    oldest_age_seconds: float | None = None  # oldest waiting job's age; None: unknown, no deferral
     arrival_rate_slope: float = 0.0  # dλ/dt (jobs/s per s), for the look-ahead over boot_time
     current_dynos: int | None = None  # formation now; what the model holds at on unknown inputs
     stale: bool = False  # a source of the role (or the exporter) is down: hold
@@ -92,6 +111,7 @@ class Capacity:
     unmeetable: bool  # even max_dynos cannot meet the steady need (or D - S - B <= 0, S >= D)
     reasons: tuple[str, ...]  # human-readable, each term with its value
     holding: bool = False  # inputs unknown: desired is the current count (not clamped)
+    immediate: bool = False  # desired applies at once, without scale-down stabilisation
 
 
 def staffing_beta(miss_ratio: float) -> float:
@@ -110,6 +130,13 @@ def is_web_role(policy: RoleSettings) -> bool:
 
 def required_capacity(inputs: RoleInputs, policy: RoleSettings) -> Capacity:
     """Dynos the role needs to finish its jobs within policy.target_deadline."""
+    capacity = _capacity(inputs, policy)
+    if inputs.current_dynos == 0 and not is_web_role(policy):
+        return dataclasses.replace(capacity, immediate=True)
+    return capacity
+
+
+def _capacity(inputs: RoleInputs, policy: RoleSettings) -> Capacity:
     rate = None if inputs.arrival_rate is None else max(inputs.arrival_rate, 0.0)
     backlog = max(inputs.backlog, 0.0)
     work = backlog > 0 or inputs.in_progress > 0 or (rate is not None and rate > 0)
@@ -137,7 +164,9 @@ def _model(
     soon = (jobs + ahead * horizon) * s / (horizon + max(window, s))
     slots = load + margin if web else max(drain, soon + margin)
     floor = _scale_down_floor(slots, _dynos(max(load + margin, drain), c, work), inputs, c)
-    needed = max(_dynos(slots, c, work), floor)
+    up = _dynos(slots, c, work)
+    later = _cold_start_later(inputs, policy, window, ahead, jobs, up)
+    needed = 0 if later else max(up, floor)
     steady = _dynos(max(rate * s + margin, drain), c, work)
     no_window = window <= 0 and not web
     unmeetable = steady > policy.max_dynos or s >= deadline or no_window
@@ -151,9 +180,33 @@ def _model(
         + ("a+margin" if web else f"max(drain, (Q+P+λ'·h)·S/(h+W)+margin), h={horizon:g}s")
         + f"), concurrency {c}: needed {needed} dyno(s) (scale-down floor {floor})",
     )
+    if later:
+        reasons += (later,)
     if unmeetable:
         reasons += (_unmeetable_reason(steady, s, window, no_window, policy),)
-    return _clamped(needed, slots, unmeetable, reasons, policy)
+    return _clamped(needed, slots, unmeetable, reasons, policy, immediate=later is not None)
+
+
+def _cold_start_later(
+    inputs: RoleInputs, policy: RoleSettings, window: float, ahead: float, jobs: float, up: int
+) -> str | None:
+    """Why a queue role needs no dyno now (None: it does): a cold start that a later
+    decision asks for still meets the deadline, with the oldest job younger than the
+    cold-start window W − 2·DECISION_DELAY (age + 2·DECISION_DELAY + B + S < D), and
+    - nothing waits or runs and arrivals are sparse (λ'·B < 1): an idle dyno would
+      wait longer for the next job (1/λ') than a new one takes to boot; or
+    - the role is at zero and one dyno will do: the waiting jobs share one session.
+    """
+    if is_web_role(policy):
+        return None
+    spare = window - 2 * DECISION_DELAY
+    expected = ahead * policy.boot_time
+    if jobs <= 0 and expected < 1 and spare > 0:
+        return f"idle, λ'·B={expected:.3g} < 1: no dyno until a job arrives (no window)"
+    age = inputs.oldest_age_seconds
+    if inputs.current_dynos == 0 and up <= 1 and age is not None and age < spare:
+        return f"cold start deferred: oldest job {age:.4g}s old, a dyno from {spare:.4g}s"
+    return None
 
 
 def _scale_down_floor(slots: float, load_need: int, inputs: RoleInputs, c: int) -> int:
@@ -196,10 +249,15 @@ def _unmeetable_reason(
 
 
 def _clamped(
-    needed: int, slots: float, unmeetable: bool, reasons: tuple[str, ...], policy: RoleSettings
+    needed: int,
+    slots: float,
+    unmeetable: bool,
+    reasons: tuple[str, ...],
+    policy: RoleSettings,
+    immediate: bool = False,
 ) -> Capacity:
     desired = min(max(needed, policy.min_dynos), policy.max_dynos)
-    return Capacity(desired, needed, slots, unmeetable, reasons)
+    return Capacity(desired, needed, slots, unmeetable, reasons, immediate=immediate)
 
 
 def _hold(inputs: RoleInputs, policy: RoleSettings, work: bool) -> Capacity:
@@ -234,8 +292,11 @@ class ScaleDownStabiliser:
         self.window_seconds = window_seconds
         self._history: deque[tuple[float, int]] = deque()
 
-    def update(self, now: float, desired: int) -> int:
-        self._history.append((now, desired))
+    def update(self, now: float, capacity: Capacity) -> int:
+        """The desired count to act on now; capacity.immediate skips the window."""
+        self._history.append((now, capacity.desired_dynos))
         while self._history[0][0] < now - self.window_seconds:
             self._history.popleft()
+        if capacity.immediate:
+            return capacity.desired_dynos
         return max(count for _, count in self._history)

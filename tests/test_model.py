@@ -170,11 +170,80 @@ def test_idle_role_goes_to_min_dynos() -> None:
 
 
 def test_one_job_brings_a_role_back_from_zero() -> None:
-    # nothing completed yet, so S is unknown: hold at the current 0, raised to 1
+    # nothing completed yet, so S is unknown: hold at the current 0, raised to 1. (With
+    # D = 60 s no cold start can wait: D − S − B − 70 s < 0, whatever the job's age.)
     result = capacity(arrival_rate=0.02, processing_seconds=None, backlog=1, current_dynos=0)
     assert (result.desired_dynos, result.holding) == (1, True)
-    known = capacity(arrival_rate=0.02, processing_seconds=0.5, backlog=1, current_dynos=0)
-    assert (known.desired_dynos, known.holding) == (1, False)
+    known = capacity(
+        arrival_rate=0.02, processing_seconds=0.5, backlog=1, current_dynos=0, oldest_age_seconds=1
+    )
+    assert (known.desired_dynos, known.holding, known.immediate) == (1, False, True)
+
+
+# A quiet role (quiet-night): with S = 10 s the cold-start window is 180 − 10 − 45 − 70 = 55 s
+QUIET = dataclasses.replace(
+    WORKER, target_deadline=180, boot_time=45, concurrency=4, max_dynos=2, scale_down_window=180
+)
+
+
+def test_a_young_job_at_zero_waits_for_a_later_cold_start() -> None:
+    young = capacity(
+        QUIET,
+        arrival_rate=0.01,
+        processing_seconds=10.0,
+        backlog=2,
+        current_dynos=0,
+        oldest_age_seconds=54.9,
+    )
+    assert (young.needed_dynos, young.desired_dynos, young.immediate) == (0, 0, True)
+    assert young.reasons[-1].startswith("cold start deferred: oldest job 54.9s old")
+    old = capacity(
+        QUIET,
+        arrival_rate=0.01,
+        processing_seconds=10.0,
+        backlog=2,
+        current_dynos=0,
+        oldest_age_seconds=55.0,
+    )
+    assert (old.needed_dynos, old.desired_dynos) == (1, 1)
+
+
+def test_no_deferred_cold_start_without_the_age_more_than_one_dyno_or_dynos_running() -> None:
+    quiet = {"arrival_rate": 0.01, "processing_seconds": 10.0, "backlog": 2}
+    unknown = capacity(QUIET, **quiet, current_dynos=0)  # the backend tells no age
+    assert unknown.needed_dynos == 1
+    crowd = capacity(QUIET, **{**quiet, "backlog": 60}, current_dynos=0, oldest_age_seconds=5)
+    assert crowd.needed_dynos == 2  # 60 jobs need more than one dyno
+    running = capacity(QUIET, **quiet, current_dynos=1, oldest_age_seconds=5)
+    assert (running.needed_dynos, running.immediate) == (1, False)
+    tight = dataclasses.replace(QUIET, target_deadline=125)  # window 125 − 10 − 45 − 70 = 0
+    assert capacity(tight, **quiet, current_dynos=0, oldest_age_seconds=0).needed_dynos == 1
+    web = dataclasses.replace(WEB, target_deadline=180, boot_time=45)
+    at_zero = capacity(web, arrival_rate=0.01, processing_seconds=0.1, current_dynos=0)
+    assert (at_zero.needed_dynos, at_zero.immediate) == (1, False)
+
+
+def test_an_idle_role_with_sparse_arrivals_goes_to_min_dynos_at_once() -> None:
+    # λ'·B = 0.01 · 45 = 0.45 < 1: the next job is expected later than a boot takes
+    sparse = capacity(QUIET, arrival_rate=0.01, processing_seconds=10.0, current_dynos=2)
+    assert (sparse.needed_dynos, sparse.desired_dynos, sparse.immediate) == (0, 0, True)
+    warm = dataclasses.replace(QUIET, min_dynos=1)
+    assert capacity(warm, arrival_rate=0.01, processing_seconds=10.0).desired_dynos == 1
+    # λ'·B = 0.03 · 45 = 1.35: keep the dyno, the window applies
+    dense = capacity(QUIET, arrival_rate=0.03, processing_seconds=10.0, current_dynos=2)
+    assert (dense.needed_dynos, dense.immediate) == (1, False)
+    # a rising rate counts: λ' = 0.01 + 0.0005 · 45 = 0.0325, λ'·B = 1.46
+    rising = capacity(
+        QUIET,
+        arrival_rate=0.01,
+        arrival_rate_slope=0.0005,
+        processing_seconds=10.0,
+        current_dynos=2,
+    )
+    assert (rising.needed_dynos, rising.immediate) == (1, False)
+    # a job waiting or running keeps it
+    busy = capacity(QUIET, arrival_rate=0.01, processing_seconds=10.0, in_progress=1)
+    assert busy.needed_dynos == 1
 
 
 def test_unknown_arrival_rate_holds_at_the_current_count() -> None:
@@ -196,13 +265,25 @@ def test_float_rounding_does_not_add_a_dyno() -> None:
     assert (result.needed_dynos, result.unmeetable) == (3, False)
 
 
+def _desired(count: int, immediate: bool = False) -> Capacity:
+    return Capacity(count, count, 0.0, False, (), immediate=immediate)
+
+
 def test_stabiliser_scales_up_at_once_and_down_after_the_window() -> None:
     stabiliser = ScaleDownStabiliser(300)
-    assert stabiliser.update(0, 2) == 2
-    assert stabiliser.update(15, 5) == 5
-    assert stabiliser.update(60, 1) == 5
-    assert stabiliser.update(315, 1) == 5  # t=15 is still inside [15, 315]
-    assert stabiliser.update(330, 1) == 1
+    assert stabiliser.update(0, _desired(2)) == 2
+    assert stabiliser.update(15, _desired(5)) == 5
+    assert stabiliser.update(60, _desired(1)) == 5
+    assert stabiliser.update(315, _desired(1)) == 5  # t=15 is still inside [15, 315]
+    assert stabiliser.update(330, _desired(1)) == 1
+
+
+def test_stabiliser_lets_an_immediate_count_through_and_still_remembers_the_window() -> None:
+    stabiliser = ScaleDownStabiliser(180)
+    assert stabiliser.update(0, _desired(1)) == 1
+    assert stabiliser.update(15, _desired(0, immediate=True)) == 0
+    assert stabiliser.update(30, _desired(0)) == 1  # not immediate: the window's 1 again
+    assert stabiliser.update(195, _desired(0)) == 0
 
 
 def test_rules_window_rounds_up_to_a_step_the_rules_have() -> None:

@@ -1,9 +1,9 @@
 """The PromQL rules and dynoscaler.model agree, step by step, on every scenario.
 
 Each test case of prometheus/tests/*.yml is replayed through promtool; at every
-rule evaluation the inputs the rules derived (λ, S, Q, P, dλ/dt, dyno count,
-policy) are fed to dynoscaler.model, and its needed, desired (before and after
-scale-down stabilisation) and unmeetable must equal the rules' exactly.
+rule evaluation the inputs the rules derived (λ, S, Q, P, oldest age, dλ/dt, dyno
+count, policy) are fed to dynoscaler.model, and its needed, desired (before and
+after scale-down stabilisation) and unmeetable must equal the rules' exactly.
 """
 
 from __future__ import annotations
@@ -81,9 +81,10 @@ class RoleAtTime:
         current = self.get("dynos:last10m")
         return RoleInputs(
             arrival_rate=self.get("arrival_rate:rate1m"),
-            processing_seconds=self.get("processing_seconds:rate1m"),
+            processing_seconds=self.get("processing_seconds"),
             backlog=self.get("queue_depth") or 0.0,
             in_progress=self.get("queue_in_progress") or 0.0,
+            oldest_age_seconds=self.get("queue_oldest_age_seconds:known"),
             arrival_rate_slope=self.get("arrival_rate:deriv5m") or 0.0,
             current_dynos=None if current is None else int(current),
             stale=self.get("inputs_stale") is not None,
@@ -129,7 +130,7 @@ def test_rules_and_model_agree_at_every_evaluation(name: str, case: dict) -> Non
                 assert rules.get("required_slots") == pytest.approx(model.required_slots, rel=1e-9)
             window = rules_window(policy.scale_down_window)
             stabiliser = stabilisers.setdefault((app, role), ScaleDownStabiliser(window))
-            assert rules.get("desired_dynos") == stabiliser.update(t, model.desired_dynos), (
+            assert rules.get("desired_dynos") == stabiliser.update(t, model), (
                 f"{app}/{role} at {t}s"
             )
             compared += 1
@@ -163,6 +164,10 @@ def _random_role(rng: random.Random, index: int) -> tuple[RoleSettings, RoleInpu
     if index % 7 == 3:  # nothing arrives or completes: S cannot be measured
         return policy, RoleInputs(0.0, None, backlog, current_dynos=current)
     rate, seconds = round(rate, 4), round(seconds, 4)
+    if index % 4 == 2:  # nothing seen running, the oldest job's age known: may go without dynos
+        age = round(rng.uniform(0, 120), 3)
+        current = rng.choice([0, current])
+        return policy, RoleInputs(rate, seconds, backlog, 0.0, age, current_dynos=current)
     return policy, RoleInputs(rate, seconds, backlog, rate * seconds, current_dynos=current)
 
 
@@ -182,6 +187,12 @@ def _steady_series(policy: RoleSettings, inputs: RoleInputs, steps: int) -> dict
     series[selector("dynoscaler_jobs_completed_total", queue)] = values(counts)
     series[selector("dynoscaler_queue_depth", queue)] = values([inputs.backlog] * steps)
     series[selector("dynoscaler_queue_in_progress", queue)] = values([inputs.in_progress] * steps)
+    if inputs.oldest_age_seconds is not None:  # S from the duration histogram, not Little's law
+        ages = [inputs.oldest_age_seconds] * steps
+        series[selector("dynoscaler_queue_oldest_age_seconds", queue)] = values(ages)
+        series[selector("dynoscaler_job_duration_seconds_count", queue)] = values(counts)
+        sums = [c * inputs.processing_seconds for c in counts]
+        series[selector("dynoscaler_job_duration_seconds_sum", queue)] = values(sums)
     return series
 
 

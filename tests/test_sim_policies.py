@@ -144,3 +144,13 @@ def test_dynoscaler_decides_the_models_count_and_holds_it_for_the_window():
     quiet = _view([{}] * 19)  # nothing arrives, waits or runs: the model needs min_dynos
     assert policy.decide(quiet, 255.0, 2).desired == 2  # 75 s is inside [75, 255]
     assert policy.decide(quiet, 270.0, 2).desired == 1
+
+
+def test_dynoscaler_at_zero_dynos_uses_the_last_processing_time_of_the_last_10_minutes():
+    policy = build("dynoscaler", _context(min_dynos=0))
+    done = {"completed": 1.0, "duration_count": 1.0, "duration_sum": 8.0}
+    view = _view([{}] + [done] * 60)  # one 8 s job completes by 15 s, nothing after
+    assert policy.inputs(view, 60.0, current=1).processing_seconds == pytest.approx(8.0)
+    assert policy.inputs(view, 120.0, current=1).processing_seconds is None  # dynos, no data
+    assert policy.inputs(view, 660.0, current=0).processing_seconds == pytest.approx(8.0)
+    assert policy.inputs(view, 675.0, current=0).processing_seconds is None  # 615 s since

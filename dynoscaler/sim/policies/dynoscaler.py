@@ -2,7 +2,8 @@
 
 Every rule evaluation (15 s) computes, from the scraped series only:
   λ = rate(completed[1m]) + deriv(depth[1m]) + deriv(in_progress[1m]), at least 0
-  S = rate(duration_sum[1m]) / rate(duration_count[1m])   (unknown while nothing completes)
+  S = rate(duration_sum[1m]) / rate(duration_count[1m])   (unknown while nothing completes;
+      at zero dynos the last S measured within 10m)
   dλ/dt = deriv(λ[5m]) over the recorded λ series
 then required_capacity() and the ScaleDownStabiliser (max over the role's
 scale_down_window, rounded as the rules round it). The ScaleRole alert reaches the
@@ -22,13 +23,14 @@ from dynoscaler.sim.policies.base import Context, Decision, Policy
 class Dynoscaler(Policy):
     name = "dynoscaler"
     guarded = True
-    defaults = {"interval": 15.0, "rate_window": 60.0, "slope_window": 300.0}
+    defaults = {"interval": 15.0, "rate_window": 60.0, "slope_window": 300.0, "s_memory": 600.0}
 
     def __init__(self, context: Context, **params: float) -> None:
         params.setdefault("delay", context.alert_delay)
         super().__init__(context, **params)
         self.stabiliser = ScaleDownStabiliser(rules_window(context.role.scale_down_window))
         self._rates: deque[tuple[float, float]] = deque()  # the recorded λ series
+        self._measured: tuple[float, float] | None = None  # (time, S) of the last measured S
 
     def inputs(self, view: View, now: float, current: int) -> RoleInputs:
         window = self.params["rate_window"]
@@ -39,13 +41,9 @@ class Dynoscaler(Policy):
                 view.deriv("in_progress", now, window) or 0.0
             )
             rate = max(completions + growth, 0.0)
-        change = view.increase("duration_count", now, window)
-        processing = None
-        if change is not None and change[0] > 0:
-            processing = view.increase("duration_sum", now, window)[0] / change[0]
         return RoleInputs(
             arrival_rate=rate,
-            processing_seconds=processing,
+            processing_seconds=self._processing(view, now, current),
             backlog=view.latest("depth"),
             in_progress=view.latest("in_progress"),
             oldest_age_seconds=view.latest("oldest_age"),
@@ -55,8 +53,20 @@ class Dynoscaler(Policy):
 
     def decide(self, view: View, now: float, current: int) -> Decision:
         capacity = required_capacity(self.inputs(view, now, current), self.role)
-        desired = self.stabiliser.update(now, capacity.desired_dynos)
+        desired = self.stabiliser.update(now, capacity)
         return Decision(desired, unmeetable=capacity.unmeetable)
+
+    def _processing(self, view: View, now: float, current: int) -> float | None:
+        """S over the rate window; at zero dynos, where nothing completes, the last S
+        measured within s_memory seconds (the rules' last_over_time)."""
+        window = self.params["rate_window"]
+        change = view.increase("duration_count", now, window)
+        if change is not None and change[0] > 0:
+            self._measured = (now, view.increase("duration_sum", now, window)[0] / change[0])
+            return self._measured[1]
+        if current == 0 and self._measured and now - self._measured[0] <= self.params["s_memory"]:
+            return self._measured[1]
+        return None
 
     def _slope(self, now: float, rate: float | None) -> float:
         if rate is None:
