@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import redis
 import yaml
 
 from dynoscaler.demo import configs, measure
-from dynoscaler.demo.supervisor import DemoError, Supervisor, check_ports_free
+from dynoscaler.demo.supervisor import DemoError, Supervisor, check_ports_free, signals_set
 from dynoscaler.demo.workers import (
     DONE_PREFIX,
     HEARTBEAT_SECONDS,
@@ -296,3 +298,14 @@ def test_dynos_exit_when_the_demo_is_killed(tmp_path, client):
         assert time.monotonic() < deadline, "the dyno outlived the demo"
         time.sleep(0.2)
     assert client.scard("processes") == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_during_the_run_sets_the_event_and_raises_nothing(sig):
+    # A KeyboardInterrupt raised inside `with lock:` can leave the lock held and the
+    # clean-up waiting for it forever: while the scenario runs, signals only set an event.
+    before = signal.getsignal(sig)
+    with signals_set(threading.Event()) as interrupted:
+        os.kill(os.getpid(), sig)
+        assert interrupted.wait(5)
+    assert signal.getsignal(sig) is before

@@ -16,13 +16,14 @@ import argparse
 import dataclasses
 import json
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dynoscaler.config import ConfigError
-from dynoscaler.demo.supervisor import DemoError, stop_on_signals
+from dynoscaler.demo.supervisor import DemoError, signals_set, stop_on_signals
 from dynoscaler.demo.workload import SCENARIOS, Producer, Scenario
 
 if TYPE_CHECKING:
@@ -130,33 +131,37 @@ def _run_scenario(stack: Stack, scenario: Scenario, warmup: float, output: Path,
     initial = stack.formation()
     producer = Producer(stack.redis, _queues(stack), scenario, warmup=warmup).start()
     load_offset = time.monotonic() - monitor.started
-    status = 0
-    try:
-        while not producer.done:
+    with signals_set(threading.Event()) as interrupted:
+        try:
+            status = _follow(stack, monitor, producer, interrupted)
+        finally:
+            producer.stop()
+        _report(stack, scenario, monitor, producer, load_offset, initial, output)
+        if not keep or status:
+            print("demo: stopping everything (--keep would leave it all up)")
+            return status
+        print(f"demo: everything stays up ({stack.urls['prometheus']}/alerts); Ctrl-C to stop")
+        while not interrupted.is_set():
             monitor.show(monitor.sample())
-            crashed = stack.crashed()
-            if crashed:
-                names = ", ".join(child.name for child in crashed)
-                print(f"demo: {names} stopped on its own; see {stack.options.run_dir}")
-                status = 1
-                break
-            time.sleep(1)
-    except KeyboardInterrupt:
-        status = 130
-        print("\ndemo: interrupted, stopping everything")
-    finally:
-        producer.stop()
-    _report(stack, scenario, monitor, producer, load_offset, initial, output)
-    if not keep or status:
-        print("demo: stopping everything (--keep would leave it all up)")
-        return status
-    print(f"demo: everything stays up ({stack.urls['prometheus']}/alerts); Ctrl-C to stop")
-    try:
-        while True:
-            monitor.show(monitor.sample())
-            time.sleep(1)
-    except KeyboardInterrupt:
+            interrupted.wait(1)
         return 0
+
+
+def _follow(
+    stack: Stack, monitor: Monitor, producer: Producer, interrupted: threading.Event
+) -> int:
+    """Show the run live until the load ends (0), a service dies (1) or a signal (130)."""
+    while not producer.done:
+        monitor.show(monitor.sample())
+        crashed = stack.crashed()
+        if crashed:
+            names = ", ".join(child.name for child in crashed)
+            print(f"demo: {names} stopped on its own; see {stack.options.run_dir}")
+            return 1
+        if interrupted.wait(1):
+            print("\ndemo: interrupted, stopping everything")
+            return 130
+    return 0
 
 
 def _queues(stack: Stack) -> list[str]:

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -177,6 +177,27 @@ def stop_on_signals() -> Iterable[None]:
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def signals_set(event: threading.Event) -> Iterator[threading.Event]:
+    """While inside, SIGINT, SIGTERM and SIGHUP set `event` instead of raising.
+
+    A KeyboardInterrupt raised between a lock's acquire and its `with` body leaves
+    the lock held, and the clean-up that needs that lock then waits forever; a
+    loop that checks the event stops only between its steps.
+    """
+
+    def note(signum: int, frame: object) -> None:
+        event.set()
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, note) for sig in signals}
+    try:
+        yield event
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
