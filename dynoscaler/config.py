@@ -25,7 +25,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "boot_time": 45,
     "concurrency": 1,
     "miss_ratio": 0.01,
-    "scale_down_window": 180,
+    "scale_down_window": 60,
     "cooldown": 60,
     "max_step": 10,
 }
