@@ -165,7 +165,7 @@ def test_alertmanager_config_sends_only_scale_alerts_to_the_demo_scaler(tmp_path
     assert (route["group_wait"], route["group_interval"], route["repeat_interval"]) == (
         "1000ms",
         "2000ms",
-        "10000ms",
+        "2000ms",
     )
     assert "group_wait" not in route["routes"][0]  # inherits the fast one
 
@@ -252,12 +252,25 @@ def test_alert_hold_reads_the_rules(tmp_path):
         yaml.safe_dump(
             {
                 "groups": [
-                    {"name": "g", "rules": [{"alert": "ScaleRole", "expr": "1", "for": "1m30s"}]}
+                    {
+                        "name": "g",
+                        "rules": [
+                            {"alert": "ScaleRole", "expr": "1", "labels": {"direction": "up"}},
+                            {
+                                "alert": "ScaleRole",
+                                "expr": "1",
+                                "for": "1m30s",
+                                "labels": {"direction": "down"},
+                            },
+                        ],
+                    }
                 ]
             }
         )
     )
     assert measure.alert_for_seconds([rules], "ScaleRole") == 90
+    assert measure.alert_for_seconds([rules], "ScaleRole", {"direction": "up"}) == 0
+    assert measure.alert_for_seconds([rules], "ScaleRole", {"direction": "down"}) == 90
     assert measure.alert_for_seconds([rules], "Other") == 0
     with pytest.raises(ValueError):
         measure.duration_seconds("15 s")

@@ -2,7 +2,7 @@
 (gunicorn), the fake Heroku and dyno processes, started by the demo's Stack.
 
 The project's rules answer a load change only once they have a full minute of
-samples, hold ScaleRole for 15 s and estimate rates over 1 m, so one closed
+samples, hold a scale-down ScaleRole for 15 s and estimate rates over 1 m, so one closed
 loop takes minutes. To stay within about five minutes, four loops run side by
 side from one module fixture, each on its own Redis database (4, 8, 9, 10);
 the tests below run in file order and wait for their loop's moments:
@@ -290,7 +290,7 @@ def test_dead_exporter_causes_no_scale_down(loops):
     stack.stop_exporter()
     patches_before = len(stack.patches())
     held_from = worker_quantity(stack)
-    # Longer than ScaleRole's for: (15 s) + scale_down_window (10 s) + cooldown (5 s);
+    # Longer than a scale-down ScaleRole's for: (15 s) + scale_down_window (10 s) + cooldown (5 s);
     # the "am" loop, with the same load and a live exporter, scales down meanwhile.
     time.sleep(32)
     assert worker_quantity(stack) == held_from

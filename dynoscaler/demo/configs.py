@@ -127,8 +127,8 @@ def _fast_route(route: dict[str, Any], group_wait: float) -> dict[str, Any]:
     route["group_wait"] = duration(group_wait)
     route["group_interval"] = duration(max(2 * group_wait, 2))
     # Alertmanager re-sends a firing alert only every repeat_interval, and a new
-    # desired_dynos annotation alone does not count as a change: keep it short.
-    route["repeat_interval"] = duration(max(5 * group_wait, 10))
+    # desired_dynos annotation alone does not count as a change: as short as it goes.
+    route["repeat_interval"] = route["group_interval"]
     if "routes" in route:
         route["routes"] = [_fast_child(child, group_wait) for child in route["routes"]]
     return route

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +56,17 @@ def duration_seconds(text: str) -> float:
     return sum(float(number) * _UNITS[unit] for number, unit in parts)
 
 
-def alert_for_seconds(rule_files: Sequence[Path], alert: str) -> float:
-    """The longest `for:` among the rules named `alert` in these rule files (0 if none)."""
+def alert_for_seconds(
+    rule_files: Sequence[Path], alert: str, labels: Mapping[str, str] | None = None
+) -> float:
+    """The longest `for:` among the rules named `alert` (and carrying `labels`) in these
+    rule files (0 if none)."""
+    wanted = dict(labels or {})
     holds = [
         duration_seconds(str(rule.get("for", "0s")))
         for path in rule_files
         for group in (yaml.safe_load(path.read_text()) or {}).get("groups", [])
         for rule in group.get("rules", [])
-        if rule.get("alert") == alert
+        if rule.get("alert") == alert and wanted.items() <= dict(rule.get("labels") or {}).items()
     ]
     return max(holds, default=0.0)
