@@ -3,7 +3,8 @@
 A dyno process (`python -m dynoscaler.demo.workers ...`) boots for `--boot`
 seconds, like a Heroku dyno, then runs `--concurrency` threads that take
 Sidekiq jobs with BRPOP and sleep for each job's duration (its first argument),
-timed by exporter.timing. It registers as a Sidekiq process (the `processes`
+timed by exporter.timing, taking from its queues in random order (Sidekiq's
+weighted ordering with equal weights). It registers as a Sidekiq process (the `processes`
 set, a heartbeat hash, a `<identity>:work` hash per running job), so the
 exporter counts jobs in progress the way it does for real Sidekiq, and it
 counts jobs finished past the deadline in `demo:late:<queue>`. On SIGTERM it
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -84,6 +86,11 @@ class Dyno:
     def _work(self, tid: str) -> None:
         keys = [f"queue:{queue}" for queue in self.queues]
         while not self.stopping.is_set():
+            # Sidekiq's weighted ordering with equal weights: the queues in a new random
+            # order for every fetch. Strict ordering would starve the later queues while
+            # the first has a backlog, which the capacity model (one FIFO per role)
+            # does not see.
+            random.shuffle(keys)
             taken = self.client.brpop(keys, timeout=1)
             if taken is None:
                 continue
