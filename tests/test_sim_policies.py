@@ -127,7 +127,7 @@ def test_dynoscaler_estimates_rate_and_processing_time_as_the_rules_do():
 
 
 def test_dynoscaler_decides_the_models_count_and_holds_it_for_the_window():
-    policy = build("dynoscaler", _context())  # D 60 s, B 0, c 10, default window 180 s
+    policy = build("dynoscaler", _context())  # D 60 s, B 0, c 10, default window 60 s
     samples = [
         {
             "completed": 150.0 * i,
@@ -142,8 +142,8 @@ def test_dynoscaler_decides_the_models_count_and_holds_it_for_the_window():
     # -> 2 dynos, above the 1 now (the load term's 22.16 slots only bound a scale-down)
     assert policy.decide(_view(samples), 75.0, 1).desired == 2
     quiet = _view([{}] * 19)  # nothing arrives, waits or runs: the model needs min_dynos
-    assert policy.decide(quiet, 255.0, 2).desired == 2  # 75 s is inside [75, 255]
-    assert policy.decide(quiet, 270.0, 2).desired == 1
+    assert policy.decide(quiet, 135.0, 2).desired == 2  # 75 s is inside [75, 135]
+    assert policy.decide(quiet, 150.0, 2).desired == 1
 
 
 def test_dynoscaler_at_zero_dynos_uses_the_last_processing_time_of_the_last_10_minutes():
