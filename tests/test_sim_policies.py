@@ -154,3 +154,12 @@ def test_dynoscaler_at_zero_dynos_uses_the_last_processing_time_of_the_last_10_m
     assert policy.inputs(view, 120.0, current=1).processing_seconds is None  # dynos, no data
     assert policy.inputs(view, 660.0, current=0).processing_seconds == pytest.approx(8.0)
     assert policy.inputs(view, 675.0, current=0).processing_seconds is None  # 615 s since
+
+
+def test_dynoscaler_scale_ups_arrive_sooner_than_scale_downs():
+    # ScaleRole up fires at once (group_wait only); down waits its for: 15s first
+    policy = build("dynoscaler", _context())
+    assert policy.delay_for(3, 2) == 5.0
+    assert policy.delay_for(1, 2) == 20.0
+    assert policy.delay_for(2, 2) == 20.0
+    assert build("hpa", _context()).delay_for(3, 2) == build("hpa", _context()).delay

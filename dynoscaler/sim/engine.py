@@ -3,7 +3,8 @@
 Time advances in ticks (1 s by default). Each tick:
 1. every scrape interval, the exporter's metrics are sampled into the View;
 2. every policy interval, the policy decides from the View; its decision takes
-   effect `delay` seconds later through the Actuator (guardrails or clamp);
+   effect `policy.delay_for(...)` seconds later through the Actuator (guardrails or
+   clamp); a newer decision due sooner replaces older ones not yet applied;
 3. the tick's arrivals join the queue; free slots of serving dynos start jobs
    in FIFO order; every started job gets its exact start and end time.
 
@@ -102,10 +103,15 @@ class Simulation:
                 self._scrape(now, completed, duration_sum, arrived)
                 arrived = 0
             if k % self.decide_every == 0:
-                decision = self.policy.decide(self.view, now, self.formation.quantity)
+                current = self.formation.quantity
+                decision = self.policy.decide(self.view, now, current)
+                due = now + self.policy.delay_for(decision.desired, current)
                 if decision.unmeetable:
-                    self.first_flag = min(self.first_flag, now + self.policy.delay)
-                pending.append((now + self.policy.delay, decision.desired))
+                    self.first_flag = min(self.first_flag, due)
+                # a newer decision that acts sooner supersedes the older ones still on their way
+                while pending and pending[-1][0] >= due:
+                    pending.pop()
+                pending.append((due, decision.desired))
             while pending and pending[0][0] <= now:
                 self._actuate(pending.popleft()[1], now)
             arrivals, services = self.source.jobs(k)

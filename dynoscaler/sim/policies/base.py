@@ -55,6 +55,10 @@ class Policy(ABC):
     def decide(self, view: View, now: float, current: int) -> Decision:
         """The count this policy wants now."""
 
+    def delay_for(self, desired: int, current: int) -> float:
+        """Seconds from the decision to its effect on the formation."""
+        return self.delay
+
 
 def jobs_per_dyno(context: Context) -> float:
     """A default queue target users would pick: jobs one dyno finishes in half the deadline."""

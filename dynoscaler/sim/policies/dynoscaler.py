@@ -6,9 +6,11 @@ Every rule evaluation (15 s) computes, from the scraped series only:
       at zero dynos the last S measured within 10m)
   dλ/dt = deriv(λ[5m]) over the recorded λ series
 then required_capacity() and the ScaleDownStabiliser (max over the role's
-scale_down_window, rounded as the rules round it). The ScaleRole alert reaches the
-scaler `delay` seconds later (Alertmanager group_wait and webhook), where the
-scaler's guardrails apply (cooldown, max_step, clamp).
+scale_down_window, rounded as the rules round it). ScaleRole reaches the scaler,
+where the guardrails apply (cooldown, max_step, clamp), `scale_up_delay` seconds
+later when it asks for more dynos (it fires at once; Alertmanager's group_wait)
+and `delay` seconds later when it asks for fewer (its `for: 15s`, then
+group_wait).
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from dynoscaler.sim.policies.base import Context, Decision, Policy
 class Dynoscaler(Policy):
     name = "dynoscaler"
     guarded = True
-    defaults = {"interval": 15.0, "rate_window": 60.0, "slope_window": 300.0, "s_memory": 600.0}
+    defaults = {
+        "interval": 15.0,
+        "rate_window": 60.0,
+        "slope_window": 300.0,
+        "s_memory": 600.0,
+        "scale_up_delay": 5.0,
+    }
 
     def __init__(self, context: Context, **params: float) -> None:
         params.setdefault("delay", context.alert_delay)
@@ -67,6 +75,9 @@ class Dynoscaler(Policy):
         if current == 0 and self._measured and now - self._measured[0] <= self.params["s_memory"]:
             return self._measured[1]
         return None
+
+    def delay_for(self, desired: int, current: int) -> float:
+        return self.params["scale_up_delay"] if desired > current else self.delay
 
     def _slope(self, now: float, rate: float | None) -> float:
         if rate is None:
