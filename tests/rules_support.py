@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from dynoscaler.config import QueueSettings, RoleSettings
+
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus" / "rules"
 PROMTOOL = "/usr/bin/promtool"
@@ -28,6 +30,22 @@ _SAMPLE = re.compile(r"\{(?P<labels>[^}]*)\} (?P<value>[-+0-9.eE]+|NaN|[-+]Inf)"
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 Labels = tuple[tuple[str, str], ...]
+
+# A worker role the model's tests and the live rules test start from.
+WORKER = RoleSettings(
+    app="shop",
+    role="worker",
+    min_dynos=0,
+    max_dynos=10,
+    target_deadline=60,
+    boot_time=10,
+    concurrency=2,
+    miss_ratio=0.01,
+    scale_down_window=300,
+    cooldown=60,
+    max_step=10,
+    queues=(QueueSettings("default", "sidekiq", "redis://127.0.0.1:6379/0"),),
+)
 
 POLICY_NAMES = {
     "min_dynos": "dynoscaler_policy_min_dynos",

@@ -9,8 +9,9 @@ import statistics
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rules_support import WORKER
 
-from dynoscaler.config import QueueSettings, RoleSettings
+from dynoscaler.config import RoleSettings
 from dynoscaler.model import (
     Capacity,
     RoleInputs,
@@ -20,20 +21,6 @@ from dynoscaler.model import (
     staffing_beta,
 )
 
-WORKER = RoleSettings(
-    app="shop",
-    role="worker",
-    min_dynos=0,
-    max_dynos=10,
-    target_deadline=60,
-    boot_time=10,
-    concurrency=2,
-    miss_ratio=0.01,
-    scale_down_window=300,
-    cooldown=60,
-    max_step=10,
-    queues=(QueueSettings("default", "sidekiq", "redis://127.0.0.1:6379/0"),),
-)
 WEB = dataclasses.replace(WORKER, role="web", queues=(), requests="router", target_deadline=2)
 BETA_1PCT = staffing_beta(0.01)
 # The deadline margin ln(1/miss_ratio)·S/(D − S) for WORKER at S = 4 s: 0.329 slots

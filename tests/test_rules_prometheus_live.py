@@ -13,6 +13,7 @@ count is 2 until a look-ahead of +19%.)
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import time
@@ -22,10 +23,9 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from rules_support import ROOT
+from rules_support import ROOT, WORKER
 from support import metrics_page
 
-from dynoscaler.config import QueueSettings, RoleSettings
 from dynoscaler.model import RoleInputs, required_capacity
 from dynoscaler.processes import free_port, stop
 
@@ -129,22 +129,9 @@ def test_real_prometheus_computes_the_desired_count(prometheus: str) -> None:
     # measured inputs must still give the same count
     assert list(rate.values())[0] == pytest.approx(4.0, rel=0.1)
     assert list(seconds.values())[0] == pytest.approx(3.0, rel=0.1)
-    policy = RoleSettings(
-        app="shop",
-        role="worker",
-        min_dynos=0,
-        max_dynos=10,
-        target_deadline=60,
-        boot_time=10,
-        concurrency=4,
-        miss_ratio=0.01,
-        scale_down_window=60,
-        cooldown=0,
-        max_step=10,
-        queues=(QueueSettings("default", "sidekiq", "redis://x"),),
-    )
+    policy = dataclasses.replace(WORKER, concurrency=4, scale_down_window=60, cooldown=0)
     inputs = RoleInputs(4.0, 3.0, backlog=10, in_progress=12, current_dynos=1)
     assert required_capacity(inputs, policy).desired_dynos == 2
-    # pending at once (desired 2 > 1 dyno), firing 15s later: loaded and evaluated
+    # firing at once (desired 2 > 1 dyno; scale-ups have no for:): loaded and evaluated
     alerts = wait_for(prometheus, 'ALERTS{alertname="ScaleRole",direction="up"}', 1.0, 20)
     assert list(alerts.values()) == [1.0]

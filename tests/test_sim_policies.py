@@ -107,19 +107,21 @@ def test_judoscale_up_one_per_3_minutes_down_after_10_minutes_below_range():
     assert judo.decide(fast, 670.0, 3).desired == 3  # the next step waits another 10 minutes
 
 
+# 75 s of samples: 10 jobs/s complete, 20 s of processing per second, the queue grows 1 job/s
+GROWING_QUEUE = [
+    {
+        "completed": 150.0 * i,
+        "duration_count": 150.0 * i,
+        "duration_sum": 300.0 * i,
+        "depth": 15.0 * i,
+    }
+    for i in range(6)
+]
+
+
 def test_dynoscaler_estimates_rate_and_processing_time_as_the_rules_do():
     policy = build("dynoscaler", _context())
-    # 10 jobs/s complete, 20 s of processing per second, the queue grows 1 job/s
-    samples = [
-        {
-            "completed": 150.0 * i,
-            "duration_count": 150.0 * i,
-            "duration_sum": 300.0 * i,
-            "depth": 15.0 * i,
-        }
-        for i in range(6)
-    ]
-    inputs = policy.inputs(_view(samples), 75.0, current=3)
+    inputs = policy.inputs(_view(GROWING_QUEUE), 75.0, current=3)
     assert inputs.arrival_rate == pytest.approx(11.0)
     assert inputs.processing_seconds == pytest.approx(2.0)
     assert inputs.backlog == 75.0
@@ -128,19 +130,10 @@ def test_dynoscaler_estimates_rate_and_processing_time_as_the_rules_do():
 
 def test_dynoscaler_decides_the_models_count_and_holds_it_for_the_window():
     policy = build("dynoscaler", _context())  # D 60 s, B 0, c 10, default window 60 s
-    samples = [
-        {
-            "completed": 150.0 * i,
-            "duration_count": 150.0 * i,
-            "duration_sum": 300.0 * i,
-            "depth": 15.0 * i,
-        }
-        for i in range(6)
-    ]
     # λ = 11/s, S = 2 s, Q = 75, h = B + 35 = 35 s, W = 58 s: just in time
     # (75 + 11·35)·2/93 + ln(100)·2/58 = 10.05 slots (the drain 75·2/58 = 2.59 is smaller)
     # -> 2 dynos, above the 1 now (the load term's 22.16 slots only bound a scale-down)
-    assert policy.decide(_view(samples), 75.0, 1).desired == 2
+    assert policy.decide(_view(GROWING_QUEUE), 75.0, 1).desired == 2
     quiet = _view([{}] * 19)  # nothing arrives, waits or runs: the model needs min_dynos
     assert policy.decide(quiet, 135.0, 2).desired == 2  # 75 s is inside [75, 135]
     assert policy.decide(quiet, 150.0, 2).desired == 1
