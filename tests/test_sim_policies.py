@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dynoscaler.sim.alerting import ScaleAlert
 from dynoscaler.sim.observe import View
 from dynoscaler.sim.policies import build
 from dynoscaler.sim.policies.base import Context
@@ -17,7 +18,7 @@ ROLE = {"min_dynos": 1, "max_dynos": 50, "concurrency": 10, "target_deadline": 6
 
 def _context(**role) -> Context:
     case = scenario(role={**ROLE, **role}, service={"type": "lognormal", "mean": 2.0, "cv": 0.5})
-    return Context(case.role, case.service, scrape_interval=15, alert_delay=20)
+    return Context(case.role, case.service, scrape_interval=15)
 
 
 def _view(samples: list[dict[str, float]], every: float = 15.0) -> View:
@@ -149,10 +150,26 @@ def test_dynoscaler_at_zero_dynos_uses_the_last_processing_time_of_the_last_10_m
     assert policy.inputs(view, 675.0, current=0).processing_seconds is None  # 615 s since
 
 
-def test_dynoscaler_scale_ups_arrive_sooner_than_scale_downs():
-    # ScaleRole up fires at once (group_wait only); down waits its for: 15s first
+def test_scale_role_up_is_heard_after_group_wait_then_every_repeat_interval():
+    alert = ScaleAlert(down_for=15, group_wait=5, repeat_interval=10)
+    assert alert.delay(0, desired=3, current=2) == 5  # fires at once
+    assert alert.delay(15, desired=4, current=2) == 10  # next repeat at 25
+    assert alert.delay(30, desired=4, current=3) == 5  # and at 35
+
+
+def test_scale_role_down_needs_two_evaluations_that_agree():
+    alert = ScaleAlert(down_for=15, group_wait=5, repeat_interval=10)
+    assert alert.delay(0, desired=1, current=2) is None  # pending
+    assert alert.delay(15, desired=1, current=2) == 5  # held 15 s: fires
+    assert alert.delay(30, desired=2, current=2) is None  # resolved: nothing sent
+    assert alert.delay(45, desired=1, current=2) is None  # pending again
+    assert alert.delay(60, desired=3, current=2) == 5  # the up alert fires at once
+    assert alert.delay(75, desired=1, current=2) is None  # a direction change starts afresh
+
+
+def test_dynoscaler_sends_nothing_while_desired_equals_the_formation():
     policy = build("dynoscaler", _context())
-    assert policy.delay_for(3, 2) == 5.0
-    assert policy.delay_for(1, 2) == 20.0
-    assert policy.delay_for(2, 2) == 20.0
-    assert build("hpa", _context()).delay_for(3, 2) == build("hpa", _context()).delay
+    assert policy.delay_for(0.0, 2, 2) is None
+    assert policy.delay_for(15.0, 3, 2) == 5.0
+    hpa = build("hpa", _context())
+    assert hpa.delay_for(0.0, 2, 2) == hpa.delay

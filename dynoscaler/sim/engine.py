@@ -3,8 +3,9 @@
 Time advances in ticks (1 s by default). Each tick:
 1. every scrape interval, the exporter's metrics are sampled into the View;
 2. every policy interval, the policy decides from the View; its decision takes
-   effect `policy.delay_for(...)` seconds later through the Actuator (guardrails or
-   clamp); a newer decision due sooner replaces older ones not yet applied;
+   effect `policy.delay_for(...)` seconds later (or never) through the Actuator
+   (guardrails or clamp); a newer decision due sooner replaces older ones not yet
+   applied;
 3. the tick's arrivals join the queue; free slots of serving dynos start jobs
    in FIFO order; every started job gets its exact start and end time.
 
@@ -103,15 +104,7 @@ class Simulation:
                 self._scrape(now, completed, duration_sum, arrived)
                 arrived = 0
             if k % self.decide_every == 0:
-                current = self.formation.quantity
-                decision = self.policy.decide(self.view, now, current)
-                due = now + self.policy.delay_for(decision.desired, current)
-                if decision.unmeetable:
-                    self.first_flag = min(self.first_flag, due)
-                # a newer decision that acts sooner supersedes the older ones still on their way
-                while pending and pending[-1][0] >= due:
-                    pending.pop()
-                pending.append((due, decision.desired))
+                self._decide(now, pending)
             while pending and pending[0][0] <= now:
                 self._actuate(pending.popleft()[1], now)
             arrivals, services = self.source.jobs(k)
@@ -121,6 +114,20 @@ class Simulation:
             self.tally.waiting(self.fifo.oldest_arrival(), now + self.dt)
             self.formation.retire_drained(now + self.dt)
         return self._result()
+
+    def _decide(self, now: float, pending: deque[tuple[float, int]]) -> None:
+        current = self.formation.quantity
+        decision = self.policy.decide(self.view, now, current)
+        if decision.unmeetable:
+            self.first_flag = min(self.first_flag, now + self.policy.flag_delay)
+        delay = self.policy.delay_for(now, decision.desired, current)
+        if delay is None:
+            return
+        due = now + delay
+        # a newer decision that acts sooner supersedes the older ones still on their way
+        while pending and pending[-1][0] >= due:
+            pending.pop()
+        pending.append((due, decision.desired))
 
     def _scrape(self, now: float, completed: float, duration_sum: float, arrived: int) -> None:
         oldest = self.fifo.oldest_arrival()
@@ -245,7 +252,6 @@ def simulate(
         role=scenario.role,
         service=scenario.service,
         scrape_interval=scenario.observation.scrape_interval,
-        alert_delay=scenario.observation.alert_delay,
     )
     merged = {**scenario.parameters.get(policy_name, {}), **(params or {})}
     return Simulation(scenario, build(policy_name, context, merged), seed).run()

@@ -11,7 +11,7 @@ initial_dynos: 2         # default min_dynos
 role: {min_dynos: 1, max_dynos: 20, target_deadline: 60, boot_time: 45, concurrency: 10}
 arrivals: {type: sine, mean: 30, amplitude: 20, period: 3600}
 service: {type: lognormal, mean: 2.0, cv: 0.5}
-observation: {scrape_interval: 15, alert_delay: 20}
+observation: {scrape_interval: 15}
 policies: [dynoscaler, guv, hpa]          # optional, default: all baselines
 parameters: {threshold: {step: 2}}        # optional per-policy settings
 """
@@ -56,7 +56,6 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "scrape_interval": _POSITIVE,
-                "alert_delay": {"type": "number", "minimum": 0},
             },
         },
         "policies": {"type": "array", "minItems": 1, "items": {"enum": list(REGISTRY)}},
@@ -72,7 +71,6 @@ SCHEMA: dict[str, Any] = {
 @dataclass(frozen=True)
 class Observation:
     scrape_interval: float = 15.0
-    alert_delay: float = 20.0  # rule evaluation phase + Alertmanager group_wait + webhook
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ from dynoscaler.sim.observe import View
 from dynoscaler.sim.service import Service
 
 
+_COMMON = {"interval", "delay", "flag_delay"}
+
+
 @dataclass(frozen=True)
 class Decision:
     desired: int
@@ -25,13 +28,13 @@ class Context:
     role: RoleSettings
     service: Service
     scrape_interval: float
-    alert_delay: float
 
 
 class Policy(ABC):
     """Decides a dyno count every `interval` seconds from the Prometheus view alone.
 
-    The decision reaches the formation `delay` seconds later; `guarded` policies
+    The decision reaches the formation `delay` seconds later, and an unmeetable
+    flag reaches people `flag_delay` seconds later; `guarded` policies
     go through the scaler's guardrails (dynoscaler), the others only through the
     [min_dynos, max_dynos] clamp (baselines keep their own cooldowns).
     """
@@ -41,22 +44,24 @@ class Policy(ABC):
     guarded: ClassVar[bool] = False
 
     def __init__(self, context: Context, **params: float) -> None:
-        unknown = sorted(set(params) - set(self.defaults) - {"interval", "delay"})
+        unknown = sorted(set(params) - set(self.defaults) - _COMMON)
         if unknown:
-            known = ", ".join(sorted({*self.defaults, "interval", "delay"}))
+            known = ", ".join(sorted({*self.defaults, *_COMMON}))
             raise ConfigError(f"policy {self.name}: unknown parameter(s) {unknown}; known: {known}")
         self.context = context
         self.role = context.role
         self.params: dict[str, Any] = {**self.defaults, **params}
         self.interval = float(self.params.get("interval", 15.0))
         self.delay = float(self.params.get("delay", 0.0))
+        self.flag_delay = float(self.params.get("flag_delay", self.delay))
 
     @abstractmethod
     def decide(self, view: View, now: float, current: int) -> Decision:
         """The count this policy wants now."""
 
-    def delay_for(self, desired: int, current: int) -> float:
-        """Seconds from the decision to its effect on the formation."""
+    def delay_for(self, now: float, desired: int, current: int) -> float | None:
+        """Seconds from the decision at `now` to its effect on the formation; None when
+        it never reaches the formation."""
         return self.delay
 
 

@@ -7,10 +7,10 @@ Every rule evaluation (15 s) computes, from the scraped series only:
   dλ/dt = deriv(λ[5m]) over the recorded λ series
 then required_capacity() and the ScaleDownStabiliser (max over the role's
 scale_down_window, rounded as the rules round it). ScaleRole reaches the scaler,
-where the guardrails apply (cooldown, max_step, clamp), `scale_up_delay` seconds
-later when it asks for more dynos (it fires at once; Alertmanager's group_wait)
-and `delay` seconds later when it asks for fewer (its `for: 15s`, then
-group_wait).
+where the guardrails apply (cooldown, max_step, clamp), when Alertmanager
+notifies (dynoscaler.sim.alerting: `down_for`, `group_wait`, `repeat_interval`);
+DeadlineUnmeetable reaches people `flag_delay` seconds after the evaluation that
+raised it (its `for: 30s`, then the ops route's group_wait of 30 s).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 
 from dynoscaler.model import RoleInputs, ScaleDownStabiliser, required_capacity, rules_window
+from dynoscaler.sim.alerting import ScaleAlert
 from dynoscaler.sim.observe import View, slope
 from dynoscaler.sim.policies.base import Context, Decision, Policy
 
@@ -30,13 +31,18 @@ class Dynoscaler(Policy):
         "rate_window": 60.0,
         "slope_window": 300.0,
         "s_memory": 600.0,
-        "scale_up_delay": 5.0,
+        "down_for": 15.0,
+        "group_wait": 5.0,
+        "repeat_interval": 10.0,
     }
 
     def __init__(self, context: Context, **params: float) -> None:
-        params.setdefault("delay", context.alert_delay)
+        params.setdefault("flag_delay", 60.0)
         super().__init__(context, **params)
         self.stabiliser = ScaleDownStabiliser(rules_window(context.role.scale_down_window))
+        self.alert = ScaleAlert(
+            self.params["down_for"], self.params["group_wait"], self.params["repeat_interval"]
+        )
         self._rates: deque[tuple[float, float]] = deque()  # the recorded λ series
         self._measured: tuple[float, float] | None = None  # (time, S) of the last measured S
 
@@ -76,8 +82,8 @@ class Dynoscaler(Policy):
             return self._measured[1]
         return None
 
-    def delay_for(self, desired: int, current: int) -> float:
-        return self.params["scale_up_delay"] if desired > current else self.delay
+    def delay_for(self, now: float, desired: int, current: int) -> float | None:
+        return self.alert.delay(now, desired, current)
 
     def _slope(self, now: float, rate: float | None) -> float:
         if rate is None:
