@@ -10,7 +10,6 @@ from dynoscaler.config import ConfigError, RoleSettings
 from dynoscaler.sim.observe import View
 from dynoscaler.sim.service import Service
 
-
 _COMMON = {"interval", "delay", "flag_delay"}
 
 
