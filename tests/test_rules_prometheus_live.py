@@ -5,10 +5,10 @@ does) scrapes a small HTTP server serving the metric contract for one worker
 role: λ = 4 jobs/s, S = 3s by Little's law (12 in progress), 10 waiting, D = 60s,
 B = 10s, c = 4, miss ratio 0.01, 1 dyno now. The model gives a = 12, margin
 min(2.3268·√12, ln(100)·3/57) = 0.242, drain 10·3/47 = 0.64, just-in-time
-slots (Q + P + λ'·h)·S/(h + W) + m = (22 + 4·45)·3/92 + 0.242 = 6.83 (h = B + 35
-= 45s, W = 47s), max(0.64, 6.83) / 4 -> 2 dynos, above the 1 now (the load
+slots (Q + P + λ'·h)·S/(h + W) + m = (22 + 4·30)·3/77 + 0.242 = 5.77 (h = B + 20
+= 30s, W = 47s), max(0.64, 5.77) / 4 -> 2 dynos, above the 1 now (the load
 term's 4 dynos only bound a scale-down). (The measured λ' is λ or more, so the
-count is 2 until a look-ahead of +19%.)
+count is 2 until a look-ahead of +47%.)
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import pytest
 from dynoscaler.sim.alerting import ScaleAlert
 from dynoscaler.sim.observe import View
 from dynoscaler.sim.policies import build
-from dynoscaler.sim.policies.base import Context
+from dynoscaler.sim.policies.base import Context, Decision
 from dynoscaler.sim.policies.guv import guv_workers
 from dynoscaler.sim.policies.hirefire import hirefire_dynos
 from dynoscaler.sim.policies.proportional import hpa_recommendation
@@ -130,9 +130,9 @@ def test_dynoscaler_estimates_rate_and_processing_time_as_the_rules_do():
 
 
 def test_dynoscaler_decides_the_models_count_and_holds_it_for_the_window():
-    policy = build("dynoscaler", _context())  # D 60 s, B 0, c 10, default window 60 s
-    # λ = 11/s, S = 2 s, Q = 75, h = B + 35 = 35 s, W = 58 s: just in time
-    # (75 + 11·35)·2/93 + ln(100)·2/58 = 10.05 slots (the drain 75·2/58 = 2.59 is smaller)
+    policy = build("dynoscaler", _context(concurrency=5))  # D 60 s, B 0, default window 60 s
+    # λ = 11/s, S = 2 s, Q = 75, h = B + 20 = 20 s, W = 58 s: just in time
+    # (75 + 11·20)·2/78 + ln(100)·2/58 = 7.72 slots (the drain 75·2/58 = 2.59 is smaller)
     # -> 2 dynos, above the 1 now (the load term's 22.16 slots only bound a scale-down)
     assert policy.decide(_view(GROWING_QUEUE), 75.0, 1).desired == 2
     quiet = _view([{}] * 19)  # nothing arrives, waits or runs: the model needs min_dynos
@@ -167,9 +167,14 @@ def test_scale_role_down_needs_two_evaluations_that_agree():
     assert alert.delay(75, desired=1, current=2) is None  # a direction change starts afresh
 
 
+def test_scale_role_down_for_an_idle_role_fires_at_once():
+    alert = ScaleAlert(down_for=15, group_wait=5, repeat_interval=10)
+    assert alert.delay(0, desired=0, current=1, at_once=True) == 5
+
+
 def test_dynoscaler_sends_nothing_while_desired_equals_the_formation():
     policy = build("dynoscaler", _context())
-    assert policy.delay_for(0.0, 2, 2) is None
-    assert policy.delay_for(15.0, 3, 2) == 5.0
+    assert policy.delay_for(0.0, Decision(2), 2) is None
+    assert policy.delay_for(15.0, Decision(3), 2) == 5.0
     hpa = build("hpa", _context())
-    assert hpa.delay_for(0.0, 2, 2) == hpa.delay
+    assert hpa.delay_for(0.0, Decision(2), 2) == hpa.delay

@@ -6,7 +6,8 @@ alertmanager/alertmanager.yml configure them.
   evaluation where they agree sends nothing (the alert resolves).
 - direction="up" fires at once; direction="down" fires once it has held for
   `down_for` seconds (its `for: 15s`: the evaluation that started it and one
-  15 s later). A change of direction starts the other alert afresh.
+  15 s later), or at once where the count applies at once (the rule with
+  idle="true"). A change of direction starts the other alert afresh.
 - Alertmanager notifies `group_wait` after the alert fires, then every
   `repeat_interval` while it keeps firing, each time with the desired count of
   the newest evaluation (Prometheus re-sends every evaluation with
@@ -28,14 +29,14 @@ class ScaleAlert:
     _active_since: float = 0.0
     _fired_at: float | None = None
 
-    def delay(self, now: float, desired: int, current: int) -> float | None:
+    def delay(self, now: float, desired: int, current: int, at_once: bool = False) -> float | None:
         """Seconds until the scaler hears of this evaluation's count; None: never."""
         direction = (desired > current) - (desired < current)
         if direction != self._direction:
             self._direction, self._active_since, self._fired_at = direction, now, None
         if direction == 0:
             return None
-        if direction < 0 and now - self._active_since < self.down_for:
+        if direction < 0 and not at_once and now - self._active_since < self.down_for:
             return None
         if self._fired_at is None:
             self._fired_at = now

@@ -120,7 +120,7 @@ class Simulation:
         decision = self.policy.decide(self.view, now, current)
         if decision.unmeetable:
             self.first_flag = min(self.first_flag, now + self.policy.flag_delay)
-        delay = self.policy.delay_for(now, decision.desired, current)
+        delay = self.policy.delay_for(now, decision, current)
         if delay is None:
             return
         due = now + delay

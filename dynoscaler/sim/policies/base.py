@@ -17,6 +17,7 @@ _COMMON = {"interval", "delay", "flag_delay"}
 class Decision:
     desired: int
     unmeetable: bool = False  # the policy says even max_dynos cannot meet the deadline
+    immediate: bool = False  # dynoscaler: the count applies at once (no `for:` on the way down)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Policy(ABC):
     def decide(self, view: View, now: float, current: int) -> Decision:
         """The count this policy wants now."""
 
-    def delay_for(self, now: float, desired: int, current: int) -> float | None:
+    def delay_for(self, now: float, decision: Decision, current: int) -> float | None:
         """Seconds from the decision at `now` to its effect on the formation; None when
         it never reaches the formation."""
         return self.delay

@@ -68,7 +68,7 @@ class Dynoscaler(Policy):
     def decide(self, view: View, now: float, current: int) -> Decision:
         capacity = required_capacity(self.inputs(view, now, current), self.role)
         desired = self.stabiliser.update(now, capacity)
-        return Decision(desired, unmeetable=capacity.unmeetable)
+        return Decision(desired, unmeetable=capacity.unmeetable, immediate=capacity.immediate)
 
     def _processing(self, view: View, now: float, current: int) -> float | None:
         """S over the rate window; at zero dynos, where nothing completes, the last S
@@ -82,8 +82,8 @@ class Dynoscaler(Policy):
             return self._measured[1]
         return None
 
-    def delay_for(self, now: float, desired: int, current: int) -> float | None:
-        return self.alert.delay(now, desired, current)
+    def delay_for(self, now: float, decision: Decision, current: int) -> float | None:
+        return self.alert.delay(now, decision.desired, current, at_once=decision.immediate)
 
     def _slope(self, now: float, rate: float | None) -> float:
         if rate is None:
