@@ -25,7 +25,6 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "boot_time": 45,
     "concurrency": 1,
     "miss_ratio": 0.01,
-    "scale_down_window": 60,
     "cooldown": 60,
     "max_step": 10,
 }
@@ -198,14 +197,24 @@ def _policy(mapping: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in mapping.items() if k in POLICY_PROPERTIES}
 
 
+def merged_policy(*layers: dict[str, Any]) -> dict[str, Any]:
+    """The built-in defaults overridden by each layer in turn (the last wins).
+
+    scale_down_window defaults to boot_time: an idle dyno kept as long as a new one
+    takes to boot costs at most what a premature scale-down would (rent or buy).
+    """
+    settings = {k: v for layer in (BUILTIN_DEFAULTS, *layers) for k, v in layer.items()}
+    settings.setdefault("scale_down_window", settings["boot_time"])
+    return settings
+
+
 def _resolve_roles(document: dict[str, Any], path: str) -> list[RoleSettings]:
-    inherited = {**BUILTIN_DEFAULTS, **_policy(document.get("defaults", {}))}
+    inherited = _policy(document.get("defaults", {}))
     roles = []
     for app_name, app in document["apps"].items():
-        app_policy = {**inherited, **_policy(app)}
         for role_name, role in app["roles"].items():
             where = f"{path}: apps.{app_name}.roles.{role_name}"
-            settings = {**app_policy, **_policy(role)}
+            settings = merged_policy(inherited, _policy(app), _policy(role))
             if settings["min_dynos"] > settings["max_dynos"]:
                 raise ConfigError(
                     f"{where}: min_dynos ({settings['min_dynos']}) is above "

@@ -54,8 +54,7 @@ to 15 s old and Alertmanager adds about 5 s, so its dyno is asked for within
 35 s of the 40 (the rest for the Heroku API), and boots and runs the job before D;
 the jobs arriving meanwhile share that dyno. A role with no jobs and λ'·B < 1
 (the next job expected later than a boot takes: idling until then costs more
-than booting again) goes to min_dynos at once rather than after the window (and
-ScaleRole skips its `for:` for it); at
+than booting again) goes to min_dynos at once rather than after the window; at
 zero the window has no dyno to keep and would only start one for a past need.
 Unknown oldest age: no deferral. (At zero nothing completes: the rules give the
 model the last S measured within 10m; the simulator does the same.)
@@ -84,7 +83,7 @@ _CEIL_TOLERANCE = 1e-9
 # Windows (seconds) the rules can stabilise over: a PromQL range is fixed text,
 # so the rules keep one max_over_time per step and a role's scale_down_window is
 # rounded up to the next step (0 means no stabilisation).
-STABILISATION_WINDOWS = (0, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600)
+STABILISATION_WINDOWS = (0, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600)
 # Seconds after which the next decision can act: one rule evaluation (15 s) plus
 # a scale-up's way to the scaler (5 s: ScaleRole up fires at once, Alertmanager's
 # group_wait). Dynos asked for now need only serve the jobs that arrive until a

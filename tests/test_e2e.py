@@ -283,14 +283,17 @@ def test_dead_exporter_causes_no_scale_down(loops):
     assert worker_quantity(stack) > MIN
 
     def scale_down_pending() -> bool:
-        desired = stack.query(f'app_role:dynoscaler_desired_dynos{{app="{APP}",role="{ROLE}"}}')
-        return bool(desired) and float(desired[0]["value"][1]) < worker_quantity(stack)
+        # the need has dropped while the scale-down window still holds the count
+        need = stack.query(
+            f'app_role:dynoscaler_desired_dynos:unstabilised{{app="{APP}",role="{ROLE}"}}'
+        )
+        return bool(need) and float(need[0]["value"][1]) < worker_quantity(stack)
 
     wait_for("the rules to want fewer dynos", scale_down_pending, 120, stack)
     stack.stop_exporter()
     patches_before = len(stack.patches())
     held_from = worker_quantity(stack)
-    # Longer than a scale-down ScaleRole's for: (15 s) + scale_down_window (10 s) + cooldown (5 s);
+    # Longer than scale_down_window (10 s) + cooldown (5 s) + Alertmanager's group_wait (1 s);
     # the "am" loop, with the same load and a live exporter, scales down meanwhile.
     time.sleep(32)
     assert worker_quantity(stack) == held_from

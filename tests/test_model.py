@@ -275,7 +275,8 @@ def test_stabiliser_lets_an_immediate_count_through_and_still_remembers_the_wind
 
 
 def test_rules_window_rounds_up_to_a_step_the_rules_have() -> None:
-    assert [rules_window(s) for s in (0, 1, 60, 250, 300, 5000)] == [0, 60, 60, 300, 300, 3600]
+    windows = [rules_window(s) for s in (0, 1, 45, 60, 250, 300, 5000)]
+    assert windows == [0, 30, 60, 60, 300, 300, 3600]
 
 
 def test_stale_inputs_hold_even_when_the_numbers_say_less() -> None:

@@ -153,7 +153,7 @@ def _random_role(rng: random.Random, index: int) -> tuple[RoleSettings, RoleInpu
         boot_time=boot,
         concurrency=rng.randint(1, 16),
         miss_ratio=round(10 ** rng.uniform(-3, -0.5), 4),
-        scale_down_window=rng.choice([0, 60, 120, 300]),
+        scale_down_window=rng.choice([0, 30, 60, 120, 300]),
         cooldown=0,
         max_step=10,
         queues=() if web else (QUEUE,),

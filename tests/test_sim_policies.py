@@ -130,7 +130,7 @@ def test_dynoscaler_estimates_rate_and_processing_time_as_the_rules_do():
 
 
 def test_dynoscaler_decides_the_models_count_and_holds_it_for_the_window():
-    policy = build("dynoscaler", _context(concurrency=5))  # D 60 s, B 0, default window 60 s
+    policy = build("dynoscaler", _context(concurrency=5, scale_down_window=60))  # D 60 s, B 0
     # λ = 11/s, S = 2 s, Q = 75, h = B + 20 = 20 s, W = 58 s: just in time
     # (75 + 11·20)·2/78 + ln(100)·2/58 = 7.72 slots (the drain 75·2/58 = 2.59 is smaller)
     # -> 2 dynos, above the 1 now (the load term's 22.16 slots only bound a scale-down)
@@ -150,26 +150,19 @@ def test_dynoscaler_at_zero_dynos_uses_the_last_processing_time_of_the_last_10_m
     assert policy.inputs(view, 675.0, current=0).processing_seconds is None  # 615 s since
 
 
-def test_scale_role_up_is_heard_after_group_wait_then_every_repeat_interval():
-    alert = ScaleAlert(down_for=15, group_wait=5, repeat_interval=10)
+def test_scale_role_is_heard_after_group_wait_then_every_repeat_interval():
+    alert = ScaleAlert(group_wait=5, repeat_interval=10)
     assert alert.delay(0, desired=3, current=2) == 5  # fires at once
     assert alert.delay(15, desired=4, current=2) == 10  # next repeat at 25
     assert alert.delay(30, desired=4, current=3) == 5  # and at 35
 
 
-def test_scale_role_down_needs_two_evaluations_that_agree():
-    alert = ScaleAlert(down_for=15, group_wait=5, repeat_interval=10)
-    assert alert.delay(0, desired=1, current=2) is None  # pending
-    assert alert.delay(15, desired=1, current=2) == 5  # held 15 s: fires
-    assert alert.delay(30, desired=2, current=2) is None  # resolved: nothing sent
-    assert alert.delay(45, desired=1, current=2) is None  # pending again
-    assert alert.delay(60, desired=3, current=2) == 5  # the up alert fires at once
-    assert alert.delay(75, desired=1, current=2) is None  # a direction change starts afresh
-
-
-def test_scale_role_down_for_an_idle_role_fires_at_once():
-    alert = ScaleAlert(down_for=15, group_wait=5, repeat_interval=10)
-    assert alert.delay(0, desired=0, current=1, at_once=True) == 5
+def test_scale_role_sends_nothing_once_resolved_and_starts_afresh_on_a_new_direction():
+    alert = ScaleAlert(group_wait=5, repeat_interval=10)
+    assert alert.delay(0, desired=1, current=2) == 5  # down fires at once too
+    assert alert.delay(15, desired=2, current=2) is None  # resolved: nothing sent
+    assert alert.delay(30, desired=1, current=2) == 5  # a new firing: group_wait again
+    assert alert.delay(45, desired=3, current=2) == 5  # the up alert: group_wait
 
 
 def test_dynoscaler_sends_nothing_while_desired_equals_the_formation():

@@ -3,11 +3,8 @@ Alertmanager's notification times, as prometheus/rules/alerts.yml and
 alertmanager/alertmanager.yml configure them.
 
 - ScaleRole fires only while the desired count differs from the formation; an
-  evaluation where they agree sends nothing (the alert resolves).
-- direction="up" fires at once; direction="down" fires once it has held for
-  `down_for` seconds (its `for: 15s`: the evaluation that started it and one
-  15 s later), or at once where the count applies at once (the rule with
-  idle="true"). A change of direction starts the other alert afresh.
+  evaluation where they agree sends nothing (the alert resolves). It has no
+  `for:` in either direction; a change of direction starts the other alert.
 - Alertmanager notifies `group_wait` after the alert fires, then every
   `repeat_interval` while it keeps firing, each time with the desired count of
   the newest evaluation (Prometheus re-sends every evaluation with
@@ -22,21 +19,17 @@ from dataclasses import dataclass
 
 @dataclass
 class ScaleAlert:
-    down_for: float = 15.0
     group_wait: float = 5.0
     repeat_interval: float = 10.0
     _direction: int = 0
-    _active_since: float = 0.0
     _fired_at: float | None = None
 
-    def delay(self, now: float, desired: int, current: int, at_once: bool = False) -> float | None:
+    def delay(self, now: float, desired: int, current: int) -> float | None:
         """Seconds until the scaler hears of this evaluation's count; None: never."""
         direction = (desired > current) - (desired < current)
         if direction != self._direction:
-            self._direction, self._active_since, self._fired_at = direction, now, None
+            self._direction, self._fired_at = direction, None
         if direction == 0:
-            return None
-        if direction < 0 and not at_once and now - self._active_since < self.down_for:
             return None
         if self._fired_at is None:
             self._fired_at = now

@@ -25,7 +25,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from dynoscaler.config import BUILTIN_DEFAULTS, ConfigError, QueueSettings, RoleSettings
+from dynoscaler.config import ConfigError, QueueSettings, RoleSettings, merged_policy
 from dynoscaler.config_schema import POLICY_PROPERTIES
 from dynoscaler.sim.arrivals import Profile, build_profile
 from dynoscaler.sim.policies import DEFAULT_POLICIES, REGISTRY
@@ -152,7 +152,7 @@ def _where(error: jsonschema.ValidationError) -> str:
 
 
 def _role(spec: dict[str, Any]) -> RoleSettings:
-    settings = {**BUILTIN_DEFAULTS, **spec}
+    settings = merged_policy(spec)
     if settings["min_dynos"] > settings["max_dynos"]:
         raise ConfigError("role: min_dynos is above max_dynos")
     queue = QueueSettings(name="default", backend="sidekiq", url="sim://queue")

@@ -17,7 +17,6 @@ _COMMON = {"interval", "delay", "flag_delay"}
 class Decision:
     desired: int
     unmeetable: bool = False  # the policy says even max_dynos cannot meet the deadline
-    immediate: bool = False  # dynoscaler: the count applies at once (no `for:` on the way down)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ Every rule evaluation (15 s) computes, from the scraped series only:
 then required_capacity() and the ScaleDownStabiliser (max over the role's
 scale_down_window, rounded as the rules round it). ScaleRole reaches the scaler,
 where the guardrails apply (cooldown, max_step, clamp), when Alertmanager
-notifies (dynoscaler.sim.alerting: `down_for`, `group_wait`, `repeat_interval`);
+notifies (dynoscaler.sim.alerting: `group_wait`, `repeat_interval`);
 DeadlineUnmeetable reaches people `flag_delay` seconds after the evaluation that
 raised it (its `for: 30s`, then the ops route's group_wait of 30 s).
 """
@@ -31,7 +31,6 @@ class Dynoscaler(Policy):
         "rate_window": 60.0,
         "slope_window": 300.0,
         "s_memory": 600.0,
-        "down_for": 15.0,
         "group_wait": 5.0,
         "repeat_interval": 10.0,
     }
@@ -40,9 +39,7 @@ class Dynoscaler(Policy):
         params.setdefault("flag_delay", 60.0)
         super().__init__(context, **params)
         self.stabiliser = ScaleDownStabiliser(rules_window(context.role.scale_down_window))
-        self.alert = ScaleAlert(
-            self.params["down_for"], self.params["group_wait"], self.params["repeat_interval"]
-        )
+        self.alert = ScaleAlert(self.params["group_wait"], self.params["repeat_interval"])
         self._rates: deque[tuple[float, float]] = deque()  # the recorded λ series
         self._measured: tuple[float, float] | None = None  # (time, S) of the last measured S
 
@@ -68,7 +65,7 @@ class Dynoscaler(Policy):
     def decide(self, view: View, now: float, current: int) -> Decision:
         capacity = required_capacity(self.inputs(view, now, current), self.role)
         desired = self.stabiliser.update(now, capacity)
-        return Decision(desired, unmeetable=capacity.unmeetable, immediate=capacity.immediate)
+        return Decision(desired, unmeetable=capacity.unmeetable)
 
     def _processing(self, view: View, now: float, current: int) -> float | None:
         """S over the rate window; at zero dynos, where nothing completes, the last S
@@ -83,7 +80,7 @@ class Dynoscaler(Policy):
         return None
 
     def delay_for(self, now: float, decision: Decision, current: int) -> float | None:
-        return self.alert.delay(now, decision.desired, current, at_once=decision.immediate)
+        return self.alert.delay(now, decision.desired, current)
 
     def _slope(self, now: float, rate: float | None) -> float:
         if rate is None:
