@@ -169,5 +169,8 @@ def test_dynoscaler_sends_nothing_while_desired_equals_the_formation():
     policy = build("dynoscaler", _context())
     assert policy.delay_for(0.0, Decision(2), 2) is None
     assert policy.delay_for(15.0, Decision(3), 2) == 5.0
+    slower = build("dynoscaler", _context(), {"delay": 2.0})  # the webhook and Heroku API
+    assert slower.delay_for(0.0, Decision(3), 2) == 7.0
+    assert slower.delay_for(15.0, Decision(2), 2) is None
     hpa = build("hpa", _context())
     assert hpa.delay_for(0.0, Decision(2), 2) == hpa.delay

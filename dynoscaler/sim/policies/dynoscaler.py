@@ -8,7 +8,8 @@ Every rule evaluation (15 s) computes, from the scraped series only:
 then required_capacity() and the ScaleDownStabiliser (max over the role's
 scale_down_window, rounded as the rules round it). ScaleRole reaches the scaler,
 where the guardrails apply (cooldown, max_step, clamp), when Alertmanager
-notifies (dynoscaler.sim.alerting: `group_wait`, `repeat_interval`);
+notifies (dynoscaler.sim.alerting: `group_wait`, `repeat_interval`) and `delay`
+seconds after that (the webhook and the Heroku API; 0 by default);
 DeadlineUnmeetable reaches people `flag_delay` seconds after the evaluation that
 raised it (its `for: 30s`, then the ops route's group_wait of 30 s).
 """
@@ -33,10 +34,10 @@ class Dynoscaler(Policy):
         "s_memory": 600.0,
         "group_wait": 5.0,
         "repeat_interval": 10.0,
+        "flag_delay": 60.0,
     }
 
     def __init__(self, context: Context, **params: float) -> None:
-        params.setdefault("flag_delay", 60.0)
         super().__init__(context, **params)
         self.stabiliser = ScaleDownStabiliser(rules_window(context.role.scale_down_window))
         self.alert = ScaleAlert(self.params["group_wait"], self.params["repeat_interval"])
@@ -80,7 +81,9 @@ class Dynoscaler(Policy):
         return None
 
     def delay_for(self, now: float, decision: Decision, current: int) -> float | None:
-        return self.alert.delay(now, decision.desired, current)
+        """When Alertmanager notifies, plus `delay` (the webhook and Heroku API; 0 s)."""
+        notified = self.alert.delay(now, decision.desired, current)
+        return None if notified is None else notified + self.delay
 
     def _slope(self, now: float, rate: float | None) -> float:
         if rate is None:
