@@ -8,13 +8,13 @@ Both compute, per app/role and in the same order of operations:
     margin         m  = min(β·√a, ln(1/miss_ratio)·S/(D − S))   (β·√a alone when S ≥ D)
     drain window   W  = D − S − B                       (time left to clear the backlog)
     drain             = Q·S / max(W, S)
-    horizon        h  = B + 20 s                        (until a later decision's dynos serve)
+    horizon        h  = B + 10 s                        (until a later decision's dynos serve)
     just in time      = (Q + P + λ'·h)·S / (h + max(W, S)) + m
     slots             = max(drain, just in time); web roles (no queue): a + m
     load term         = ceil(max(a + m, drain) / c)     (the need if λ' lasted)
     floor             = current count C while slots > 60% of C·c, else min(C, load term);
                         the load term when C is unknown
-    cold-start window V = W − 2·20 s                    (queue roles: the oldest job's age
+    cold-start window V = W − 2·10 s                    (queue roles: the oldest job's age
                                                          up to which a dyno can wait)
     later cold start  = V > 0, Q + P = 0 and λ'·B < 1 (idle, sparse), or
                         C = 0, ceil(slots / c) ≤ 1 and oldest job's age < V (deferred)
@@ -30,10 +30,11 @@ deadline needs when D ≫ S. In M/M/N, P(wait > t) ≤ e^(−(N − a)·t/S), so
 N − a = ln(1/miss_ratio)·S/(D − S) slots already keep the share of jobs waiting
 past D − S under miss_ratio.
 
-Just in time: another decision follows 20 s later (15 s rule evaluation + 5 s
-for ScaleRole up, which fires at once, to reach the scaler) and its dynos boot
-in B, so dynos asked for now need only serve the jobs there now and those
-arriving within h, each within its deadline, i.e. within h + W. A burst is then
+Just in time: another decision follows 10 s later (5 s rule evaluation, 1 s
+for ScaleRole up, which fires at once, to reach the scaler, 4 s for the webhook
+and the Heroku API) and its dynos boot in B, so dynos asked for now need only
+serve the jobs there now and those arriving within h, each within its deadline,
+i.e. within h + W. A burst is then
 absorbed by the queue as far as the deadline allows instead of being
 provisioned as if its arrival rate lasted; a lasting rate keeps the queue, and
 so this term, up. Following the queue alone hunts, so a scale-down waits until
@@ -49,10 +50,11 @@ stabilisation is ScaleDownStabiliser's job; it lets an immediate count through.
 
 Scale to zero (queue roles): while a cold start asked for later still meets the
 deadline, an idle dyno is not needed to meet it. A role at zero lets a job wait
-while it is younger than V: the next decision comes 15 s later, its data is up
-to 15 s old and Alertmanager adds about 5 s, so its dyno is asked for within
-35 s of the 40 (the rest for the Heroku API), and boots and runs the job before D;
-the jobs arriving meanwhile share that dyno. A role with no jobs and λ'·B < 1
+while it is younger than V: the next decision comes 5 s later, its data is up
+to 5 s old and Alertmanager adds 1 s, so its dyno is asked for within 11 s of
+the 20 (the rest for the webhook, the Heroku API and a job somewhat longer than
+S), and boots and runs the job before D; the jobs arriving meanwhile share that
+dyno. A role with no jobs and λ'·B < 1
 (the next job expected later than a boot takes: idling until then costs more
 than booting again) goes to min_dynos at once rather than after the window; at
 zero the window has no dyno to keep and would only start one for a past need.
@@ -84,11 +86,11 @@ _CEIL_TOLERANCE = 1e-9
 # so the rules keep one max_over_time per step and a role's scale_down_window is
 # rounded up to the next step (0 means no stabilisation).
 STABILISATION_WINDOWS = (0, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600)
-# Seconds after which the next decision can act: one rule evaluation (15 s) plus
-# a scale-up's way to the scaler (5 s: ScaleRole up fires at once, Alertmanager's
-# group_wait). Dynos asked for now need only serve the jobs that arrive until a
-# later decision's dynos have booted.
-DECISION_DELAY = 20.0
+# Seconds after which the next decision can act: one rule evaluation (5 s), a
+# scale-up's way to the scaler (1 s: ScaleRole up fires at once, Alertmanager's
+# group_wait) and the webhook's call to the Heroku API (4 s). Dynos asked for now
+# need only serve the jobs that arrive until a later decision's dynos have booted.
+DECISION_DELAY = 10.0
 # A scale-down waits until the need is at most this share of the current slots.
 SCALE_DOWN_BAND = 0.6
 

@@ -25,9 +25,9 @@ WEB = dataclasses.replace(WORKER, role="web", queues=(), requests="router", targ
 BETA_1PCT = staffing_beta(0.01)
 # The deadline margin ln(1/miss_ratio)·S/(D − S) for WORKER at S = 4 s: 0.329 slots
 MARGIN_S4 = math.log(100) * 4 / 56
-# Just-in-time horizon h = B + 20 s and h + max(W, S) for WORKER at S = 4 s (W = 46 s)
-H = 30
-H_W_S4 = 30 + 46
+# Just-in-time horizon h = B + 10 s and h + max(W, S) for WORKER at S = 4 s (W = 46 s)
+H = 20
+H_W_S4 = 20 + 46
 
 
 def capacity(policy: RoleSettings = WORKER, **inputs: float | None) -> Capacity:
@@ -42,26 +42,26 @@ def test_beta_is_the_normal_quantile_within_the_approximation_error(miss_ratio: 
 
 def test_just_in_time_slots_and_the_load_term_floor() -> None:
     # a = 1/s * 4 s = 4 busy slots; margin min(β·2 = 4.65, ln(100)·4/56 = 0.33).
-    # Just in time: (Q + P + λ'·h)·S/(h + W) + m = 30·4/76 + 0.33 = 1.91 slots, 1 dyno;
+    # Just in time: (Q + P + λ'·h)·S/(h + W) + m = 20·4/66 + 0.33 = 1.54 slots, 1 dyno;
     # the load term a + m = 4.33 slots is 3 dynos, the floor while the count is unknown
     result = capacity(arrival_rate=1.0, processing_seconds=4.0)
     assert result.required_slots == pytest.approx(H * 4 / H_W_S4 + MARGIN_S4, abs=1e-12)
     assert (result.needed_dynos, result.desired_dynos, result.unmeetable) == (3, 3, False)
-    # at 1 dyno the just-in-time 1 is enough; at 2 (4 slots) 1.91 slots are below 60%,
+    # at 1 dyno the just-in-time 1 is enough; at 2 (4 slots) 1.54 slots are below 60%,
     # but the load term's 3 is more: 2 stays
     assert capacity(arrival_rate=1.0, processing_seconds=4.0, current_dynos=1).needed_dynos == 1
     assert capacity(arrival_rate=1.0, processing_seconds=4.0, current_dynos=2).needed_dynos == 2
-    # at 5 dynos (10 slots) 1.91 slots are below 60%: down, but only to the load term's 3
+    # at 5 dynos (10 slots) 1.54 slots are below 60%: down, but only to the load term's 3
     assert capacity(arrival_rate=1.0, processing_seconds=4.0, current_dynos=5).needed_dynos == 3
 
 
 def test_scale_down_waits_while_the_need_is_above_sixty_percent_of_the_slots() -> None:
     # 4 dynos = 8 slots, band 4.8. Q = 60: the drain 60·4/46 = 5.22 slots (3 dynos) is above
-    # the just-in-time (60 + 30)·4/76 + 0.33 = 5.07 and above 4.8: hold at 4
+    # the just-in-time (60 + 20)·4/66 + 0.33 = 5.18 and above 4.8: hold at 4
     held = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=60, current_dynos=4)
     assert held.required_slots == pytest.approx(240 / 46, abs=1e-12)
     assert held.needed_dynos == 4
-    # Q = 50: just in time 4.54 slots (drain 4.35) < 4.8: down to the load term's 3
+    # Q = 50: just in time 4.57 slots (drain 4.35) < 4.8: down to the load term's 3
     lower = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=50, current_dynos=4)
     assert lower.needed_dynos == 3
 
@@ -76,13 +76,13 @@ def test_square_root_margin_when_it_is_the_smaller() -> None:
 
 def test_backlog_drains_within_deadline_minus_processing_and_boot() -> None:
     # drain = 100 jobs * 4 s / (60 - 4 - 10) s = 8.70 slots; the max with the just-in-time
-    # (100 + 30)·4/76 + 0.33 = 7.17, not the sum
+    # (100 + 20)·4/66 + 0.33 = 7.60, not the sum
     result = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=100)
     assert result.required_slots == pytest.approx(400 / 46, abs=1e-12)
     assert result.needed_dynos == 5
     assert any("drain window W=D-S-B=46s" in reason for reason in result.reasons)
-    small = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=40)  # 3.48 < 4.01
-    assert small.required_slots == pytest.approx(70 * 4 / H_W_S4 + MARGIN_S4, abs=1e-12)
+    small = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=40)  # 3.48 < 3.97
+    assert small.required_slots == pytest.approx((40 + H) * 4 / H_W_S4 + MARGIN_S4, abs=1e-12)
 
 
 def test_need_above_max_is_clamped_and_unmeetable() -> None:
@@ -94,8 +94,8 @@ def test_need_above_max_is_clamped_and_unmeetable() -> None:
 
 def test_a_rising_rate_is_sized_for_but_does_not_page() -> None:
     # λ = 4.5/s, dλ/dt = 0.3/s²: λ' = 4.5 + 0.3·10 = 7.5/s, a = 30: the load term's 30.33
-    # slots are 16 dynos (the floor, the count unknown); just in time 7.5·30·4/76 + 0.33 =
-    # 12.17 slots, 7 dynos. The steady need λ·S + margin = 18.33 slots is 10 dynos =
+    # slots are 16 dynos (the floor, the count unknown); just in time 7.5·20·4/66 + 0.33 =
+    # 9.42 slots, 5 dynos. The steady need λ·S + margin = 18.33 slots is 10 dynos =
     # max_dynos: meetable
     rising = capacity(arrival_rate=4.5, processing_seconds=4.0, arrival_rate_slope=0.3)
     assert rising.required_slots == pytest.approx(7.5 * H * 4 / H_W_S4 + MARGIN_S4, abs=1e-12)
@@ -103,27 +103,27 @@ def test_a_rising_rate_is_sized_for_but_does_not_page() -> None:
     known = capacity(
         arrival_rate=4.5, processing_seconds=4.0, arrival_rate_slope=0.3, current_dynos=3
     )
-    assert known.needed_dynos == 7
+    assert known.needed_dynos == 5
     # 5/s steady: 20.33 slots, 11 dynos > 10
     assert capacity(arrival_rate=5.0, processing_seconds=4.0).unmeetable
 
 
 def test_no_time_to_boot_and_drain_is_unmeetable_for_queue_roles() -> None:
     # D - S - B = 60 - 55 - 10 < 0: the backlog drains one job per slot at best, 3 slots,
-    # against just in time (3 + 0.01·30)·55/(30 + 55) + β·√0.55 = 2.14 + 1.73 (the deadline
-    # margin 4.6·55/5 is larger); the load term a + β·√a = 0.55 + 1.73
+    # against just in time (3 + 0.01·20)·55/(20 + 55) + β·√0.55 = 2.35 + 1.73 = 4.07 slots,
+    # 3 dynos (the deadline margin 4.6·55/5 is larger); the load term a + β·√a = 0.55 + 1.73
     result = capacity(arrival_rate=0.01, processing_seconds=55.0, backlog=3)
-    expected = 3.3 * 55 / 85 + BETA_1PCT * math.sqrt(0.55)
+    expected = 3.2 * 55 / 75 + BETA_1PCT * math.sqrt(0.55)
     assert result.required_slots == pytest.approx(expected, abs=1e-12)
-    assert (result.needed_dynos, result.unmeetable) == (2, True)
+    assert (result.needed_dynos, result.unmeetable) == (3, True)
     assert result.reasons[-1] == "deadline unmeetable: D-S-B=-5s leaves no time to boot and drain"
 
 
 def test_processing_time_alone_longer_than_the_deadline() -> None:
-    # S ≥ D: no deadline margin, W < S: just in time 0.01·30·90/(30 + 90) + β·√0.9 = 2.43
+    # S ≥ D: no deadline margin, W < S: just in time 0.01·20·90/(20 + 90) + β·√0.9 = 2.37
     # slots; the load term a + β·√a = 0.9 + 2.21 = 3.11 slots -> 2 dynos
     result = capacity(arrival_rate=0.01, processing_seconds=90.0)
-    expected = 0.3 * 90 / 120 + BETA_1PCT * math.sqrt(0.9)
+    expected = 0.2 * 90 / 110 + BETA_1PCT * math.sqrt(0.9)
     assert result.required_slots == pytest.approx(expected, abs=1e-12)
     assert (result.needed_dynos, result.unmeetable) == (2, True)
     assert result.reasons[-1] == "deadline unmeetable: processing time 90s ≥ deadline 60s"
@@ -140,7 +140,7 @@ def test_web_role_has_no_drain_window_check() -> None:
 
 def test_look_ahead_over_boot_time_only_for_rising_rates() -> None:
     rising = capacity(arrival_rate=1.0, processing_seconds=4.0, arrival_rate_slope=0.05)
-    # λ' = 1 + 0.05 * 10 = 1.5: just in time 1.5·30·4/76 + 0.33 = 2.70 slots; the load
+    # λ' = 1 + 0.05 * 10 = 1.5: just in time 1.5·20·4/66 + 0.33 = 2.15 slots; the load
     # term a = 6, 6 + 0.33 = 6.33 -> 4 dynos
     assert rising.required_slots == pytest.approx(1.5 * H * 4 / H_W_S4 + MARGIN_S4, abs=1e-12)
     assert rising.needed_dynos == 4
@@ -159,16 +159,16 @@ def test_idle_role_goes_to_min_dynos() -> None:
 
 def test_one_job_brings_a_role_back_from_zero() -> None:
     # nothing completed yet, so S is unknown: hold at the current 0, raised to 1. With S
-    # known, a job older than the cold-start window D − S − B − 40 s = 9.5 s gets a dyno
+    # known, a job older than the cold-start window D − S − B − 20 s = 29.5 s gets a dyno
     result = capacity(arrival_rate=0.02, processing_seconds=None, backlog=1, current_dynos=0)
     assert (result.desired_dynos, result.holding) == (1, True)
     known = capacity(
-        arrival_rate=0.02, processing_seconds=0.5, backlog=1, current_dynos=0, oldest_age_seconds=10
+        arrival_rate=0.02, processing_seconds=0.5, backlog=1, current_dynos=0, oldest_age_seconds=30
     )
     assert (known.desired_dynos, known.holding, known.immediate) == (1, False, True)
 
 
-# A quiet role (quiet-night): with S = 10 s the cold-start window is 180 − 10 − 45 − 40 = 85 s
+# A quiet role (quiet-night): with S = 10 s the cold-start window is 180 − 10 − 45 − 20 = 105 s
 QUIET = dataclasses.replace(
     WORKER, target_deadline=180, boot_time=45, concurrency=4, max_dynos=2, scale_down_window=180
 )
@@ -181,17 +181,17 @@ def test_a_young_job_at_zero_waits_for_a_later_cold_start() -> None:
         processing_seconds=10.0,
         backlog=2,
         current_dynos=0,
-        oldest_age_seconds=84.9,
+        oldest_age_seconds=104.9,
     )
     assert (young.needed_dynos, young.desired_dynos, young.immediate) == (0, 0, True)
-    assert young.reasons[-1].startswith("cold start deferred: oldest job 84.9s old")
+    assert young.reasons[-1].startswith("cold start deferred: oldest job 104.9s old")
     old = capacity(
         QUIET,
         arrival_rate=0.01,
         processing_seconds=10.0,
         backlog=2,
         current_dynos=0,
-        oldest_age_seconds=85.0,
+        oldest_age_seconds=105.0,
     )
     assert (old.needed_dynos, old.desired_dynos) == (1, 1)
 
@@ -204,7 +204,7 @@ def test_no_deferred_cold_start_without_the_age_more_than_one_dyno_or_dynos_runn
     assert crowd.needed_dynos == 2  # 60 jobs need more than one dyno
     running = capacity(QUIET, **quiet, current_dynos=1, oldest_age_seconds=5)
     assert (running.needed_dynos, running.immediate) == (1, False)
-    tight = dataclasses.replace(QUIET, target_deadline=95)  # window 95 − 10 − 45 − 40 = 0
+    tight = dataclasses.replace(QUIET, target_deadline=75)  # window 75 − 10 − 45 − 20 = 0
     assert capacity(tight, **quiet, current_dynos=0, oldest_age_seconds=0).needed_dynos == 1
     web = dataclasses.replace(WEB, target_deadline=180, boot_time=45)
     at_zero = capacity(web, arrival_rate=0.01, processing_seconds=0.1, current_dynos=0)

@@ -11,7 +11,7 @@ initial_dynos: 2         # default min_dynos
 role: {min_dynos: 1, max_dynos: 20, target_deadline: 60, boot_time: 45, concurrency: 10}
 arrivals: {type: sine, mean: 30, amplitude: 20, period: 3600}
 service: {type: lognormal, mean: 2.0, cv: 0.5}
-observation: {scrape_interval: 15}
+observation: {scrape_interval: 5}    # optional, default prometheus.yml's 5 s
 policies: [dynoscaler, guv, hpa]          # optional, default: all baselines
 parameters: {threshold: {step: 2}}        # optional per-policy settings
 """
@@ -70,7 +70,7 @@ SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Observation:
-    scrape_interval: float = 15.0
+    scrape_interval: float = 5.0  # prometheus/prometheus.yml's scrape_interval
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """dynoscaler's own model (dynoscaler.model), fed the way the PromQL rules feed it.
 
-Every rule evaluation (15 s) computes, from the scraped series only:
+Every rule evaluation (5 s) computes, from the scraped series only:
   λ = rate(completed[1m]) + deriv(depth[1m]) + deriv(in_progress[1m]), at least 0
   S = rate(duration_sum[1m]) / rate(duration_count[1m])   (unknown while nothing completes;
       at zero dynos the last S measured within 10m)
@@ -28,11 +28,11 @@ class Dynoscaler(Policy):
     name = "dynoscaler"
     guarded = True
     defaults = {
-        "interval": 15.0,
+        "interval": 5.0,
         "rate_window": 60.0,
         "slope_window": 300.0,
         "s_memory": 600.0,
-        "group_wait": 5.0,
+        "group_wait": 1.0,
         "repeat_interval": 10.0,
         "flag_delay": 60.0,
     }
