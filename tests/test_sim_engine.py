@@ -7,8 +7,9 @@ import pytest
 
 from dynoscaler.config import ConfigError
 from dynoscaler.sim import scenario as scenarios
-from dynoscaler.sim.engine import assign, direction_changes, simulate
+from dynoscaler.sim.engine import Simulation, assign, direction_changes, simulate
 from dynoscaler.sim.formation import Formation
+from dynoscaler.sim.policies.base import Context, Decision, Policy
 from tests.sim_support import scenario
 
 
@@ -126,3 +127,26 @@ def test_every_shipped_scenario_loads():
     assert {"call-centre", "load-test", "quiet-night", "day-1000"} <= set(names)
     for name in names:
         assert scenarios.load(name).name == name
+
+
+def test_policies_decide_evaluation_lag_seconds_after_a_scrape():
+    case = scenario(duration=30, observation={"scrape_interval": 10, "evaluation_lag": 3})
+    seen = []
+
+    class Recorder(Policy):
+        name = "recorder"
+        defaults = {"interval": 10.0}
+
+        def decide(self, view, now, current):
+            seen.append((now, view.age(now)))
+            return Decision(current)
+
+    Simulation(case, Recorder(Context(case.role, case.service, scrape_interval=10))).run()
+    assert seen == [(3.0, 3.0), (13.0, 3.0), (23.0, 3.0)]
+
+
+def test_evaluation_lag_defaults_to_half_the_scrape_interval_and_stays_below_it():
+    assert scenario().observation == scenarios.Observation(5.0, 2.0)
+    assert scenario(observation={"scrape_interval": 15}).observation.evaluation_lag == 7.0
+    with pytest.raises(ConfigError, match="evaluation_lag must be a multiple of tick below"):
+        scenario(observation={"scrape_interval": 5, "evaluation_lag": 5})

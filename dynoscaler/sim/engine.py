@@ -2,7 +2,8 @@
 
 Time advances in ticks (1 s by default). Each tick:
 1. every scrape interval, the exporter's metrics are sampled into the View;
-2. every policy interval, the policy decides from the View; its decision takes
+2. every policy interval, `evaluation_lag` seconds after a scrape (the data is
+   that old, as in Prometheus), the policy decides from the View; its decision takes
    effect `policy.delay_for(...)` seconds later (or never) through the Actuator
    (guardrails or clamp); a newer decision due sooner replaces older ones not yet
    applied;
@@ -84,6 +85,7 @@ class Simulation:
         self.scrape_every = max(1, round(scenario.observation.scrape_interval / self.dt))
         self.view = View(self.ticks // self.scrape_every + 2, scenario.observation.scrape_interval)
         self.decide_every = max(1, round(policy.interval / self.dt))
+        self.lag_ticks = round(scenario.observation.evaluation_lag / self.dt)
         self.trace = Trace()
         self.done_count = np.zeros(self.ticks + 1)
         self.done_sum = np.zeros(self.ticks + 1)
@@ -103,7 +105,7 @@ class Simulation:
             if k % self.scrape_every == 0:
                 self._scrape(now, completed, duration_sum, arrived)
                 arrived = 0
-            if k % self.decide_every == 0:
+            if k >= self.lag_ticks and (k - self.lag_ticks) % self.decide_every == 0:
                 self._decide(now, pending)
             while pending and pending[0][0] <= now:
                 self._actuate(pending.popleft()[1], now)

@@ -11,13 +11,14 @@ initial_dynos: 2         # default min_dynos
 role: {min_dynos: 1, max_dynos: 20, target_deadline: 60, boot_time: 45, concurrency: 10}
 arrivals: {type: sine, mean: 30, amplitude: 20, period: 3600}
 service: {type: lognormal, mean: 2.0, cv: 0.5}
-observation: {scrape_interval: 5}    # optional, default prometheus.yml's 5 s
+observation: {scrape_interval: 5, evaluation_lag: 2}   # optional, these defaults
 policies: [dynoscaler, guv, hpa]          # optional, default: all baselines
 parameters: {threshold: {step: 2}}        # optional per-policy settings
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "scrape_interval": _POSITIVE,
+                "evaluation_lag": {"type": "number", "minimum": 0},
             },
         },
         "policies": {"type": "array", "minItems": 1, "items": {"enum": list(REGISTRY)}},
@@ -71,6 +73,11 @@ SCHEMA: dict[str, Any] = {
 @dataclass(frozen=True)
 class Observation:
     scrape_interval: float = 5.0  # prometheus/prometheus.yml's scrape_interval
+    # Seconds from a scrape to the rule evaluation (every policy's decision) that
+    # reads it: Prometheus offsets scrapes and rule groups independently, so the
+    # data a decision sees is this old. parse() defaults it to half the scrape
+    # interval, rounded down to the tick.
+    evaluation_lag: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -117,9 +124,7 @@ def parse(document: Any, default_name: str) -> Scenario:
     _validate(document)
     role = _role(document["role"])
     tick = float(document.get("tick", 1.0))
-    observation = Observation(**document.get("observation", {}))
-    if observation.scrape_interval % tick:
-        raise ConfigError("observation.scrape_interval must be a multiple of tick")
+    observation = _observation(document.get("observation", {}), tick)
     return Scenario(
         name=str(document.get("name", default_name)),
         description=str(document.get("description", "")),
@@ -136,6 +141,18 @@ def parse(document: Any, default_name: str) -> Scenario:
         policies=tuple(document.get("policies", DEFAULT_POLICIES)),
         parameters={k: dict(v) for k, v in document.get("parameters", {}).items()},
     )
+
+
+def _observation(spec: dict[str, float], tick: float) -> Observation:
+    scrape = float(spec.get("scrape_interval", Observation.scrape_interval))
+    lag = float(spec.get("evaluation_lag", math.floor(scrape / 2 / tick) * tick))
+    if scrape % tick:
+        raise ConfigError("observation.scrape_interval must be a multiple of tick")
+    if lag % tick or lag >= scrape:
+        raise ConfigError(
+            "observation.evaluation_lag must be a multiple of tick below scrape_interval"
+        )
+    return Observation(scrape, lag)
 
 
 def _validate(document: Any) -> None:
