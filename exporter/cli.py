@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from prometheus_client.registry import CollectorRegistry
 
 from dynoscaler import config
+from dynoscaler.config import ConfigError
 from exporter.collector import ExporterCollector
 from exporter.collectors import Queue, Source
 from exporter.collectors.formation import FormationSource
@@ -20,7 +21,7 @@ from exporter.collectors.policy import policy_samples
 from exporter.collectors.rabbitmq import rabbitmq_sources
 from exporter.collectors.redis_source import BACKENDS, redis_sources
 from exporter.logdrain import RouterStats
-from exporter.server import serve, wsgi_app
+from exporter.server import DRAIN_TOKEN_ENV, serve, wsgi_app
 
 _log = logging.getLogger("dynoscaler.exporter")
 
@@ -82,9 +83,17 @@ def build(settings: config.Config) -> Exporter:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    exporter = build(config.load(args.config))
+    drain_token = os.environ.get(DRAIN_TOKEN_ENV, "")
+    settings = config.load(args.config)
+    if not drain_token and any(role.requests == "router" for role in settings.roles):
+        raise ConfigError(
+            f"{DRAIN_TOKEN_ENV} is not set: roles with `requests: router` take the router log "
+            "drain, which needs a secret (docs/exporter.md)"
+        )
+    exporter = build(settings)
     try:
-        server = serve(wsgi_app(exporter.registry(), exporter.router), args.bind, args.port)
+        app = wsgi_app(exporter.registry(), exporter.router, drain_token)
+        server = serve(app, args.bind, args.port)
     except OSError as error:
         print(
             f"dynoscaler exporter: cannot listen on {args.bind}:{args.port}: {error}",

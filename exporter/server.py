@@ -1,4 +1,5 @@
-"""The exporter's HTTP server: /metrics, /healthz and POST /logs/<app> (router log drain)."""
+"""The exporter's HTTP server: /metrics, /healthz and POST /logs/<app> (router log drain,
+with the drain secret as bearer token or basic auth password: dynoscaler.credentials)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import CollectorRegistry
 
+from dynoscaler.credentials import authorized
 from exporter.logdrain import BadDrainBody, RouterStats
 
 MAX_DRAIN_BODY = 1 << 20  # Logplex batches are a few kilobytes
+DRAIN_TOKEN_ENV = "DYNOSCALER_DRAIN_TOKEN"
 
 StartResponse = Callable[..., Any]
 _log = logging.getLogger(__name__)
 
 
-def wsgi_app(registry: CollectorRegistry, router: RouterStats) -> Callable[..., Iterable[bytes]]:
+def wsgi_app(
+    registry: CollectorRegistry, router: RouterStats, drain_token: str
+) -> Callable[..., Iterable[bytes]]:
+    """/metrics and /healthz open; POST /logs/<app> only with `drain_token`."""
     metrics = make_wsgi_app(registry)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -31,6 +37,14 @@ def wsgi_app(registry: CollectorRegistry, router: RouterStats) -> Callable[..., 
         if path.startswith("/logs/"):
             if method != "POST":
                 return _reply(start_response, "405 Method Not Allowed", "POST a log drain batch")
+            credentials = environ.get("HTTP_AUTHORIZATION", "")
+            if not drain_token or not authorized(credentials, drain_token):
+                return _reply(
+                    start_response,
+                    "401 Unauthorized",
+                    f"missing or wrong drain credentials (the {DRAIN_TOKEN_ENV} secret)",
+                    [("WWW-Authenticate", 'Basic realm="dynoscaler log drain"')],
+                )
             return _drain(environ, start_response, router, path.removeprefix("/logs/"))
         return _reply(start_response, "404 Not Found", "try /metrics, /healthz or POST /logs/<app>")
 
@@ -57,11 +71,15 @@ def _drain(
     return _reply(start_response, "200 OK", f"{counted} router request(s) counted")
 
 
-def _reply(start_response: StartResponse, status: str, text: str) -> list[bytes]:
+def _reply(
+    start_response: StartResponse,
+    status: str,
+    text: str,
+    headers: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
     body = (text + "\n").encode()
-    start_response(
-        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
-    )
+    plain = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    start_response(status, plain + (headers or []))
     return [body]
 
 

@@ -8,8 +8,6 @@ a 4xx (Alertmanager retries only 5xx) and changes nothing.
 
 from __future__ import annotations
 
-import base64
-import hmac
 import json
 import os
 import re
@@ -22,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from werkzeug.exceptions import HTTPException
 
 from dynoscaler.config import Config, ConfigError
+from dynoscaler.credentials import authorized
 from scaler import metrics
 from scaler.actuator import Actuator, HerokuError
 from scaler.alerts import PayloadError, parse
@@ -56,7 +55,8 @@ def create_app(
 
     @app.before_request
     def authenticate() -> Any:
-        if request.endpoint in ("alerts", "decisions") and not _authorized(token):
+        header = request.headers.get("Authorization", "")
+        if request.endpoint in ("alerts", "decisions") and not authorized(header, token):
             return _error(401, "missing or wrong credentials (Bearer token or basic auth)")
         return None
 
@@ -133,21 +133,6 @@ def create_app(
         return Response(text, content_type="application/yaml")
 
     return app
-
-
-def _authorized(token: str) -> bool:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
-        offered = value.strip()
-    elif scheme.lower() == "basic":
-        try:
-            offered = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
-        except (ValueError, UnicodeDecodeError):
-            return False
-    else:
-        return False
-    return hmac.compare_digest(offered.encode(), token.encode())
 
 
 def _error(status: int, message: str, **extra: Any) -> Response:

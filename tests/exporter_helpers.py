@@ -22,6 +22,8 @@ from dynoscaler.processes import NotServing, start_announced, stop
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_DB1 = "redis://127.0.0.1:6379/1"  # the exporter tests' database
 RABBITMQ_API = "http://guest:guest@127.0.0.1:15672/%2F"
+DRAIN_TOKEN = "drain-secret"  # every exporter() started here takes the log drain with it
+DRAIN_AUTH = ("heroku", DRAIN_TOKEN)  # basic auth, as a drain URL https://heroku:secret@... sends
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -73,7 +75,12 @@ def parse(text: str) -> Series:
 def exporter(config: Path, env: dict[str, str] | None = None) -> Iterator[RunningExporter]:
     """The real `dynoscaler exporter` in a subprocess on a free port; always stopped."""
     log = config.parent / "exporter.log"
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DYNOSCALER_DRAIN_TOKEN": DRAIN_TOKEN,
+        **(env or {}),
+    }
     if env is None or "HEROKU_API_KEY" not in env:
         environment.pop("HEROKU_API_KEY", None)
     command = [sys.executable, "-m", "dynoscaler", "exporter", "--config", str(config)]

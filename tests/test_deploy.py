@@ -14,7 +14,11 @@ import yaml
 from dynoscaler.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRETS = {"HEROKU_API_KEY": "key", "DYNOSCALER_WEBHOOK_TOKEN": "token"}
+SECRETS = {
+    "HEROKU_API_KEY": "key",
+    "DYNOSCALER_WEBHOOK_TOKEN": "token",
+    "DYNOSCALER_DRAIN_TOKEN": "d",
+}
 
 
 def compose_config(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -40,9 +44,10 @@ def test_compose_file_is_valid_and_wires_every_part():
 
 @pytest.mark.skipif(not shutil.which("docker-compose"), reason="scripts/setup installs it")
 def test_compose_names_the_missing_secret():
-    result = compose_config({"DYNOSCALER_WEBHOOK_TOKEN": "token"})
-    assert result.returncode != 0
-    assert "set HEROKU_API_KEY" in result.stderr
+    for missing in SECRETS:
+        result = compose_config({k: v for k, v in SECRETS.items() if k != missing})
+        assert result.returncode != 0
+        assert f"set {missing}" in result.stderr
 
 
 def test_procfile_commands_parse():

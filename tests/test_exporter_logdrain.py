@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import requests
-from exporter_helpers import exporter, labels, write_config
+from exporter_helpers import DRAIN_AUTH, DRAIN_TOKEN, ROOT, exporter, labels, write_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,9 +38,9 @@ def logplex(lines: list[str]) -> bytes:
     return b"".join(f"{len(line.encode()) + 1} {line}\n".encode() for line in lines)
 
 
-def post(url: str, body: bytes) -> requests.Response:
+def post(url: str, body: bytes, auth: tuple[str, str] | None = DRAIN_AUTH) -> requests.Response:
     headers = {"Content-Type": "application/logplex-1", "Logplex-Msg-Count": "1"}
-    return requests.post(url, data=body, headers=headers, timeout=5)
+    return requests.post(url, data=body, headers=headers, auth=auth, timeout=5)
 
 
 def test_router_lines_become_request_counts_and_service_times(tmp_path):
@@ -98,3 +101,38 @@ def test_unknown_app_and_wrong_method(tmp_path):
     message = "app 'other' has no role with `requests: router` in the settings\n"
     assert (unknown.status_code, unknown.text) == (404, message)
     assert wrong.status_code == 405
+
+
+def test_the_drain_takes_only_batches_that_carry_its_secret(tmp_path):
+    config = write_config(tmp_path, {"shop": {"roles": {"web": {"requests": "router"}}}})
+    body = logplex(LINES[:1])
+    with exporter(config) as running:
+        url = f"{running.url}/logs/shop"
+        anonymous = post(url, body, auth=None)
+        wrong = post(url, body, auth=("heroku", "guess"))
+        unknown_app = post(f"{running.url}/logs/other", body, auth=None)
+        bearer = requests.post(
+            url, data=body, headers={"Authorization": f"Bearer {DRAIN_TOKEN}"}, timeout=5
+        )
+        basic = post(url, body)
+        counted = running.scrape()[
+            ("dynoscaler_router_requests_total", labels(app="shop", role="web"))
+        ]
+    for refused in (anonymous, wrong, unknown_app):  # no answer tells which apps exist
+        assert refused.status_code == 401
+        assert "DYNOSCALER_DRAIN_TOKEN" in refused.text
+        assert refused.headers["WWW-Authenticate"] == 'Basic realm="dynoscaler log drain"'
+    assert (bearer.status_code, basic.status_code) == (200, 200)
+    assert counted == 2  # the refused batches counted nothing
+
+
+def test_router_roles_without_a_drain_secret_stop_the_exporter_before_it_listens(tmp_path):
+    config = write_config(tmp_path, {"shop": {"roles": {"web": {"requests": "router"}}}})
+    command = [sys.executable, "-m", "dynoscaler", "exporter", "--config", str(config)]
+    environment = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [*command, "--port", "0"], env=environment, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "DYNOSCALER_DRAIN_TOKEN is not set" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 import requests
-from exporter_helpers import RABBITMQ_API, REDIS_DB1, exporter, write_config
+from exporter_helpers import DRAIN_AUTH, RABBITMQ_API, REDIS_DB1, exporter, write_config
 from test_exporter_logdrain import LINES, logplex
 
 from exporter.timing import JobTimer
@@ -40,7 +40,10 @@ def test_promtool_accepts_a_scrape_with_every_kind_of_series(tmp_path):
             }}},
         )  # fmt: skip
         with exporter(config) as running:
-            requests.post(f"{running.url}/logs/shop", data=logplex(LINES), timeout=5)
+            drained = requests.post(
+                f"{running.url}/logs/shop", data=logplex(LINES), auth=DRAIN_AUTH, timeout=5
+            )
+            assert drained.status_code == 200, drained.text
             text = requests.get(f"{running.url}/metrics", timeout=10).text
     finally:
         client.flushdb()

@@ -88,6 +88,7 @@ def drain_router_lines(stack: Stack, count: int, start: int) -> None:
         f"{stack.urls['exporter']}/logs/demo-shop",
         data=body,
         headers={"Content-Type": "application/logplex-1"},
+        auth=("heroku", stack.options.drain_token),
         timeout=5,
     )
     answer.raise_for_status()

@@ -65,6 +65,7 @@ class StackOptions:
     group_wait: float = 1.0  # Alertmanager's, seconds
     api_key: str = "demo-heroku-key"
     token: str = "demo-webhook-token"
+    drain_token: str = "demo-drain-token"  # the exporter's router log drain
 
 
 class Stack:
@@ -84,6 +85,7 @@ class Stack:
             "HEROKU_API_URL": self.urls["heroku"],
             "HEROKU_API_KEY": options.api_key,
             "DYNOSCALER_WEBHOOK_TOKEN": options.token,
+            "DYNOSCALER_DRAIN_TOKEN": options.drain_token,
             "DYNOSCALER_STORE": self.store,
             "PROMETHEUS_URL": self.urls["prometheus"],
             "DEMO_REDIS_URL": options.redis_url,
