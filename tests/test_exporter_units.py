@@ -4,12 +4,13 @@ and the benchmarks' percentile."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 
 import pytest
-from exporter_helpers import ROOT, write_config
+from exporter_helpers import DRAIN_TOKEN, ROOT, write_config
 
 from dynoscaler.benchstats import percentile
 from exporter.collectors import Queue, address, sidekiq
@@ -80,13 +81,14 @@ def test_buckets_are_inclusive_and_cumulative():
     assert cumulative(counts)[-2:] == [("600.0", 1), ("+Inf", 3)]
 
 
-def _run_exporter(*args: str) -> subprocess.CompletedProcess[str]:
+def _run_exporter(*args: str, drain_token: str = DRAIN_TOKEN) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dynoscaler", "exporter", *args],
         capture_output=True,
         text=True,
         timeout=30,
         cwd=ROOT,
+        env={**os.environ, "DYNOSCALER_DRAIN_TOKEN": drain_token},
     )
 
 
@@ -106,6 +108,14 @@ def test_bad_settings_and_a_busy_port_are_clear_errors(tmp_path):
         result = _run_exporter("--config", str(config), "--port", str(port), "--bind", "127.0.0.1")
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_router_roles_without_a_drain_secret_stop_the_exporter_before_it_listens(tmp_path):
+    config = write_config(tmp_path, {"shop": {"roles": {"web": {"requests": "router"}}}})
+    result = _run_exporter("--config", str(config), "--port", "0", drain_token="")
+    assert result.returncode == 2
+    assert "DYNOSCALER_DRAIN_TOKEN is not set" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_bench_percentile_is_the_nearest_rank() -> None:
