@@ -6,7 +6,9 @@ import subprocess
 
 import pytest
 import yaml
-from rules_support import PROMTOOL, ROOT, run_test_file
+from rules_support import PROMTOOL, ROOT, run_test_file, seconds
+
+from dynoscaler.model import DECISION_DELAY
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,6 +42,26 @@ def test_prometheus_config_scrapes_exporter_and_scaler() -> None:
     assert config["rule_files"] == ["rules/*.yml"]
     alertmanagers = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert alertmanagers == ["127.0.0.1:9093"]
+
+
+def test_the_rules_decision_delay_is_the_models_and_covers_the_shipped_intervals() -> None:
+    """The horizon and cold-start window count DECISION_DELAY seconds until a later
+    decision acts: at least one evaluation plus the scale route's group_wait as shipped
+    (the rest is the webhook's and Heroku's), on data at most one evaluation old."""
+    capacity = yaml.safe_load((ROOT / "prometheus/rules/capacity.yml").read_text("utf-8"))
+    rules = {r.get("record"): r["expr"].split() for g in capacity["groups"] for r in g["rules"]}
+    delay = f"{DECISION_DELAY:g}"
+    horizon = rules["app_role:dynoscaler_decision_horizon_seconds"]
+    assert horizon[:3] == ["(app_role:dynoscaler_policy_boot_seconds", "+", f"{delay})"]
+    cold_start = rules["app_role:dynoscaler_cold_start_window_seconds"]
+    assert cold_start == ["app_role:dynoscaler_drain_window_seconds", "-", "2", "*", delay]
+
+    intervals = yaml.safe_load(PROMETHEUS_YML.read_text(encoding="utf-8"))["global"]
+    evaluation = seconds(intervals["evaluation_interval"])
+    assert seconds(intervals["scrape_interval"]) <= evaluation
+    routes = yaml.safe_load(ALERTMANAGER_YML.read_text(encoding="utf-8"))["route"]["routes"]
+    scale = next(r for r in routes if 'severity="scale"' in r["matchers"])
+    assert evaluation + seconds(scale["group_wait"]) <= DECISION_DELAY
 
 
 def test_rule_files_are_valid() -> None:
