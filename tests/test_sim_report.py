@@ -33,6 +33,7 @@ def test_in_bounds_goals():
         ("<= 2 direction changes per cycle", True),
     ]
     assert "| dynoscaler | 99.50% | 10 | 1,200 | 1.20 | 4 | 2 (1.0/cycle) | — |" in table(result)
+    assert "Every policy sees a sample every 5 s, 2 s old when it decides." in table(result)
 
 
 def test_out_of_bounds_goal_is_the_flag_before_the_first_miss():

@@ -109,7 +109,9 @@ def table(result: ScenarioResult) -> str:
         "",
         scenario.description,
         "",
-        f"Lower bound: {_bound_text(result.bound)}.",
+        f"Lower bound: {_bound_text(result.bound)}. Every policy sees a sample every "
+        f"{scenario.observation.scrape_interval:g} s, "
+        f"{scenario.observation.evaluation_lag:g} s old when it decides.",
         "",
         "| policy | within deadline | p99 enqueue→done (s) | dyno-seconds | × bound "
         "| actions | direction changes | flag lead (s) |",
