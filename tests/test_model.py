@@ -159,7 +159,7 @@ def test_idle_role_goes_to_min_dynos() -> None:
 
 def test_one_job_brings_a_role_back_from_zero() -> None:
     # nothing completed yet, so S is unknown: hold at the current 0, raised to 1. With S
-    # known, a job older than the cold-start window D − S − B − 20 s = 29.5 s gets a dyno
+    # known, a job older than the cold-start window D − 2·S − B − 20 s = 29 s gets a dyno
     result = capacity(arrival_rate=0.02, processing_seconds=None, backlog=1, current_dynos=0)
     assert (result.desired_dynos, result.holding) == (1, True)
     known = capacity(
@@ -168,7 +168,7 @@ def test_one_job_brings_a_role_back_from_zero() -> None:
     assert (known.desired_dynos, known.holding, known.immediate) == (1, False, True)
 
 
-# A quiet role (quiet-night): with S = 10 s the cold-start window is 180 − 10 − 45 − 20 = 105 s
+# A quiet role (quiet-night): with S = 10 s the cold-start window is 180 − 2·10 − 45 − 20 = 95 s
 QUIET = dataclasses.replace(
     WORKER, target_deadline=180, boot_time=45, concurrency=4, max_dynos=2, scale_down_window=180
 )
@@ -181,17 +181,17 @@ def test_a_young_job_at_zero_waits_for_a_later_cold_start() -> None:
         processing_seconds=10.0,
         backlog=2,
         current_dynos=0,
-        oldest_age_seconds=104.9,
+        oldest_age_seconds=94.9,
     )
     assert (young.needed_dynos, young.desired_dynos, young.immediate) == (0, 0, True)
-    assert young.reasons[-1].startswith("cold start deferred: oldest job 104.9s old")
+    assert young.reasons[-1].startswith("cold start deferred: oldest job 94.9s old")
     old = capacity(
         QUIET,
         arrival_rate=0.01,
         processing_seconds=10.0,
         backlog=2,
         current_dynos=0,
-        oldest_age_seconds=105.0,
+        oldest_age_seconds=95.0,
     )
     assert (old.needed_dynos, old.desired_dynos) == (1, 1)
 
@@ -204,7 +204,7 @@ def test_no_deferred_cold_start_without_the_age_more_than_one_dyno_or_dynos_runn
     assert crowd.needed_dynos == 2  # 60 jobs need more than one dyno
     running = capacity(QUIET, **quiet, current_dynos=1, oldest_age_seconds=5)
     assert (running.needed_dynos, running.immediate) == (1, False)
-    tight = dataclasses.replace(QUIET, target_deadline=75)  # window 75 − 10 − 45 − 20 = 0
+    tight = dataclasses.replace(QUIET, target_deadline=85)  # window 85 − 2·10 − 45 − 20 = 0
     assert capacity(tight, **quiet, current_dynos=0, oldest_age_seconds=0).needed_dynos == 1
     web = dataclasses.replace(WEB, target_deadline=180, boot_time=45)
     at_zero = capacity(web, arrival_rate=0.01, processing_seconds=0.1, current_dynos=0)
