@@ -34,13 +34,12 @@ Just in time: another decision follows 10 s later (5 s rule evaluation, 1 s
 for ScaleRole up, which fires at once, to reach the scaler, 4 s for the webhook
 and the Heroku API) and its dynos boot in B, so dynos asked for now need only
 serve the jobs there now and those arriving within h, each within its deadline,
-i.e. within h + W. A burst is then
-absorbed by the queue as far as the deadline allows instead of being
-provisioned as if its arrival rate lasted; a lasting rate keeps the queue, and
-so this term, up. Following the queue alone hunts, so a scale-down waits until
-the slots are at most 60% of the current slots and then goes no lower than the
-load term. The unmeetable flag ignores the look-ahead: a rise that may stop
-sizes dynos but must not page people.
+i.e. within h + W. A burst is then absorbed by the queue as far as the deadline
+allows instead of being provisioned as if its arrival rate lasted; a lasting
+rate keeps the queue, and so this term, up. Following the queue alone hunts, so
+a scale-down waits until the slots are at most 60% of the current slots and
+then goes no lower than the load term. The unmeetable flag ignores the
+look-ahead: a rise that may stop sizes dynos but must not page people.
 
 When an input is unknown (no arrival rate; no processing time although work is
 present; a source or the exporter down) the model does not guess: it holds at
@@ -56,10 +55,10 @@ the 20 (the rest for the webhook and the Heroku API), and boots and runs the job
 before D even if it takes twice the mean S (the second S: the deferral bets on
 one job's length, which varies; with S alone, 1.2-1.4% of the simulated quiet
 night's jobs missed on two of six seeds). The jobs arriving meanwhile share
-that dyno. A role with no jobs and λ'·B < 1
-(the next job expected later than a boot takes: idling until then costs more
-than booting again) goes to min_dynos at once rather than after the window; at
-zero the window has no dyno to keep and would only start one for a past need.
+that dyno. A role with no jobs and λ'·B < 1 (the next job expected later than a
+boot takes: idling until then costs more than booting again) goes to min_dynos
+at once rather than after the window; at zero the window has no dyno to keep
+and would only start one for a past need.
 Unknown oldest age: no deferral. (At zero nothing completes: the rules give the
 model the last S measured within 10m; the simulator does the same.)
 

@@ -55,8 +55,9 @@ def create_app(
 
     @app.before_request
     def authenticate() -> Any:
-        header = request.headers.get("Authorization", "")
-        if request.endpoint in ("alerts", "decisions") and not authorized(header, token):
+        if request.endpoint in ("alerts", "decisions") and not authorized(
+            request.headers.get("Authorization", ""), token
+        ):
             return _error(401, "missing or wrong credentials (Bearer token or basic auth)")
         return None
 
