@@ -89,9 +89,14 @@ def test_formation_is_polled_published_and_goes_stale(tmp_path, fake_heroku):
         wait_for(lambda: (dynos, labels(app="shop", role="web")) not in running.scrape())
         assert running.scrape()[up] == 0
 
-        # Heroku answers again: back without a restart.
+        # Heroku answers again: back without a restart. The poller reads one app after
+        # the other, so wait for a scrape that sees every app's formation again.
         requests.post(f"{fake_heroku}/__fake__/reset", timeout=5).raise_for_status()
-        series = wait_for(lambda: (s := running.scrape())[up] == 1 and s)
+
+        def heroku_up(series: dict) -> bool:
+            return all(v == 1 for key, v in source_ups(series).items() if key[1] == "heroku")
+
+        series = wait_for(lambda: heroku_up(s := running.scrape()) and s)
         assert series[(dynos, labels(app="shop", role="web"))] == 2
         source = f"source {fake_heroku} (heroku)"
         assert len(running.log_lines(f"{source} is down")) == 1
