@@ -25,7 +25,6 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "boot_time": 45,
     "concurrency": 1,
     "miss_ratio": 0.01,
-    "cooldown": 60,
     "max_step": 10,
 }
 
@@ -202,9 +201,13 @@ def merged_policy(*layers: dict[str, Any]) -> dict[str, Any]:
 
     scale_down_window defaults to boot_time: an idle dyno kept as long as a new one
     takes to boot costs at most what a premature scale-down would (rent or buy).
+    cooldown defaults to boot_time too: until then the last scale-up's dynos have
+    not served, so a scale-down would only undo it; after it, the scale-down
+    window guards against flapping.
     """
     settings = {k: v for layer in (BUILTIN_DEFAULTS, *layers) for k, v in layer.items()}
     settings.setdefault("scale_down_window", settings["boot_time"])
+    settings.setdefault("cooldown", settings["boot_time"])
     return settings
 
 

@@ -59,17 +59,21 @@ def test_settings_inherit_defaults_then_app_then_role(tmp_path):
     assert settings.apps == ("shop", "blog")
 
 
-def test_scale_down_window_defaults_to_the_roles_boot_time(tmp_path):
+def test_scale_down_window_and_cooldown_default_to_the_roles_boot_time(tmp_path):
     text = VALID.replace(
         "        concurrency: 10\n", "        concurrency: 10\n        boot_time: 20\n"
     )
     text = text.replace(
-        "        min_dynos: 2\n", "        min_dynos: 2\n        scale_down_window: 300\n"
+        "        min_dynos: 2\n",
+        "        min_dynos: 2\n        scale_down_window: 300\n        cooldown: 90\n",
     )
     settings = load_text(tmp_path, text)
-    assert settings.role("shop", "worker").scale_down_window == 20
-    assert settings.role("shop", "web").scale_down_window == 300
-    assert settings.role("blog", "worker").scale_down_window == config.BUILTIN_DEFAULTS["boot_time"]
+    worker, web = settings.role("shop", "worker"), settings.role("shop", "web")
+    blog = settings.role("blog", "worker")
+    assert (worker.scale_down_window, worker.cooldown) == (20, 20)
+    assert (web.scale_down_window, web.cooldown) == (300, 90)
+    default_boot = config.BUILTIN_DEFAULTS["boot_time"]
+    assert (blog.scale_down_window, blog.cooldown) == (default_boot, default_boot)
 
 
 def test_environment_references_and_fallbacks_are_expanded(tmp_path):
