@@ -30,9 +30,9 @@ deadline needs when D ≫ S. In M/M/N, P(wait > t) ≤ e^(−(N − a)·t/S), so
 N − a = ln(1/miss_ratio)·S/(D − S) slots already keep the share of jobs waiting
 past D − S under miss_ratio.
 
-Just in time: another decision follows 10 s later (5 s rule evaluation, 1 s
-for ScaleRole up, which fires at once, to reach the scaler, 4 s for the webhook
-and the Heroku API) and its dynos boot in B, so dynos asked for now need only
+Just in time: another decision follows 10 s later (5 s rule evaluation, then
+5 s for ScaleRole up, which fires at once and which Alertmanager passes on at
+once, to reach Heroku through the webhook) and its dynos boot in B, so dynos asked for now need only
 serve the jobs there now and those arriving within h, each within its deadline,
 i.e. within h + W. A burst is then absorbed by the queue as far as the deadline
 allows instead of being provisioned as if its arrival rate lasted; a lasting
@@ -49,9 +49,9 @@ stabilisation is ScaleDownStabiliser's job; it lets an immediate count through.
 
 Scale to zero (queue roles): while a cold start asked for later still meets the
 deadline, an idle dyno is not needed to meet it. A role at zero lets a job wait
-while it is younger than V: the next decision comes 5 s later, its data is up
-to 5 s old and Alertmanager adds 1 s, so its dyno is asked for within 11 s of
-the 20 (the rest for the webhook and the Heroku API), and boots and runs the job
+while it is younger than V: the next decision comes 5 s later and its data is
+up to 5 s old, so its dyno is asked for within 10 s of the 20 (the rest for
+Alertmanager, the webhook and the Heroku API), and boots and runs the job
 before D even if it takes twice the mean S (the second S: the deferral bets on
 one job's length, which varies; with S alone, 1.2-1.4% of the simulated quiet
 night's jobs missed on two of six seeds). The jobs arriving meanwhile share
@@ -87,9 +87,9 @@ _CEIL_TOLERANCE = 1e-9
 # so the rules keep one max_over_time per step and a role's scale_down_window is
 # rounded up to the next step (0 means no stabilisation).
 STABILISATION_WINDOWS = (0, 30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600)
-# Seconds after which the next decision can act: one rule evaluation (5 s), a
-# scale-up's way to the scaler (1 s: ScaleRole up fires at once, Alertmanager's
-# group_wait) and the webhook's call to the Heroku API (4 s). Dynos asked for now
+# Seconds after which the next decision can act: one rule evaluation (5 s) and a
+# scale-up's way to Heroku (5 s: ScaleRole up fires at once, Alertmanager's
+# group_wait is 0, then the webhook calls the Heroku API). Dynos asked for now
 # need only serve the jobs that arrive until a later decision's dynos have booted.
 DECISION_DELAY = 10.0
 # A scale-down waits until the need is at most this share of the current slots.

@@ -168,9 +168,9 @@ def test_scale_role_sends_nothing_once_resolved_and_starts_afresh_on_a_new_direc
 def test_dynoscaler_sends_nothing_while_desired_equals_the_formation():
     policy = build("dynoscaler", _context())
     assert policy.delay_for(0.0, Decision(2), 2) is None
-    assert policy.delay_for(15.0, Decision(3), 2) == 1.0  # Alertmanager's group_wait
+    assert policy.delay_for(15.0, Decision(3), 2) == 0.0  # Alertmanager's group_wait
     slower = build("dynoscaler", _context(), {"delay": 2.0})  # the webhook and Heroku API
-    assert slower.delay_for(0.0, Decision(3), 2) == 3.0
+    assert slower.delay_for(0.0, Decision(3), 2) == 2.0
     assert slower.delay_for(15.0, Decision(2), 2) is None
     hpa = build("hpa", _context())
     assert hpa.delay_for(0.0, Decision(2), 2) == hpa.delay

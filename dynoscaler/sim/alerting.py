@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 @dataclass
 class ScaleAlert:
-    group_wait: float = 1.0
+    group_wait: float = 0.0
     repeat_interval: float = 10.0
     _direction: int = 0
     _fired_at: float | None = None

@@ -32,7 +32,7 @@ class Dynoscaler(Policy):
         "rate_window": 60.0,
         "slope_window": 300.0,
         "s_memory": 600.0,
-        "group_wait": 1.0,
+        "group_wait": 0.0,
         "repeat_interval": 10.0,
         "flag_delay": 60.0,
     }
