@@ -14,8 +14,9 @@ Both compute, per app/role and in the same order of operations:
     load term         = ceil(max(a + m, drain) / c)     (the need if λ' lasted)
     floor             = current count C while slots > 60% of C·c, else min(C, load term);
                         the load term when C is unknown
-    cold-start window V = W − S − 2·10 s                (queue roles: the oldest job's age
-                                                         up to which a dyno can wait)
+    cold-start window V = D − B − 2·S₁₀ − 2·10 s        (queue roles: the oldest job's age
+                                                         up to which a dyno can wait;
+                                                         S₁₀: S pooled over 10 min)
     later cold start  = V > 0, Q + P = 0 and λ'·B < 1 (idle, sparse), or
                         C = 0, ceil(slots / c) ≤ 1 and oldest job's age < V (deferred)
     needed            = 0 on a later cold start, else
@@ -52,13 +53,15 @@ deadline, an idle dyno is not needed to meet it. A role at zero lets a job wait
 while it is younger than V: the next decision comes 5 s later and its data is
 up to 5 s old, so its dyno is asked for within 10 s of the 20 (the rest for
 Alertmanager, the webhook and the Heroku API), and boots and runs the job
-before D even if it takes twice the mean S (the second S: the deferral bets on
-one job's length, which varies; with S alone, 1.2-1.4% of the simulated quiet
-night's jobs missed on two of six seeds). The jobs arriving meanwhile share
-that dyno. A role with no jobs and λ'·B < 1 (the next job expected later than a
-boot takes: idling until then costs more than booting again) goes to min_dynos
-at once rather than after the window; at zero the window has no dyno to keep
-and would only start one for a past need.
+before D even if it takes twice S₁₀, the mean of the last 10 minutes' jobs (the
+deferral bets on one job's length, which varies: allowing for one S, it missed
+1.2-1.4% of the simulated quiet night's jobs on two of six seeds; and the last
+minute's S is the mean of a quiet role's last job or two, which swings with
+them). The jobs arriving meanwhile share that dyno. A role with no jobs and
+λ'·B < 1 (the next job expected later than a boot takes: idling until then
+costs more than booting again) goes to min_dynos at once rather than after the
+window; at zero the window has no dyno to keep and would only start one for a
+past need.
 Unknown oldest age: no deferral. (At zero nothing completes: the rules give the
 model the last S measured within 10m; the simulator does the same.)
 
@@ -103,6 +106,8 @@ class RoleInputs:
     backlog: float  # jobs waiting, Q
     in_progress: float = 0.0
     oldest_age_seconds: float | None = None  # oldest waiting job's age; None: unknown, no deferral
+    # S pooled over the last 10 min (S₁₀), for the cold-start window; None: S
+    processing_seconds_10m: float | None = None
     arrival_rate_slope: float = 0.0  # dλ/dt (jobs/s per s), for the look-ahead over boot_time
     current_dynos: int | None = None  # formation now; what the model holds at on unknown inputs
     stale: bool = False  # a source of the role (or the exporter) is down: hold
@@ -170,7 +175,7 @@ def _model(
     slots = load + margin if web else max(drain, soon + margin)
     floor = _scale_down_floor(slots, _dynos(max(load + margin, drain), c, work), inputs, c)
     up = _dynos(slots, c, work)
-    cold_window = window - s - 2 * DECISION_DELAY
+    cold_window = _cold_start_window(inputs, policy, s)
     later = _cold_start_later(inputs, policy, cold_window, ahead, jobs, up)
     needed = 0 if later else max(up, floor)
     steady = _dynos(max(rate * s + margin, drain), c, work)
@@ -193,13 +198,19 @@ def _model(
     return _clamped(needed, slots, unmeetable, reasons, policy, immediate=later is not None)
 
 
+def _cold_start_window(inputs: RoleInputs, policy: RoleSettings, s: float) -> float:
+    """V = D − B − 2·S₁₀ − 2·DECISION_DELAY, with S where S₁₀ is unknown."""
+    bet = s if inputs.processing_seconds_10m is None else inputs.processing_seconds_10m
+    return policy.target_deadline - policy.boot_time - 2 * bet - 2 * DECISION_DELAY
+
+
 def _cold_start_later(
     inputs: RoleInputs, policy: RoleSettings, spare: float, ahead: float, jobs: float, up: int
 ) -> str | None:
     """Why a queue role needs no dyno now (None: it does): a cold start that a later
     decision asks for still meets the deadline, with the oldest job younger than the
-    cold-start window `spare` = W − S − 2·DECISION_DELAY (age + 2·DECISION_DELAY + B +
-    2·S < D), and
+    cold-start window `spare` (_cold_start_window: age + 2·DECISION_DELAY + B + 2·S₁₀
+    < D), and
     - nothing waits or runs and arrivals are sparse (λ'·B < 1): an idle dyno would
       wait longer for the next job (1/λ') than a new one takes to boot; or
     - the role is at zero and one dyno will do: the waiting jobs share one session.

@@ -168,7 +168,7 @@ def test_one_job_brings_a_role_back_from_zero() -> None:
     assert (known.desired_dynos, known.holding, known.immediate) == (1, False, True)
 
 
-# A quiet role (quiet-night): with S = 10 s the cold-start window is 180 − 2·10 − 45 − 20 = 95 s
+# A quiet role (quiet-night): with S = 10 s the cold-start window is 180 − 45 − 2·10 − 20 = 95 s
 QUIET = dataclasses.replace(
     WORKER, target_deadline=180, boot_time=45, concurrency=4, max_dynos=2, scale_down_window=180
 )
@@ -194,6 +194,17 @@ def test_a_young_job_at_zero_waits_for_a_later_cold_start() -> None:
         oldest_age_seconds=95.0,
     )
     assert (old.needed_dynos, old.desired_dynos) == (1, 1)
+
+
+def test_the_cold_start_window_bets_on_s_pooled_over_ten_minutes() -> None:
+    # the last minute's S is one 40 s job; the last 10 minutes' jobs average 20 s:
+    # V = 180 − 45 − 2·20 − 20 = 75 s, not 180 − 45 − 2·40 − 20 = 35 s
+    quiet = {"arrival_rate": 0.01, "processing_seconds": 40.0, "backlog": 1, "current_dynos": 0}
+    pooled = capacity(QUIET, **quiet, processing_seconds_10m=20.0, oldest_age_seconds=74.9)
+    assert (pooled.needed_dynos, pooled.immediate) == (0, True)
+    assert pooled.reasons[-1] == "cold start deferred: oldest job 74.9s old, a dyno from 75s"
+    assert capacity(QUIET, **quiet, processing_seconds_10m=20.0, oldest_age_seconds=75).needed_dynos
+    assert capacity(QUIET, **quiet, oldest_age_seconds=35).needed_dynos == 1  # S₁₀ unknown: S
 
 
 def test_no_deferred_cold_start_without_the_age_more_than_one_dyno_or_dynos_running() -> None:

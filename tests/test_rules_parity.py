@@ -85,6 +85,7 @@ class RoleAtTime:
             backlog=self.get("queue_depth") or 0.0,
             in_progress=self.get("queue_in_progress") or 0.0,
             oldest_age_seconds=self.get("queue_oldest_age_seconds:known"),
+            processing_seconds_10m=self.get("processing_seconds:mean10m"),
             arrival_rate_slope=self.get("arrival_rate:deriv5m") or 0.0,
             current_dynos=None if current is None else int(current),
             stale=self.get("inputs_stale") is not None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dynoscaler.model import RoleInputs
 from dynoscaler.sim.alerting import ScaleAlert
 from dynoscaler.sim.observe import View
 from dynoscaler.sim.policies import build
@@ -131,8 +132,8 @@ def test_dynoscaler_estimates_rate_and_processing_time_as_the_rules_do():
 
 def test_dynoscaler_decides_the_models_count_and_holds_it_for_the_window():
     policy = build("dynoscaler", _context(concurrency=5, scale_down_window=60))  # D 60 s, B 0
-    # λ = 11/s, S = 2 s, Q = 75, h = B + 20 = 20 s, W = 58 s: just in time
-    # (75 + 11·20)·2/78 + ln(100)·2/58 = 7.72 slots (the drain 75·2/58 = 2.59 is smaller)
+    # λ = 11/s, S = 2 s, Q = 75, h = B + 10 = 10 s, W = 58 s: just in time
+    # (75 + 11·10)·2/68 + ln(100)·2/58 = 5.60 slots (the drain 75·2/58 = 2.59 is smaller)
     # -> 2 dynos, above the 1 now (the load term's 22.16 slots only bound a scale-down)
     assert policy.decide(_view(GROWING_QUEUE), 75.0, 1).desired == 2
     quiet = _view([{}] * 19)  # nothing arrives, waits or runs: the model needs min_dynos
@@ -148,6 +149,23 @@ def test_dynoscaler_at_zero_dynos_uses_the_last_processing_time_of_the_last_10_m
     assert policy.inputs(view, 120.0, current=1).processing_seconds is None  # dynos, no data
     assert policy.inputs(view, 660.0, current=0).processing_seconds == pytest.approx(8.0)
     assert policy.inputs(view, 675.0, current=0).processing_seconds is None  # 615 s since
+
+
+def test_dynoscaler_pools_the_processing_time_of_the_last_10_minutes_for_the_cold_start():
+    policy = build("dynoscaler", _context(min_dynos=0))
+    first = {"completed": 1.0, "duration_count": 1.0, "duration_sum": 8.0}
+    second = {"completed": 2.0, "duration_count": 2.0, "duration_sum": 28.0}
+    samples = [{}] + [first] * 20 + [second] * 50  # an 8 s job by 15 s, a 20 s one by 315 s
+
+    def at(now: float, current: int) -> RoleInputs:  # the samples scraped until now
+        return policy.inputs(_view(samples[: int(now // 15) + 1]), now, current)
+
+    assert at(60.0, current=1).processing_seconds_10m == pytest.approx(8.0)
+    both = at(330.0, current=1)
+    assert both.processing_seconds == pytest.approx(20.0)
+    assert both.processing_seconds_10m == pytest.approx(14.0)  # (8 + 20) / 2
+    alone = at(900.0, current=0)  # the 8 s job was measured 840 s ago
+    assert alone.processing_seconds_10m == pytest.approx(20.0)
 
 
 def test_scale_role_is_heard_after_group_wait_then_every_repeat_interval():

@@ -4,6 +4,7 @@ Every rule evaluation (5 s) computes, from the scraped series only:
   λ = rate(completed[1m]) + deriv(depth[1m]) + deriv(in_progress[1m]), at least 0
   S = rate(duration_sum[1m]) / rate(duration_count[1m])   (unknown while nothing completes;
       at zero dynos the last S measured within 10m)
+  S₁₀ = the sum over 10m of the recorded numerators / of the denominators (cold-start window)
   dλ/dt = deriv(λ[5m]) over the recorded λ series
 then required_capacity() and the ScaleDownStabiliser (max over the role's
 scale_down_window, rounded as the rules round it). ScaleRole reaches the scaler,
@@ -42,7 +43,9 @@ class Dynoscaler(Policy):
         self.stabiliser = ScaleDownStabiliser(rules_window(context.role.scale_down_window))
         self.alert = ScaleAlert(self.params["group_wait"], self.params["repeat_interval"])
         self._rates: deque[tuple[float, float]] = deque()  # the recorded λ series
-        self._measured: tuple[float, float] | None = None  # (time, S) of the last measured S
+        # (time, duration_sum increase, duration_count increase) of each evaluation
+        # that measured S, the last s_memory seconds: the rules' S parts, recorded
+        self._measured: deque[tuple[float, float, float]] = deque()
 
     def inputs(self, view: View, now: float, current: int) -> RoleInputs:
         window = self.params["rate_window"]
@@ -53,9 +56,11 @@ class Dynoscaler(Policy):
                 view.deriv("in_progress", now, window) or 0.0
             )
             rate = max(completions + growth, 0.0)
+        processing = self._processing(view, now, current)
         return RoleInputs(
             arrival_rate=rate,
-            processing_seconds=self._processing(view, now, current),
+            processing_seconds=processing,
+            processing_seconds_10m=self._pooled(),
             backlog=view.latest("depth"),
             in_progress=view.latest("in_progress"),
             oldest_age_seconds=view.latest("oldest_age"),
@@ -72,13 +77,24 @@ class Dynoscaler(Policy):
         """S over the rate window; at zero dynos, where nothing completes, the last S
         measured within s_memory seconds (the rules' last_over_time)."""
         window = self.params["rate_window"]
-        change = view.increase("duration_count", now, window)
-        if change is not None and change[0] > 0:
-            self._measured = (now, view.increase("duration_sum", now, window)[0] / change[0])
-            return self._measured[1]
-        if current == 0 and self._measured and now - self._measured[0] <= self.params["s_memory"]:
-            return self._measured[1]
+        count = view.increase("duration_count", now, window)
+        measured = count is not None and count[0] > 0
+        if measured:
+            work = view.increase("duration_sum", now, window)[0]
+            self._measured.append((now, work, count[0]))
+        while self._measured and self._measured[0][0] < now - self.params["s_memory"]:
+            self._measured.popleft()
+        if measured or (current == 0 and self._measured):
+            _, work, jobs = self._measured[-1]
+            return work / jobs
         return None
+
+    def _pooled(self) -> float | None:
+        """S over the completions of the last s_memory seconds (the rules' S pooled over
+        10m: the sum over time of the recorded parts of S, divided)."""
+        if not self._measured:
+            return None
+        return sum(work for _, work, _ in self._measured) / sum(n for _, _, n in self._measured)
 
     def delay_for(self, now: float, decision: Decision, current: int) -> float | None:
         """When Alertmanager notifies, plus `delay` (the webhook and Heroku API; 0 s)."""
