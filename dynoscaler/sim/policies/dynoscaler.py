@@ -46,6 +46,7 @@ class Dynoscaler(Policy):
         # (time, duration_sum increase, duration_count increase) of each evaluation
         # that measured S, the last s_memory seconds: the rules' S parts, recorded
         self._measured: deque[tuple[float, float, float]] = deque()
+        self._work_total = self._jobs_total = 0.0  # their sums (S₁₀'s numerator, denominator)
 
     def inputs(self, view: View, now: float, current: int) -> RoleInputs:
         window = self.params["rate_window"]
@@ -82,8 +83,12 @@ class Dynoscaler(Policy):
         if measured:
             work = view.increase("duration_sum", now, window)[0]
             self._measured.append((now, work, count[0]))
+            self._work_total += work
+            self._jobs_total += count[0]
         while self._measured and self._measured[0][0] < now - self.params["s_memory"]:
-            self._measured.popleft()
+            _, old_work, old_jobs = self._measured.popleft()
+            self._work_total -= old_work
+            self._jobs_total -= old_jobs
         if measured or (current == 0 and self._measured):
             _, work, jobs = self._measured[-1]
             return work / jobs
@@ -92,9 +97,7 @@ class Dynoscaler(Policy):
     def _pooled(self) -> float | None:
         """S over the completions of the last s_memory seconds (the rules' S pooled over
         10m: the sum over time of the recorded parts of S, divided)."""
-        if not self._measured:
-            return None
-        return sum(work for _, work, _ in self._measured) / sum(n for _, _, n in self._measured)
+        return self._work_total / self._jobs_total if self._measured else None
 
     def delay_for(self, now: float, decision: Decision, current: int) -> float | None:
         """When Alertmanager notifies, plus `delay` (the webhook and Heroku API; 0 s)."""
