@@ -33,14 +33,15 @@ past D − S under miss_ratio.
 
 Just in time: another decision follows 10 s later (5 s rule evaluation, then
 5 s for ScaleRole up, which fires at once and which Alertmanager passes on at
-once, to reach Heroku through the webhook) and its dynos boot in B, so dynos asked for now need only
-serve the jobs there now and those arriving within h, each within its deadline,
-i.e. within h + W. A burst is then absorbed by the queue as far as the deadline
-allows instead of being provisioned as if its arrival rate lasted; a lasting
-rate keeps the queue, and so this term, up. Following the queue alone hunts, so
-a scale-down waits until the slots are at most 60% of the current slots and
-then goes no lower than the load term. The unmeetable flag ignores the
-look-ahead: a rise that may stop sizes dynos but must not page people.
+once, to reach Heroku through the webhook) and its dynos boot in B, so dynos
+asked for now need only serve the jobs there now and those arriving within h,
+each within its deadline, i.e. within h + W. A burst is then absorbed by the
+queue as far as the deadline allows instead of being provisioned as if its
+arrival rate lasted; a lasting rate keeps the queue, and so this term, up.
+Following the queue alone hunts, so a scale-down waits until the slots are at
+most 60% of the current slots and then goes no lower than the load term. The
+unmeetable flag ignores the look-ahead: a rise that may stop sizes dynos but
+must not page people.
 
 When an input is unknown (no arrival rate; no processing time although work is
 present; a source or the exporter down) the model does not guess: it holds at
