@@ -33,7 +33,7 @@ from dynoscaler.sim.actuation import Actuator
 from dynoscaler.sim.fifo import Fifo
 from dynoscaler.sim.formation import Formation
 from dynoscaler.sim.jobs import JobSource
-from dynoscaler.sim.metrics import RunResult, Tally, Trace
+from dynoscaler.sim.metrics import Completions, RunResult, Tally, Trace
 from dynoscaler.sim.observe import View
 from dynoscaler.sim.policies import build
 from dynoscaler.sim.policies.base import Context, Policy
@@ -87,23 +87,18 @@ class Simulation:
         self.decide_every = max(1, round(policy.interval / self.dt))
         self.lag_ticks = round(scenario.observation.evaluation_lag / self.dt)
         self.trace = Trace()
-        self.done_count = np.zeros(self.ticks + 1)
-        self.done_sum = np.zeros(self.ticks + 1)
+        self.completions = Completions()
         self.rows_cap = math.ceil(1.5 * self.dt / scenario.service.mean) + 1
         self.changes: list[int] = []
         self.first_flag = math.inf
 
     def run(self) -> RunResult:
         pending: deque[tuple[float, int]] = deque()
-        completed = duration_sum = 0.0
         arrived = 0
         for k in range(self.ticks):
             now = k * self.dt
-            if k:
-                completed += self.done_count[k - 1]
-                duration_sum += self.done_sum[k - 1]
             if k % self.scrape_every == 0:
-                self._scrape(now, completed, duration_sum, arrived)
+                self._scrape(now, arrived)
                 arrived = 0
             if k >= self.lag_ticks and (k - self.lag_ticks) % self.decide_every == 0:
                 self._decide(now, pending)
@@ -112,7 +107,7 @@ class Simulation:
             arrivals, services = self.source.jobs(k)
             arrived += arrivals.size
             self.fifo.push(arrivals, services)
-            self._serve(k, now)
+            self._serve(now)
             self.tally.waiting(self.fifo.oldest_arrival(), now + self.dt)
             self.formation.retire_drained(now + self.dt)
         return self._result()
@@ -131,17 +126,19 @@ class Simulation:
             pending.pop()
         pending.append((due, decision.desired))
 
-    def _scrape(self, now: float, completed: float, duration_sum: float, arrived: int) -> None:
+    def _scrape(self, now: float, arrived: int) -> None:
         oldest = self.fifo.oldest_arrival()
         dynos = self.formation.quantity
+        completions = self.completions
+        completions.count_until(now)
         self.view.record(
             now,
             depth=len(self.fifo),
             in_progress=self.formation.in_progress(now),
             oldest_age=0.0 if oldest is None else now - oldest,
-            completed=completed,
-            duration_sum=duration_sum,
-            duration_count=completed,
+            completed=completions.count,
+            duration_sum=completions.work,
+            duration_count=completions.count,
             dynos=dynos,
         )
         trace = self.trace
@@ -158,7 +155,7 @@ class Simulation:
             self.changes.append(self.formation.scale_to(target, now))
             self.actuator.applied(now)
 
-    def _serve(self, k: int, now: float) -> None:
+    def _serve(self, now: float) -> None:
         rows = self.formation.serving_rows(now)
         if rows.size == 0 or not len(self.fifo):
             return
@@ -167,12 +164,12 @@ class Simulation:
         if free.min() >= horizon:
             return
         if len(self.fifo) <= EXACT_LIMIT:
-            self._serve_exact(k, free, horizon)
+            self._serve_exact(free, horizon)
         else:
-            free = self._serve_batched(k, free, horizon)
+            free = self._serve_batched(free, horizon)
         self.formation.free_at[rows] = free.reshape(rows.size, -1)
 
-    def _serve_exact(self, k: int, free: np.ndarray, horizon: float) -> None:
+    def _serve_exact(self, free: np.ndarray, horizon: float) -> None:
         """Each job in turn on the earliest-free slot: the exact FIFO multi-server queue."""
         arrivals, services = self.fifo.head(EXACT_LIMIT)
         starts = []
@@ -186,21 +183,21 @@ class Simulation:
         if starts:
             n = len(starts)
             start = np.array(starts)
-            self._account(k, arrivals[:n], start, start + services[:n], services[:n])
+            self._account(arrivals[:n], start, start + services[:n], services[:n])
             self.fifo.remove_from_head(np.arange(arrivals.size) < n)
 
-    def _serve_batched(self, k: int, free: np.ndarray, horizon: float) -> np.ndarray:
+    def _serve_batched(self, free: np.ndarray, horizon: float) -> np.ndarray:
         """Many jobs at once through assign(); returns the slots' new free times."""
         order = np.argsort(free, kind="stable")
         free = free[order]
         for _ in range(_MAX_PASSES):
-            if not len(self.fifo):
+            if not len(self.fifo) or free[0] >= horizon:  # nothing waits, or no slot frees up
                 break
             arrivals, services = self.fifo.head(free.size * self.rows_cap)
             started, start, end, new_free = assign(free, arrivals, services, horizon)
             if not started.any():
                 break
-            self._account(k, arrivals[started], start[started], end[started], services[started])
+            self._account(arrivals[started], start[started], end[started], services[started])
             self.fifo.remove_from_head(started)
             resort = np.argsort(new_free, kind="stable")
             order, free = order[resort], new_free[resort]
@@ -209,14 +206,10 @@ class Simulation:
         return flat
 
     def _account(
-        self, k: int, arrivals: np.ndarray, start: np.ndarray, end: np.ndarray, s: np.ndarray
+        self, arrivals: np.ndarray, start: np.ndarray, end: np.ndarray, s: np.ndarray
     ) -> None:
         self.tally.started(arrivals, start, end)
-        # completions land in the tick they end in (clipped to the run's end)
-        index = np.minimum((end / self.dt).astype(np.int64), self.ticks) - k
-        counts = np.bincount(index)
-        self.done_count[k : k + counts.size] += counts
-        self.done_sum[k : k + counts.size] += np.bincount(index, weights=s)
+        self.completions.started(end, s)
 
     def _result(self) -> RunResult:
         end = self.ticks * self.dt

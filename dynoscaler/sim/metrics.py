@@ -1,9 +1,11 @@
 """Per-run tallies of job outcomes, and the figures a run reports.
 
-Every job that started is counted when it starts (its end is known then). Jobs
-still waiting when the run ends count as misses if their deadline had passed,
-and are left out otherwise. p99 comes from a log-spaced histogram (0.5%
-relative resolution), so a day of 86 million jobs needs no per-job storage.
+Every job that started is counted when it starts (its end is known then), in
+batches of about _BATCH_JOBS jobs: one NumPy pass per batch instead of one per
+tick. Jobs still waiting when the run ends count as misses if their deadline
+had passed, and are left out otherwise. p99 comes from a log-spaced histogram
+(0.5% relative resolution), so a day of 86 million jobs needs no per-job
+storage.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 _BIN_BASE = 1.01  # histogram bins grow 1% per bin: p99 within ~0.5%
 _BIN_MIN = 1e-4  # seconds; smaller sojourns share the first bin
 _BINS = int(math.log(1e7 / _BIN_MIN) / math.log(_BIN_BASE)) + 1
+_BATCH_JOBS = 1 << 16
 
 
 class Tally:
@@ -28,8 +31,20 @@ class Tally:
         self.sojourn_sum = 0.0
         self.first_miss = math.inf
         self._hist = np.zeros(_BINS, dtype=np.int64)
+        self._batch: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._batch_jobs = 0
 
     def started(self, arrivals: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
+        self._batch.append((arrivals, starts, ends))
+        self._batch_jobs += arrivals.size
+        if self._batch_jobs >= _BATCH_JOBS:
+            self._count_batch()
+
+    def _count_batch(self) -> None:
+        if not self._batch:
+            return
+        arrivals, starts, ends = (np.concatenate(parts) for parts in zip(*self._batch, strict=True))
+        self._batch, self._batch_jobs = [], 0
         sojourn = ends - arrivals
         late = sojourn > self.deadline
         self.jobs += sojourn.size
@@ -48,6 +63,8 @@ class Tally:
             self.first_miss = min(self.first_miss, oldest_arrival + self.deadline)
 
     def unfinished(self, arrivals: np.ndarray, now: float) -> None:
+        """Count the jobs still waiting at the end; call once, before reading the figures."""
+        self._count_batch()
         late = arrivals + self.deadline < now
         self.jobs += int(np.count_nonzero(late))
         if late.any():
@@ -63,6 +80,32 @@ class Tally:
             return math.inf
         index = int(np.searchsorted(counts, rank, side="left"))
         return _BIN_MIN * _BIN_BASE ** (index + 1)
+
+
+class Completions:
+    """The exporter's completion counter and duration sum, as a scrape reads them: jobs
+    are handed over when they start and counted once a scrape comes after their end."""
+
+    def __init__(self) -> None:
+        self.count = 0.0
+        self.work = 0.0  # the processing seconds of the counted jobs
+        self._ends: list[np.ndarray] = []
+        self._services: list[np.ndarray] = []
+
+    def started(self, ends: np.ndarray, services: np.ndarray) -> None:
+        self._ends.append(ends)
+        self._services.append(services)
+
+    def count_until(self, now: float) -> None:
+        """Count every job that ended before `now`."""
+        if not self._ends:
+            return
+        ends, services = np.concatenate(self._ends), np.concatenate(self._services)
+        done = ends < now
+        self.count += int(np.count_nonzero(done))
+        self.work += float(services[done].sum())
+        running = ~done
+        self._ends, self._services = [ends[running]], [services[running]]
 
 
 @dataclass
