@@ -197,7 +197,10 @@ class Simulation:
             started, start, end, new_free = assign(free, arrivals, services, horizon)
             if not started.any():
                 break
-            self._account(arrivals[started], start[started], end[started], services[started])
+            if started.all():
+                self._account(arrivals, start, end, services)
+            else:
+                self._account(arrivals[started], start[started], end[started], services[started])
             self.fifo.remove_from_head(started)
             resort = np.argsort(new_free, kind="stable")
             order, free = order[resort], new_free[resort]

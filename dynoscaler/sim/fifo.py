@@ -46,11 +46,15 @@ class Fifo:
     def remove_from_head(self, started: np.ndarray) -> None:
         """Drop the jobs marked in `started` (a mask over the last head() result)."""
         arrivals, services = self._chunks.popleft()
-        keep = ~started
-        rest = slice(started.size, None)
-        kept_a = np.concatenate((arrivals[: started.size][keep], arrivals[rest]))
-        kept_s = np.concatenate((services[: started.size][keep], services[rest]))
-        self._length -= int(started.sum())
+        n = started.size
+        count = int(np.count_nonzero(started))
+        self._length -= count
+        if count == n:  # all of them (the usual case): the rest of the chunk stays as it is
+            kept_a, kept_s = arrivals[n:], services[n:]
+        else:
+            keep = ~started
+            kept_a = np.concatenate((arrivals[:n][keep], arrivals[n:]))
+            kept_s = np.concatenate((services[:n][keep], services[n:]))
         if kept_a.size:
             self._chunks.appendleft((kept_a, kept_s))
 
