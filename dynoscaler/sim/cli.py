@@ -11,6 +11,7 @@ from dynoscaler.sim import scenario as scenarios
 from dynoscaler.sim.engine import simulate
 from dynoscaler.sim.policies import REGISTRY
 from dynoscaler.sim.report import evaluate, table, write_report
+from dynoscaler.sim.sweep import sweep, sweep_table, write_sweep
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timing", action="store_true", help="print how long each run took (the speed benchmark)"
     )
+    parser.add_argument(
+        "--seeds",
+        type=seed_range,
+        metavar="FIRST-LAST",
+        help="run every scenario on the job traces of these seeds and sum up per policy "
+        "(with --report: DIR/seeds.md)",
+    )
     parser.add_argument("--list", action="store_true", help="list the shipped scenarios and exit")
+
+
+def seed_range(text: str) -> tuple[int, ...]:
+    """'1-20' -> (1, ..., 20); '5' -> (5,)."""
+    first, _, last = text.partition("-")
+    try:
+        low, high = int(first), int(last or first)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIRST-LAST, e.g. 1-20") from None
+    if low < 0 or high < low:
+        raise argparse.ArgumentTypeError(f"{text!r}: want 0 <= FIRST <= LAST")
+    return tuple(range(low, high + 1))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     policies = tuple(args.policy) if args.policy else None
     if args.timing:
         return _timing(chosen, policies)
+    if args.seeds:
+        return _sweep(chosen, policies, args)
     results = []
     for scenario in chosen:
         result = evaluate(scenario, policies)
@@ -50,6 +72,19 @@ def run(args: argparse.Namespace) -> int:
         print(table(result), end="\n\n", flush=True)
     if args.report:
         path = write_report(results, Path(args.report), _command(args))
+        print(f"report written to {path}")
+    return 0
+
+
+def _sweep(
+    chosen: list[scenarios.Scenario], policies: tuple[str, ...] | None, args: argparse.Namespace
+) -> int:
+    tables = []
+    for scenario in chosen:
+        tables.append(sweep_table(sweep(scenario, args.seeds, policies)))
+        print(tables[-1], end="\n\n", flush=True)
+    if args.report:
+        path = write_sweep(tables, Path(args.report), _command(args))
         print(f"report written to {path}")
     return 0
 
@@ -73,4 +108,6 @@ def _command(args: argparse.Namespace) -> str:
     parts = ["dynoscaler simulate"]
     parts += [f"--scenario {s}" for s in args.scenario or ()]
     parts += [f"--policy {p}" for p in args.policy or ()]
+    if args.seeds:
+        parts.append(f"--seeds {args.seeds[0]}-{args.seeds[-1]}")
     return " ".join([*parts, f"--report {args.report}"])

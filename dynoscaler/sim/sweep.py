@@ -1,0 +1,181 @@
+"""One scenario on many job traces: is a policy good, or good on one seed?
+
+A scenario's seed fixes one job trace, and the report's figures are that
+trace's. sweep() runs every policy and the lower bound on the traces of other
+seeds too, and sweep_table() sums them up per policy: the share of jobs within
+the deadline and the dyno-seconds over the bound (mean and worst seed), how
+many seeds meet the goals, and for the model, which goals failed on which seed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynoscaler.sim.lower_bound import LowerBound
+from dynoscaler.sim.metrics import RunResult
+from dynoscaler.sim.report import (
+    MODELS,
+    RATIO_GOAL,
+    WITHIN_GOAL,
+    ScenarioResult,
+    evaluate,
+    goals,
+    matched_for_less,
+)
+from dynoscaler.sim.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class Sweep:
+    scenario: Scenario
+    results: tuple[ScenarioResult, ...]  # one per seed, in the order of `seeds`
+    seeds: tuple[int, ...]
+
+    def runs_of(self, policy: str) -> list[tuple[ScenarioResult, RunResult]]:
+        pairs = ((result, result.run_of(policy)) for result in self.results)
+        return [(result, run) for result, run in pairs if run is not None]
+
+
+def sweep(
+    scenario: Scenario,
+    seeds: tuple[int, ...],
+    policies: tuple[str, ...] | None = None,
+    workers: int | None = None,
+) -> Sweep:
+    """Evaluate the scenario on each seed's trace, on up to `workers` processes."""
+    workers = min(workers or os.cpu_count() or 1, len(seeds))
+    if workers <= 1:
+        return Sweep(scenario, tuple(evaluate(scenario, policies, s) for s in seeds), seeds)
+    global _shared
+    _shared = (scenario, policies)
+    # fork: the workers inherit the scenario, whose rate profiles (closures) do not pickle
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        parts = tuple(pool.map(_evaluate_seed, seeds))
+    _shared = None
+    results = tuple(ScenarioResult(scenario, bound, runs) for bound, runs in parts)
+    return Sweep(scenario, results, seeds)
+
+
+_shared: tuple[Scenario, tuple[str, ...] | None] | None = None  # what forked workers evaluate
+
+
+def _evaluate_seed(seed: int) -> tuple[LowerBound, tuple[RunResult, ...]]:
+    result = evaluate(*_shared, seed)
+    return result.bound, result.runs
+
+
+def in_goal(result: ScenarioResult, run: RunResult) -> bool:
+    """The goal any policy can be held to on one seed: within the deadline at no more
+    than RATIO_GOAL times the bound (in bounds), or flagged before the first miss."""
+    if not result.scenario.in_bounds:
+        return run.flag_lead is not None and run.flag_lead > 0
+    ratio = result.ratio(run)
+    return run.within_share >= WITHIN_GOAL and ratio is not None and ratio <= RATIO_GOAL
+
+
+def sweep_table(result: Sweep) -> str:
+    scenario = result.scenario
+    first, last = result.seeds[0], result.seeds[-1]
+    goal = (
+        f"≥ {WITHIN_GOAL:.0%} within and ≤ {RATIO_GOAL}× the bound"
+        if scenario.in_bounds
+        else "flagged before the first miss"
+    )
+    header = ["policy", "within deadline: mean / worst", "× bound: mean / best–worst"]
+    if scenario.cycles:
+        header.append("direction changes per cycle: worst")
+    if not scenario.in_bounds:
+        header.append("flag lead (s): worst")
+    header.append(f"seeds {goal}")
+    lines = [
+        f"### {scenario.name}, seeds {first}-{last}",
+        "",
+        f"The scenario on {len(result.seeds)} job traces (seeds {first}-{last}; "
+        f"the report's own is seed {scenario.seed}).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+    ]
+    for policy in scenario_policies(result):
+        lines.append(_row(result, policy))
+    for model in MODELS:
+        if result.runs_of(model):
+            lines += ["", _model_summary(result, model)]
+    return "\n".join(lines)
+
+
+def scenario_policies(result: Sweep) -> list[str]:
+    return [run.policy for run in result.results[0].runs]
+
+
+def _row(result: Sweep, policy: str) -> str:
+    pairs = result.runs_of(policy)
+    within = [run.within_share for _, run in pairs]
+    ratios = [r for r in (res.ratio(run) for res, run in pairs) if r is not None]
+    cells = [policy, f"{statistics.fmean(within):.2%} / {min(within):.2%}"]
+    if ratios:
+        mean = statistics.fmean(ratios)
+        cells.append(f"{mean:.2f} / {min(ratios):.2f}–{max(ratios):.2f}")
+    else:
+        cells.append("—")
+    cycles = result.scenario.cycles
+    if cycles:
+        cells.append(f"{max(run.direction_changes for _, run in pairs) / cycles:.1f}")
+    if not result.scenario.in_bounds:
+        cells.append(_worst_lead([run for _, run in pairs]))
+    cells.append(f"{sum(in_goal(res, run) for res, run in pairs)} of {len(pairs)}")
+    return "| " + " | ".join(cells) + " |"
+
+
+def _worst_lead(runs: list[RunResult]) -> str:
+    leads = [run.flag_lead for run in runs]
+    never = sum(lead is None for lead in leads)
+    if never:
+        return f"none on {never} seed{'s' if never > 1 else ''}"
+    return f"{min(leads):.0f}"
+
+
+def _model_summary(result: Sweep, model: str) -> str:
+    missed, matched = [], []
+    for seed, scenario_result in zip(result.seeds, result.results, strict=True):
+        failed = [text for text, ok in goals(scenario_result, model) if not ok]
+        if failed:
+            missed.append(f"seed {seed} ({_figures(scenario_result, model)}: {'; '.join(failed)})")
+        if matched_for_less(scenario_result, model):
+            matched.append(seed)
+    count = len(result.seeds)
+    text = f"Goals for {model} met on {count - len(missed)} of {count} seeds"
+    text += "." if not missed else "; not on " + ", ".join(missed) + "."
+    if matched:
+        text += (
+            f" A baseline meets as many deadlines for fewer dyno-seconds on {len(matched)} "
+            f"seed{'s' if len(matched) > 1 else ''}."
+        )
+    return text
+
+
+def _figures(result: ScenarioResult, model: str) -> str:
+    run = result.run_of(model)
+    ratio = result.ratio(run)
+    figures = f"{run.within_share:.2%} within"
+    return figures if ratio is None else f"{figures}, {ratio:.3f}×"
+
+
+def write_sweep(tables: list[str], directory: Path, command: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    sections = [
+        "# Simulator results across seeds",
+        "",
+        f"Produced by `{command}`. Each seed is another job trace of the same scenario "
+        "(arrivals and processing times); what the figures mean: docs/simulator.md.",
+    ]
+    for text in tables:
+        sections += ["", text]
+    path = directory / "seeds.md"
+    path.write_text("\n".join(sections) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,107 @@
+"""The seed sweep: one scenario on several job traces, summed up per policy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from dynoscaler.cli import main
+from dynoscaler.sim.lower_bound import LowerBound
+from dynoscaler.sim.metrics import RunResult, Trace
+from dynoscaler.sim.report import ScenarioResult, evaluate
+from dynoscaler.sim.sweep import Sweep, sweep, sweep_table
+from tests.sim_support import scenario
+
+SPIKE = {
+    "duration": 900,
+    "role": {"min_dynos": 1, "max_dynos": 6, "target_deadline": 120, "boot_time": 20},
+    "arrivals": {"type": "spike", "base": 0.5, "peak": 3.0, "start": 200, "duration": 120},
+    "service": {"type": "lognormal", "mean": 2.0, "cv": 0.5},
+    "policies": ["dynoscaler", "hirefire"],
+}
+
+
+def _figures(run: RunResult) -> tuple:
+    return (run.policy, run.jobs, run.within_share, run.dyno_seconds, run.actions, run.p99)
+
+
+def test_each_seed_is_that_seeds_own_evaluation_in_one_process_or_several():
+    case = scenario(**SPIKE)
+    serial = sweep(case, (1, 2, 3), workers=1)
+    forked = sweep(case, (1, 2, 3), workers=2)
+    assert serial.seeds == forked.seeds == (1, 2, 3)
+    for seed, one, other in zip(serial.seeds, serial.results, forked.results, strict=True):
+        alone = evaluate(case, None, seed)
+        expected = [_figures(run) for run in alone.runs]
+        assert [_figures(run) for run in one.runs] == expected
+        assert [_figures(run) for run in other.runs] == expected
+        assert one.bound == other.bound == alone.bound
+    jobs = {result.runs[0].jobs for result in serial.results}
+    assert len(jobs) == 3  # three different traces
+
+
+def _run(policy: str, within: float, dyno_seconds: float, **extra) -> RunResult:
+    figures = {"direction_changes": 2, "first_miss": math.inf, "first_flag": math.inf, **extra}
+    return RunResult(
+        "t", policy, 1000, within, 10.0, 1.0, dyno_seconds, 4, trace=Trace(), **figures
+    )
+
+
+def test_table_counts_the_seeds_in_goal_and_names_the_models_misses():
+    case = scenario(cycles=2, policies=["dynoscaler", "hirefire"])
+    bound = LowerBound(1000.0, True, 0.0)
+    per_seed = [
+        (_run("dynoscaler", 1.0, 1200.0), _run("hirefire", 1.0, 1100.0)),
+        (_run("dynoscaler", 0.995, 1300.0, direction_changes=6), _run("hirefire", 0.98, 1400.0)),
+    ]
+    results = tuple(ScenarioResult(case, bound, runs) for runs in per_seed)
+    text = sweep_table(Sweep(case, results, (4, 5)))
+    assert "### test, seeds 4-5" in text
+    assert "| dynoscaler | 99.75% / 99.50% | 1.25 / 1.20–1.30 | 3.0 | 1 of 2 |" in text
+    assert "| hirefire | 99.00% / 98.00% | 1.25 / 1.10–1.40 | 1.0 | 1 of 2 |" in text
+    assert (
+        "Goals for dynoscaler met on 1 of 2 seeds; not on seed 5 (99.50% within, 1.300×: "
+        "<= 1.25x the lower bound; <= 2 direction changes per cycle)."
+    ) in text
+    assert "A baseline meets as many deadlines for fewer dyno-seconds on 1 seed." in text
+
+
+def test_out_of_bounds_table_gives_the_worst_flag_lead():
+    case = scenario(in_bounds=False, policies=["dynoscaler", "guv"])
+    bound = LowerBound(0.0, False, 0.0)
+    per_seed = [
+        (_run("dynoscaler", 0.4, 900.0, first_flag=100.0, first_miss=400.0), _run("guv", 0.3, 9.0)),
+        (_run("dynoscaler", 0.4, 900.0, first_flag=50.0, first_miss=250.0), _run("guv", 0.3, 9.0)),
+    ]
+    results = tuple(ScenarioResult(case, bound, runs) for runs in per_seed)
+    text = sweep_table(Sweep(case, results, (1, 2)))
+    assert "| dynoscaler | 40.00% / 40.00% | — | 200 | 2 of 2 |" in text
+    assert "| guv | 30.00% / 30.00% | — | none on 2 seeds | 0 of 2 |" in text
+    assert "Goals for dynoscaler met on 2 of 2 seeds." in text
+
+
+def test_command_writes_seeds_md(tmp_path, capsys):
+    path = tmp_path / "spike.yaml"
+    path.write_text(
+        "duration: 600\n"
+        "role: {min_dynos: 1, max_dynos: 4, target_deadline: 120, boot_time: 20}\n"
+        "arrivals: {type: constant, rate: 0.5}\n"
+        "service: {type: exponential, mean: 2.0}\n"
+        "policies: [dynoscaler, hirefire]\n"
+    )
+    out = tmp_path / "report"
+    args = ["simulate", "--scenario", str(path), "--seeds", "2-3", "--report", str(out)]
+    assert main(args) == 0
+    assert "### spike, seeds 2-3" in capsys.readouterr().out
+    written = (out / "seeds.md").read_text()
+    assert f"`dynoscaler simulate --scenario {path} --seeds 2-3 --report {out}`" in written
+    assert "| dynoscaler | " in written and "| hirefire | " in written
+
+
+@pytest.mark.parametrize("text", ["x-2", "5-3", "-1"])
+def test_a_bad_seed_range_is_a_usage_error(text, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["simulate", "--seeds", text])
+    assert exit_info.value.code == 2
+    assert "argument --seeds: " in capsys.readouterr().err
