@@ -2,7 +2,8 @@
 
 Both compute, per app/role and in the same order of operations:
 
-    look-ahead     λ' = λ + max(dλ/dt, 0) · B          (rates only rise while dynos boot)
+    look-ahead     λ' = λ + max(dλ/dt, 0) · B          (rates only rise while dynos boot;
+                                                         dλ/dt 0 on less than 1m of λ)
     offered load   a  = λ' · S                          (busy slots on average)
     β                 = z(1 − miss_ratio)               (normal quantile, see staffing_beta)
     margin         m  = min(β·√a, ln(1/miss_ratio)·S/(D − S))   (β·√a alone when S ≥ D)

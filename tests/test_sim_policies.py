@@ -192,3 +192,16 @@ def test_dynoscaler_sends_nothing_while_desired_equals_the_formation():
     assert slower.delay_for(15.0, Decision(2), 2) is None
     hpa = build("hpa", _context())
     assert hpa.delay_for(0.0, Decision(2), 2) == hpa.delay
+
+
+def test_dynoscaler_sees_no_trend_until_its_rate_was_recorded_a_minute_ago():
+    policy = build("dynoscaler", _context())
+    # completions +15, +30, +45, ... per 15 s: the rate rises by 1 job/s every 15 s
+    rising = [{"completed": 7.5 * i * (i + 1)} for i in range(20)]
+    evaluations = {}  # time -> inputs, one evaluation every 15 s on the samples until then
+    for now in range(0, 181, 15):
+        evaluations[now] = policy.inputs(_view(rising[: now // 15 + 1]), float(now), current=2)
+    first_rate = min(now for now, inputs in evaluations.items() if inputs.arrival_rate)
+    for now, inputs in evaluations.items():
+        trend_known = now >= first_rate + 60
+        assert (inputs.arrival_rate_slope > 0) == trend_known, now

@@ -5,7 +5,7 @@ Every rule evaluation (5 s) computes, from the scraped series only:
   S = rate(duration_sum[1m]) / rate(duration_count[1m])   (unknown while nothing completes;
       at zero dynos the last S measured within 10m)
   S₁₀ = the sum over 10m of the recorded numerators / of the denominators (cold-start window)
-  dλ/dt = deriv(λ[5m]) over the recorded λ series
+  dλ/dt = deriv(λ[5m]) over the recorded λ series, 0 until λ was recorded a minute ago
 then required_capacity() and the ScaleDownStabiliser (max over the role's
 scale_down_window, rounded as the rules round it). ScaleRole reaches the scaler,
 where the guardrails apply (cooldown, max_step, clamp), when Alertmanager
@@ -32,6 +32,7 @@ class Dynoscaler(Policy):
         "interval": 5.0,
         "rate_window": 60.0,
         "slope_window": 300.0,
+        "slope_history": 60.0,
         "s_memory": 600.0,
         "group_wait": 0.0,
         "repeat_interval": 10.0,
@@ -110,5 +111,7 @@ class Dynoscaler(Policy):
         self._rates.append((now, rate))
         while self._rates[0][0] < now - self.params["slope_window"]:
             self._rates.popleft()
+        if self._rates[0][0] > now - self.params["slope_history"]:
+            return 0.0  # the rules' present_over_time(λ[4m] offset 1m): no trend yet
         times, rates = zip(*self._rates, strict=True)
         return slope(times, rates) or 0.0
