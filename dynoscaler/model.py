@@ -15,9 +15,10 @@ Both compute, per app/role and in the same order of operations:
     load term         = ceil(max(a + m, drain) / c)     (the need if λ' lasted)
     floor             = current count C while slots > 60% of C·c, else min(C, load term);
                         the load term when C is unknown
-    cold-start window V = D − B − 2·S₁₀ − 2·10 s        (queue roles: the oldest job's age
-                                                         up to which a dyno can wait;
-                                                         S₁₀: S pooled over 10 min)
+    cold-start reserve R = max(2·S₁₀ + 2·10 s, S₉₉ + 10 s)   (S₁₀: S pooled over 10 min;
+                                                         S₉₉: 99th percentile over 1 h)
+    cold-start window V = D − B − R                     (queue roles: the oldest job's age
+                                                         up to which a dyno can wait)
     later cold start  = V > 0, Q + P = 0 and λ'·B < 1 (idle, sparse), or
                         C = 0, ceil(slots / c) ≤ 1 and oldest job's age < V (deferred)
     needed            = 0 on a later cold start, else
@@ -59,11 +60,13 @@ before D even if it takes twice S₁₀, the mean of the last 10 minutes' jobs (
 deferral bets on one job's length, which varies: allowing for one S, it missed
 1.2-1.4% of the simulated quiet night's jobs on two of six seeds; and the last
 minute's S is the mean of a quiet role's last job or two, which swings with
-them). The jobs arriving meanwhile share that dyno. A role with no jobs and
-λ'·B < 1 (the next job expected later than a boot takes: idling until then
-costs more than booting again) goes to min_dynos at once rather than after the
-window; at zero the window has no dyno to keep and would only start one for a
-past need.
+them); a job as long as S₉₉, the 99th percentile of the last hour's jobs from
+the duration histogram, still fits with the first 10 s (where one job in ten
+is long, twice the mean is too short: 96.4% in time in the simulator). The
+jobs arriving meanwhile share that dyno. A role with no jobs and λ'·B < 1 (the
+next job expected later than a boot takes: idling until then costs more than
+booting again) goes to min_dynos at once rather than after the window; at zero
+the window has no dyno to keep and would only start one for a past need.
 Unknown oldest age: no deferral. (At zero nothing completes: the rules give the
 model the last S measured within 10m; the simulator does the same.)
 
@@ -110,6 +113,8 @@ class RoleInputs:
     oldest_age_seconds: float | None = None  # oldest waiting job's age; None: unknown, no deferral
     # S pooled over the last 10 min (S₁₀), for the cold-start window; None: S
     processing_seconds_10m: float | None = None
+    # the 99th percentile of S over the last hour (S₉₉, from the duration histogram)
+    processing_seconds_p99: float | None = None
     arrival_rate_slope: float = 0.0  # dλ/dt (jobs/s per s), for the look-ahead over boot_time
     current_dynos: int | None = None  # formation now; what the model holds at on unknown inputs
     stale: bool = False  # a source of the role (or the exporter) is down: hold
@@ -201,9 +206,14 @@ def _model(
 
 
 def _cold_start_window(inputs: RoleInputs, policy: RoleSettings, s: float) -> float:
-    """V = D − B − 2·S₁₀ − 2·DECISION_DELAY, with S where S₁₀ is unknown."""
-    bet = s if inputs.processing_seconds_10m is None else inputs.processing_seconds_10m
-    return policy.target_deadline - policy.boot_time - 2 * bet - 2 * DECISION_DELAY
+    """V = D − B − R, R = max(2·S₁₀ + 2·DECISION_DELAY, S₉₉ + DECISION_DELAY): a job
+    twice S₁₀ long with time for the decision and the API, one as long as S₉₉ with time
+    for the decision (S where S₁₀ is unknown; the first term alone without S₉₉)."""
+    pooled = s if inputs.processing_seconds_10m is None else inputs.processing_seconds_10m
+    reserve = 2 * pooled + 2 * DECISION_DELAY
+    if inputs.processing_seconds_p99 is not None:
+        reserve = max(reserve, inputs.processing_seconds_p99 + DECISION_DELAY)
+    return policy.target_deadline - policy.boot_time - reserve
 
 
 def _cold_start_later(
@@ -211,8 +221,7 @@ def _cold_start_later(
 ) -> str | None:
     """Why a queue role needs no dyno now (None: it does): a cold start that a later
     decision asks for still meets the deadline, with the oldest job younger than the
-    cold-start window `spare` (_cold_start_window: age + 2·DECISION_DELAY + B + 2·S₁₀
-    < D), and
+    cold-start window `spare` (_cold_start_window: age + B + R < D), and
     - nothing waits or runs and arrivals are sparse (λ'·B < 1): an idle dyno would
       wait longer for the next job (1/λ') than a new one takes to boot; or
     - the role is at zero and one dyno will do: the waiting jobs share one session.

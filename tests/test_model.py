@@ -207,6 +207,19 @@ def test_the_cold_start_window_bets_on_s_pooled_over_ten_minutes() -> None:
     assert capacity(QUIET, **quiet, oldest_age_seconds=35).needed_dynos == 1  # S₁₀ unknown: S
 
 
+def test_a_long_99th_percentile_of_s_shortens_the_cold_start_window() -> None:
+    # one job in ten takes 55 s, S₁₀ = 10 s: S₉₉ = 70 s, so the reserve is
+    # max(2·10 + 20, 70 + 10) = 80 s and V = 180 − 45 − 80 = 55 s (95 s on S₁₀ alone)
+    quiet = {"arrival_rate": 0.01, "processing_seconds": 10.0, "backlog": 1, "current_dynos": 0}
+    tail = {**quiet, "processing_seconds_10m": 10.0, "processing_seconds_p99": 70.0}
+    assert capacity(QUIET, **tail, oldest_age_seconds=54.9).needed_dynos == 0
+    assert capacity(QUIET, **tail, oldest_age_seconds=55).needed_dynos == 1
+    # a 99th percentile within 10 s of twice S₁₀ leaves the window at 95 s
+    short = {**tail, "processing_seconds_p99": 30.0}
+    assert capacity(QUIET, **short, oldest_age_seconds=94.9).needed_dynos == 0
+    assert capacity(QUIET, **short, oldest_age_seconds=95).needed_dynos == 1
+
+
 def test_no_deferred_cold_start_without_the_age_more_than_one_dyno_or_dynos_running() -> None:
     quiet = {"arrival_rate": 0.01, "processing_seconds": 10.0, "backlog": 2}
     unknown = capacity(QUIET, **quiet, current_dynos=0)  # the backend tells no age

@@ -86,6 +86,7 @@ class RoleAtTime:
             in_progress=self.get("queue_in_progress") or 0.0,
             oldest_age_seconds=self.get("queue_oldest_age_seconds:known"),
             processing_seconds_10m=self.get("processing_seconds:mean10m"),
+            processing_seconds_p99=self.get("processing_seconds:p99_1h"),
             arrival_rate_slope=self.get("arrival_rate:deriv5m") or 0.0,
             current_dynos=None if current is None else int(current),
             stale=self.get("inputs_stale") is not None,

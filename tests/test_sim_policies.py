@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from dynoscaler.model import RoleInputs
 from dynoscaler.sim.alerting import ScaleAlert
-from dynoscaler.sim.observe import View
+from dynoscaler.sim.metrics import Completions
+from dynoscaler.sim.observe import View, histogram_quantile
 from dynoscaler.sim.policies import build
 from dynoscaler.sim.policies.base import Context, Decision
 from dynoscaler.sim.policies.guv import guv_workers
 from dynoscaler.sim.policies.hirefire import hirefire_dynos
 from dynoscaler.sim.policies.proportional import hpa_recommendation
+from exporter.metrics import DURATION_BUCKETS
 from tests.sim_support import scenario
 
 ROLE = {"min_dynos": 1, "max_dynos": 50, "concurrency": 10, "target_deadline": 60}
@@ -205,3 +208,38 @@ def test_dynoscaler_sees_no_trend_until_its_rate_was_recorded_a_minute_ago():
     for now, inputs in evaluations.items():
         trend_known = now >= first_rate + 60
         assert (inputs.arrival_rate_slope > 0) == trend_known, now
+
+
+def test_histogram_quantile_interpolates_in_its_bucket_as_promql_does():
+    bounds = (5.0, 45.0, 60.0)
+    nine_short_one_long = np.array([9.0, 9.0, 10.0])  # cumulative; 10 jobs in all
+    assert histogram_quantile(0.99, bounds, nine_short_one_long, 10.0) == pytest.approx(58.5)
+    assert histogram_quantile(0.5, bounds, nine_short_one_long, 10.0) == pytest.approx(5 / 9 * 5)
+    beyond = np.array([9.0, 9.0, 9.0])  # the tenth job took more than 60 s: the +Inf bucket
+    assert histogram_quantile(0.99, bounds, beyond, 10.0) == 60.0
+    assert histogram_quantile(0.99, bounds, np.zeros(3), 0.0) is None  # PromQL: NaN
+
+
+def test_dynoscaler_reads_the_99th_percentile_of_the_last_hours_jobs():
+    policy = build("dynoscaler", _context(min_dynos=0))
+    completions = Completions()  # nine 4 s jobs and one of 55 s, all done at 20 s
+    completions.started(np.full(10, 20.0), np.array([4.0] * 9 + [55.0]))
+    view = View(capacity=300, scrape_interval=15)
+    for i in range(300):
+        completions.count_until(i * 15.0)
+        counted = {"completed": completions.count, "duration_count": completions.count}
+        sampled = {"depth": 0.0, "in_progress": 0.0, "oldest_age": 0.0, "dynos": 0.0}
+        view.record(
+            i * 15.0,
+            duration_bucket=completions.buckets,
+            duration_sum=completions.work,
+            **counted,
+            **sampled,
+        )
+    assert completions.buckets[DURATION_BUCKETS.index(5)] == 9
+    assert completions.buckets[DURATION_BUCKETS.index(60)] == 10
+    # rank 0.99·10 = 9.9 is in (45, 60], which holds the one job above the nine
+    inputs = policy.inputs(view, 300.0, current=0)
+    assert inputs.processing_seconds_p99 == pytest.approx(45 + 15 * 0.9)
+    # an hour after the jobs the window holds no increase: unknown, as PromQL's NaN
+    assert policy.inputs(view, 3645.0, current=0).processing_seconds_p99 is None

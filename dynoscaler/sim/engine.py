@@ -139,6 +139,7 @@ class Simulation:
             completed=completions.count,
             duration_sum=completions.work,
             duration_count=completions.count,
+            duration_bucket=completions.buckets,
             dynos=dynos,
         )
         trace = self.trace

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from exporter.metrics import DURATION_BUCKETS
+
 _BIN_BASE = 1.01  # histogram bins grow 1% per bin: p99 within ~0.5%
 _BIN_MIN = 1e-4  # seconds; smaller sojourns share the first bin
 _BINS = int(math.log(1e7 / _BIN_MIN) / math.log(_BIN_BASE)) + 1
 _BATCH_JOBS = 1 << 16
+_BOUNDS = np.asarray(DURATION_BUCKETS)  # a job of exactly a bound's length is in its bucket
 
 
 class Tally:
@@ -83,12 +86,14 @@ class Tally:
 
 
 class Completions:
-    """The exporter's completion counter and duration sum, as a scrape reads them: jobs
-    are handed over when they start and counted once a scrape comes after their end."""
+    """The exporter's completion counter and duration histogram, as a scrape reads them:
+    jobs are handed over when they start and counted once a scrape comes after their end."""
 
     def __init__(self) -> None:
         self.count = 0.0
         self.work = 0.0  # the processing seconds of the counted jobs
+        # cumulative bucket counts, one per DURATION_BUCKETS bound (the +Inf bucket is `count`)
+        self.buckets = np.zeros(len(DURATION_BUCKETS))
         self._ends: list[np.ndarray] = []
         self._services: list[np.ndarray] = []
 
@@ -103,7 +108,10 @@ class Completions:
         ends, services = np.concatenate(self._ends), np.concatenate(self._services)
         done = ends < now
         self.count += int(np.count_nonzero(done))
-        self.work += float(services[done].sum())
+        finished = services[done]
+        self.work += float(finished.sum())
+        per_bucket = np.bincount(np.searchsorted(_BOUNDS, finished), minlength=_BOUNDS.size + 1)
+        self.buckets += np.cumsum(per_bucket[:-1])
         running = ~done
         self._ends, self._services = [ends[running]], [services[running]]
 

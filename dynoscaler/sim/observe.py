@@ -2,15 +2,19 @@
 
 Policies read only this view. Series (per role, summed over its queue):
 depth, in_progress, oldest_age (seconds), completed (counter), duration_sum and
-duration_count (the job duration histogram's _sum/_count), dynos (formation).
-The helpers follow PromQL: rate() is the increase between the first and last
-sample inside the window divided by their distance (no extrapolation),
-deriv() a least-squares slope, max_over_time() the largest sample.
+duration_count (the job duration histogram's _sum/_count), dynos (formation);
+and duration_bucket, the histogram's cumulative bucket counts (one column per
+DURATION_BUCKETS bound). The helpers follow PromQL: rate() is the increase
+between the first and last sample inside the window divided by their distance
+(no extrapolation), deriv() a least-squares slope, max_over_time() the largest
+sample, histogram_quantile() interpolates linearly inside a bucket.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from exporter.metrics import DURATION_BUCKETS
 
 SERIES = (
     "depth",
@@ -28,13 +32,19 @@ class View:
         self.scrape_interval = scrape_interval
         self.times = np.zeros(capacity)
         self.values = {name: np.zeros(capacity) for name in SERIES}
+        self.buckets = np.zeros((capacity, len(DURATION_BUCKETS)))
         self.count = 0
 
-    def record(self, now: float, **values: float) -> None:
+    def record(
+        self, now: float, duration_bucket: np.ndarray | None = None, **values: float
+    ) -> None:
+        """One scrape; duration_bucket defaults to no job in any finite bucket."""
         i = self.count
         self.times[i] = now
         for name in SERIES:
             self.values[name][i] = values[name]
+        if duration_bucket is not None:
+            self.buckets[i] = duration_bucket
         self.count = i + 1
 
     def latest(self, name: str) -> float:
@@ -62,6 +72,17 @@ class View:
     def deriv(self, name: str, now: float, seconds: float) -> float | None:
         return slope(*self.window(name, now, seconds))
 
+    def duration_quantile(self, q: float, now: float, seconds: float) -> float | None:
+        """histogram_quantile(q, rate(duration_bucket[seconds])); None where no job
+        finished in the window (PromQL's NaN)."""
+        lo = np.searchsorted(self.times[: self.count], now - seconds, side="left")
+        if self.count - lo < 2:
+            return None
+        last, first = self.count - 1, lo
+        total = self.values["duration_count"][last] - self.values["duration_count"][first]
+        finite = self.buckets[last] - self.buckets[first]
+        return histogram_quantile(q, DURATION_BUCKETS, finite, total)
+
     def max_over_time(self, name: str, now: float, seconds: float) -> float:
         _, values = self.window(name, now, seconds)
         return float(values.max()) if values.size else 0.0
@@ -75,3 +96,21 @@ def slope(times: np.ndarray, values: np.ndarray) -> float | None:
     t = t - t.mean()
     spread = float((t * t).sum())
     return float((t * np.asarray(values, dtype=float)).sum() / spread) if spread else None
+
+
+def histogram_quantile(
+    q: float, bounds: tuple[float, ...], cumulative: np.ndarray, total: float
+) -> float | None:
+    """PromQL's histogram_quantile on cumulative counts per finite bound, `total` in +Inf:
+    the bucket holding rank q·total, interpolated linearly from its lower bound (0 for
+    the first); in the +Inf bucket, the largest finite bound. None when total is 0."""
+    if total <= 0:
+        return None
+    rank = q * total
+    index = int(np.searchsorted(cumulative, rank, side="left"))
+    if index == len(bounds):
+        return float(bounds[-1])
+    below = float(cumulative[index - 1]) if index else 0.0
+    start = float(bounds[index - 1]) if index else 0.0
+    inside = float(cumulative[index]) - below
+    return start + (float(bounds[index]) - start) * (rank - below) / inside

@@ -5,6 +5,7 @@ Every rule evaluation (5 s) computes, from the scraped series only:
   S = rate(duration_sum[1m]) / rate(duration_count[1m])   (unknown while nothing completes;
       at zero dynos the last S measured within 10m)
   S₁₀ = the sum over 10m of the recorded numerators / of the denominators (cold-start window)
+  S₉₉ = histogram_quantile(0.99, rate(duration_bucket[1h]))             (cold-start window)
   dλ/dt = deriv(λ[5m]) over the recorded λ series, 0 until λ was recorded a minute ago
 then required_capacity() and the ScaleDownStabiliser (max over the role's
 scale_down_window, rounded as the rules round it). ScaleRole reaches the scaler,
@@ -34,6 +35,8 @@ class Dynoscaler(Policy):
         "slope_window": 300.0,
         "slope_history": 60.0,
         "s_memory": 600.0,
+        "job_quantile": 0.99,
+        "job_quantile_window": 3600.0,
         "group_wait": 0.0,
         "repeat_interval": 10.0,
         "flag_delay": 60.0,
@@ -63,6 +66,9 @@ class Dynoscaler(Policy):
             arrival_rate=rate,
             processing_seconds=processing,
             processing_seconds_10m=self._pooled(),
+            processing_seconds_p99=view.duration_quantile(
+                self.params["job_quantile"], now, self.params["job_quantile_window"]
+            ),
             backlog=view.latest("depth"),
             in_progress=view.latest("in_progress"),
             oldest_age_seconds=view.latest("oldest_age"),
