@@ -62,7 +62,7 @@ deferral bets on one job's length, which varies: allowing for one S, it missed
 minute's S is the mean of a quiet role's last job or two, which swings with
 them); a job as long as S₉₉, the 99th percentile of the last hour's jobs from
 the duration histogram, still fits with the first 10 s (where one job in ten
-is long, twice the mean is too short: 96.4% in time in the simulator). The
+is long, twice the mean is too short: 96.1% in time in the simulator). The
 jobs arriving meanwhile share that dyno. A role with no jobs and λ'·B < 1 (the
 next job expected later than a boot takes: idling until then costs more than
 booting again) goes to min_dynos at once rather than after the window; at zero
