@@ -75,10 +75,10 @@ class View:
     def duration_quantile(self, q: float, now: float, seconds: float) -> float | None:
         """histogram_quantile(q, rate(duration_bucket[seconds])); None where no job
         finished in the window (PromQL's NaN)."""
-        lo = np.searchsorted(self.times[: self.count], now - seconds, side="left")
-        if self.count - lo < 2:
+        first = np.searchsorted(self.times[: self.count], now - seconds, side="left")
+        last = self.count - 1
+        if last <= first:
             return None
-        last, first = self.count - 1, lo
         total = self.values["duration_count"][last] - self.values["duration_count"][first]
         finite = self.buckets[last] - self.buckets[first]
         return histogram_quantile(q, DURATION_BUCKETS, finite, total)
