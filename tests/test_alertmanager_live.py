@@ -70,18 +70,38 @@ def alert(labels: dict[str, str], **annotations: str) -> dict:
     return {"labels": labels, "annotations": annotations}
 
 
+def wait_for_alerts(alertmanager: str, names: set[str], timeout: float = 10.0) -> None:
+    """Until Alertmanager's API lists every alert named (active, as its inhibitor sees it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = requests.get(f"{alertmanager}/api/v2/alerts", timeout=5).json()
+        if names <= {a["labels"]["alertname"] for a in listed}:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"Alertmanager never listed {sorted(names)}")
+
+
 def test_scale_alerts_reach_the_scaler_and_ops_alerts_reach_people(
     alertmanager: str, webhook: Receiver
 ) -> None:
     worker = {"app": "shop", "role": "worker"}
+    # The inhibiting alerts fire first, as they do in Prometheus (ExporterDown and
+    # DeadlineUnmeetable wait a `for:`). Posted in the same request as the scale-down,
+    # the scale route's group_wait of 0s could flush it before Alertmanager's inhibitor
+    # had taken in ExporterDown (a fresh-clone run saw that once); the recording rules
+    # hold a role whose exporter is down, so no such scale-down comes from them.
+    sources = [
+        alert({"alertname": "DeadlineUnmeetable", "severity": "ops", **worker}),
+        alert({"alertname": "ExporterDown", "severity": "ops"}),
+    ]
+    assert requests.post(f"{alertmanager}/api/v2/alerts", json=sources, timeout=5).ok
+    wait_for_alerts(alertmanager, {"DeadlineUnmeetable", "ExporterDown"})
     alerts = [
         alert(
             {"alertname": "ScaleRole", "severity": "scale", "direction": "up", **worker},
             desired_dynos="7",
         ),
-        alert({"alertname": "DeadlineUnmeetable", "severity": "ops", **worker}),
         alert({"alertname": "JobPastDeadline", "severity": "ops", **worker}),
-        alert({"alertname": "ExporterDown", "severity": "ops"}),
         alert(
             {
                 "alertname": "ScaleRole",
