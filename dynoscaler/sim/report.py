@@ -50,13 +50,11 @@ def goals(result: ScenarioResult, model: str) -> list[tuple[str, bool]]:
     if run is None:
         return []
     if not result.scenario.in_bounds:
-        lead = run.flag_lead
-        return [("unmeetable flagged before the first miss", lead is not None and lead > 0)]
-    ratio = result.ratio(run)
+        return [("unmeetable flagged before the first miss", flagged_in_time(run))]
     better = [r.policy for r in _baselines(result) if _better_on_both(r, run)]
     checks = [
-        (f">= {WITHIN_GOAL:.0%} within the deadline", run.within_share >= WITHIN_GOAL),
-        (f"<= {RATIO_GOAL}x the lower bound", ratio is not None and ratio <= RATIO_GOAL),
+        (f">= {WITHIN_GOAL:.0%} within the deadline", within_goal(run)),
+        (f"<= {RATIO_GOAL}x the lower bound", ratio_goal(result, run)),
         (
             "no baseline better on both" + (f" ({', '.join(better)} is)" if better else ""),
             not better,
@@ -68,6 +66,20 @@ def goals(result: ScenarioResult, model: str) -> list[tuple[str, bool]]:
         goal = CHANGES_PER_CYCLE_GOAL
         checks.append((f"<= {goal} direction changes per cycle", per_cycle <= goal))
     return checks
+
+
+def within_goal(run: RunResult) -> bool:
+    return run.within_share >= WITHIN_GOAL
+
+
+def ratio_goal(result: ScenarioResult, run: RunResult) -> bool:
+    ratio = result.ratio(run)
+    return ratio is not None and ratio <= RATIO_GOAL
+
+
+def flagged_in_time(run: RunResult) -> bool:
+    """The out-of-bounds goal: the unmeetable flag before the first miss."""
+    return run.flag_lead is not None and run.flag_lead > 0
 
 
 def matched_for_less(result: ScenarioResult, model: str) -> list[str]:

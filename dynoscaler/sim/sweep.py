@@ -24,8 +24,11 @@ from dynoscaler.sim.report import (
     WITHIN_GOAL,
     ScenarioResult,
     evaluate,
+    flagged_in_time,
     goals,
     matched_for_less,
+    ratio_goal,
+    within_goal,
 )
 from dynoscaler.sim.scenario import Scenario
 
@@ -54,9 +57,11 @@ def sweep(
     global _shared
     _shared = (scenario, policies)
     # fork: the workers inherit the scenario, whose rate profiles (closures) do not pickle
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        parts = tuple(pool.map(_evaluate_seed, seeds))
-    _shared = None
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = tuple(pool.map(_evaluate_seed, seeds))
+    finally:
+        _shared = None
     results = tuple(ScenarioResult(scenario, bound, runs) for bound, runs in parts)
     return Sweep(scenario, results, seeds)
 
@@ -73,9 +78,8 @@ def in_goal(result: ScenarioResult, run: RunResult) -> bool:
     """The goal any policy can be held to on one seed: within the deadline at no more
     than RATIO_GOAL times the bound (in bounds), or flagged before the first miss."""
     if not result.scenario.in_bounds:
-        return run.flag_lead is not None and run.flag_lead > 0
-    ratio = result.ratio(run)
-    return run.within_share >= WITHIN_GOAL and ratio is not None and ratio <= RATIO_GOAL
+        return flagged_in_time(run)
+    return within_goal(run) and ratio_goal(result, run)
 
 
 def sweep_table(result: Sweep) -> str:
@@ -101,7 +105,7 @@ def sweep_table(result: Sweep) -> str:
         "| " + " | ".join(header) + " |",
         "|---|" + "---:|" * (len(header) - 1),
     ]
-    for policy in scenario_policies(result):
+    for policy in _policies(result):
         lines.append(_row(result, policy))
     for model in MODELS:
         if result.runs_of(model):
@@ -109,7 +113,7 @@ def sweep_table(result: Sweep) -> str:
     return "\n".join(lines)
 
 
-def scenario_policies(result: Sweep) -> list[str]:
+def _policies(result: Sweep) -> list[str]:
     return [run.policy for run in result.results[0].runs]
 
 
