@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from exporter_helpers import wait_for
 from rules_support import ROOT
 from support import Receiver
 
@@ -70,15 +71,10 @@ def alert(labels: dict[str, str], **annotations: str) -> dict:
     return {"labels": labels, "annotations": annotations}
 
 
-def wait_for_alerts(alertmanager: str, names: set[str], timeout: float = 10.0) -> None:
-    """Until Alertmanager's API lists every alert named (active, as its inhibitor sees it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listed = requests.get(f"{alertmanager}/api/v2/alerts", timeout=5).json()
-        if names <= {a["labels"]["alertname"] for a in listed}:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"Alertmanager never listed {sorted(names)}")
+def listed_alerts(alertmanager: str) -> set[str]:
+    """The names of the alerts Alertmanager's API lists (active, as its inhibitor sees them)."""
+    listed = requests.get(f"{alertmanager}/api/v2/alerts", timeout=5).json()
+    return {a["labels"]["alertname"] for a in listed}
 
 
 def test_scale_alerts_reach_the_scaler_and_ops_alerts_reach_people(
@@ -95,7 +91,8 @@ def test_scale_alerts_reach_the_scaler_and_ops_alerts_reach_people(
         alert({"alertname": "ExporterDown", "severity": "ops"}),
     ]
     assert requests.post(f"{alertmanager}/api/v2/alerts", json=sources, timeout=5).ok
-    wait_for_alerts(alertmanager, {"DeadlineUnmeetable", "ExporterDown"})
+    names = {"DeadlineUnmeetable", "ExporterDown"}
+    wait_for(lambda: names <= listed_alerts(alertmanager), timeout=10, interval=0.1)
     alerts = [
         alert(
             {"alertname": "ScaleRole", "severity": "scale", "direction": "up", **worker},
