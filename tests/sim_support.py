@@ -1,10 +1,11 @@
-"""Small scenarios built in code for the simulator tests."""
+"""Small scenarios and runs built in code for the simulator tests."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from dynoscaler.sim.metrics import RunResult, Trace
 from dynoscaler.sim.scenario import Scenario, parse
 
 
@@ -23,6 +24,14 @@ def scenario(**overrides: Any) -> Scenario:
         else:
             document[key] = value
     return parse(document, "test")
+
+
+def run_result(policy: str, within: float, dyno_seconds: float, **extra: Any) -> RunResult:
+    """A hand-made run's figures, for the report's and the sweep's goal tests."""
+    figures = {"direction_changes": 2, "first_miss": math.inf, "first_flag": math.inf, **extra}
+    return RunResult(
+        "t", policy, 1000, within, 10.0, 1.0, dyno_seconds, 4, trace=Trace(), **figures
+    )
 
 
 def erlang_c_wait(servers: int, arrival_rate: float, mean_service: float) -> float:

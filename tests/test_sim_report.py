@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 from dynoscaler.sim.lower_bound import LowerBound
-from dynoscaler.sim.metrics import RunResult, Trace
 from dynoscaler.sim.report import ScenarioResult, goals, matched_for_less, table
-from tests.sim_support import scenario
-
-
-def _run(policy: str, within: float, dyno_seconds: float, **extra) -> RunResult:
-    figures = {"direction_changes": 2, "first_miss": math.inf, "first_flag": math.inf, **extra}
-    return RunResult(
-        "t", policy, 1000, within, 10.0, 1.0, dyno_seconds, 4, trace=Trace(), **figures
-    )
+from tests.sim_support import run_result, scenario
 
 
 def test_in_bounds_goals():
     case = scenario(cycles=2)
     runs = (
-        _run("dynoscaler", 0.995, 1200.0),
-        _run("hirefire", 0.995, 1100.0),
-        _run("guv", 0.999, 1150.0),
+        run_result("dynoscaler", 0.995, 1200.0),
+        run_result("hirefire", 0.995, 1100.0),
+        run_result("guv", 0.999, 1150.0),
     )
     result = ScenarioResult(case, LowerBound(1000.0, True, 0.0), runs)
     assert goals(result, "dynoscaler") == [
@@ -42,9 +32,9 @@ def test_in_bounds_goals():
 
 def test_out_of_bounds_goal_is_the_flag_before_the_first_miss():
     case = scenario(in_bounds=False)
-    early = _run("dynoscaler", 0.5, 900.0, first_flag=100.0, first_miss=400.0)
-    late = _run("dynoscaler", 0.5, 900.0, first_flag=500.0, first_miss=400.0)
-    never = _run("dynoscaler", 0.5, 900.0, first_miss=400.0)
+    early = run_result("dynoscaler", 0.5, 900.0, first_flag=100.0, first_miss=400.0)
+    late = run_result("dynoscaler", 0.5, 900.0, first_flag=500.0, first_miss=400.0)
+    never = run_result("dynoscaler", 0.5, 900.0, first_miss=400.0)
     for run, met in ((early, True), (late, False), (never, False)):
         result = ScenarioResult(case, LowerBound(0.0, False, 0.0), (run,))
         assert goals(result, "dynoscaler") == [("unmeetable flagged before the first miss", met)]

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from dynoscaler.cli import main
 from dynoscaler.sim.lower_bound import LowerBound
-from dynoscaler.sim.metrics import RunResult, Trace
+from dynoscaler.sim.metrics import RunResult
 from dynoscaler.sim.report import ScenarioResult, evaluate
 from dynoscaler.sim.sweep import Sweep, sweep, sweep_table
-from tests.sim_support import scenario
+from tests.sim_support import run_result, scenario
 
 SPIKE = {
     "duration": 900,
@@ -41,19 +39,15 @@ def test_each_seed_is_that_seeds_own_evaluation_in_one_process_or_several():
     assert len(jobs) == 3  # three different traces
 
 
-def _run(policy: str, within: float, dyno_seconds: float, **extra) -> RunResult:
-    figures = {"direction_changes": 2, "first_miss": math.inf, "first_flag": math.inf, **extra}
-    return RunResult(
-        "t", policy, 1000, within, 10.0, 1.0, dyno_seconds, 4, trace=Trace(), **figures
-    )
-
-
 def test_table_counts_the_seeds_in_goal_and_names_the_models_misses():
     case = scenario(cycles=2, policies=["dynoscaler", "hirefire"])
     bound = LowerBound(1000.0, True, 0.0)
     per_seed = [
-        (_run("dynoscaler", 1.0, 1200.0), _run("hirefire", 1.0, 1100.0)),
-        (_run("dynoscaler", 0.995, 1300.0, direction_changes=6), _run("hirefire", 0.98, 1400.0)),
+        (run_result("dynoscaler", 1.0, 1200.0), run_result("hirefire", 1.0, 1100.0)),
+        (
+            run_result("dynoscaler", 0.995, 1300.0, direction_changes=6),
+            run_result("hirefire", 0.98, 1400.0),
+        ),
     ]
     results = tuple(ScenarioResult(case, bound, runs) for runs in per_seed)
     text = sweep_table(Sweep(case, results, (4, 5)))
@@ -71,8 +65,14 @@ def test_out_of_bounds_table_gives_the_worst_flag_lead():
     case = scenario(in_bounds=False, policies=["dynoscaler", "guv"])
     bound = LowerBound(0.0, False, 0.0)
     per_seed = [
-        (_run("dynoscaler", 0.4, 900.0, first_flag=100.0, first_miss=400.0), _run("guv", 0.3, 9.0)),
-        (_run("dynoscaler", 0.4, 900.0, first_flag=50.0, first_miss=250.0), _run("guv", 0.3, 9.0)),
+        (
+            run_result("dynoscaler", 0.4, 900.0, first_flag=100.0, first_miss=400.0),
+            run_result("guv", 0.3, 9.0),
+        ),
+        (
+            run_result("dynoscaler", 0.4, 900.0, first_flag=50.0, first_miss=250.0),
+            run_result("guv", 0.3, 9.0),
+        ),
     ]
     results = tuple(ScenarioResult(case, bound, runs) for runs in per_seed)
     text = sweep_table(Sweep(case, results, (1, 2)))
