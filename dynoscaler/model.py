@@ -25,8 +25,10 @@ Both compute, per app/role and in the same order of operations:
                         max(ceil(slots / c − 1e-9), floor), at least 1 while there is any work
     desired           = needed clamped to [min_dynos, max_dynos]
     immediate         = later cold start, or C = 0 (queue roles): no scale-down window
-    steady need       = ceil(max(λ·S + m, drain) / c): no look-ahead
-    unmeetable        = steady need > max_dynos, or S ≥ D, or (queue roles) W ≤ 0
+    late at max       = (Q + P)·S + max(λ·S − M·c, 0)·W > c·(M·W + N·B)   (queue roles;
+                        M max_dynos, N = min(C, M) dynos running, 0 when unknown);
+                        web roles λ·S > M·c. No look-ahead, no margin.
+    unmeetable        = late at max, or S ≥ D, or (queue roles) W ≤ 0
 
 The margin: β·√a keeps P(every slot busy) ≤ miss_ratio, far more than a
 deadline needs when D ≫ S. In M/M/N, P(wait > t) ≤ e^(−(N − a)·t/S), so
@@ -41,9 +43,18 @@ each within its deadline, i.e. within h + W. A burst is then absorbed by the
 queue as far as the deadline allows instead of being provisioned as if its
 arrival rate lasted; a lasting rate keeps the queue, and so this term, up.
 Following the queue alone hunts, so a scale-down waits until the slots are at
-most 60% of the current slots and then goes no lower than the load term. The
-unmeetable flag ignores the look-ahead: a rise that may stop sizes dynos but
-must not page people.
+most 60% of the current slots and then goes no lower than the load term.
+
+The unmeetable flag (the DeadlineUnmeetable page) asks whether jobs will be
+late, not whether the sizing's margin fits: at max_dynos, in FIFO order and
+with the work as a fluid, the job arriving t seconds from now (0 ≤ t ≤ W, λ
+lasting) must start by t + D − S, when M dynos have done c·(M·(t + D − S − B)
++ N·B) slot-seconds (the boot still ahead of the M − N dynos not running);
+ahead of it are (Q + P + λ·t)·S. Both sides are linear in t, so the worst job
+is the one arriving now or the one at W: late at max above. The look-ahead and
+the margin size dynos; a rise that may stop, or a margin above max_dynos, must
+not page people. λ over 1m counts a burst enqueued at once as a rate for up to
+a minute (deriv of the depth), which the alert's `for: 1m` outlasts.
 
 When an input is unknown (no arrival rate; no processing time although work is
 present; a source or the exporter down) the model does not guess: it holds at
@@ -125,7 +136,7 @@ class Capacity:
     desired_dynos: int  # clamped to [min_dynos, max_dynos], before scale-down stabilisation
     needed_dynos: int  # the unclamped need
     required_slots: float
-    unmeetable: bool  # even max_dynos cannot meet the steady need (or D - S - B <= 0, S >= D)
+    unmeetable: bool  # jobs will be late even at max_dynos (or D - S - B <= 0, or S >= D)
     reasons: tuple[str, ...]  # human-readable, each term with its value
     holding: bool = False  # inputs unknown: desired is the current count (not clamped)
     immediate: bool = False  # desired applies at once, without scale-down stabilisation
@@ -185,9 +196,9 @@ def _model(
     cold_window = _cold_start_window(inputs, policy, s)
     later = _cold_start_later(inputs, policy, cold_window, ahead, jobs, up)
     needed = 0 if later else max(up, floor)
-    steady = _dynos(max(rate * s + margin, drain), c, work)
+    late = _late_at_max(inputs, policy, rate, s, jobs, window)
     no_window = window <= 0 and not web
-    unmeetable = steady > policy.max_dynos or s >= deadline or no_window
+    unmeetable = late is not None or s >= deadline or no_window
     reasons = (
         f"arrival rate λ={rate:.4g}/s, look-ahead over boot {boot:g}s λ'={ahead:.4g}/s",
         f"processing time S={s:.4g}s, offered load a=λ'·S={load:.4g}",
@@ -201,7 +212,7 @@ def _model(
     if later:
         reasons += (later,)
     if unmeetable:
-        reasons += (_unmeetable_reason(steady, s, window, no_window, policy),)
+        reasons += (_unmeetable_reason(late, s, window, no_window, policy),)
     return _clamped(needed, slots, unmeetable, reasons, policy, immediate=later is not None)
 
 
@@ -265,15 +276,43 @@ def _dynos(slots: float, concurrency: int, work: bool) -> int:
     return max(needed, 1) if work else needed
 
 
+def _late_at_max(
+    inputs: RoleInputs, policy: RoleSettings, rate: float, s: float, jobs: float, window: float
+) -> tuple[float, float] | None:
+    """(work due, work max_dynos can do) in slot-seconds where jobs will be late even at
+    max_dynos, else None. Queue roles: the work ahead of the job arriving now or W from
+    now, (Q + P)·S + max(λ·S − M·c, 0)·W, against what M dynos do before it must start,
+    c·(M·W + N·B), N = min(current, M) running (0 unknown), the others booting first.
+    Web roles (no queue): the offered load λ·S against M·c slots."""
+    slots = policy.max_dynos * policy.concurrency
+    if is_web_role(policy):
+        due, possible = rate * s, slots
+    else:
+        running = min(inputs.current_dynos or 0, policy.max_dynos)
+        due = jobs * s + max(rate * s - slots, 0.0) * window
+        possible = policy.concurrency * (policy.max_dynos * window + running * policy.boot_time)
+    return (due, possible) if due > possible else None
+
+
 def _unmeetable_reason(
-    steady: int, s: float, window: float, no_window: bool, policy: RoleSettings
+    late: tuple[float, float] | None,
+    s: float,
+    window: float,
+    no_window: bool,
+    policy: RoleSettings,
 ) -> str:
     deadline = policy.target_deadline
     if s >= deadline:
         return f"deadline unmeetable: processing time {s:.4g}s ≥ deadline {deadline:g}s"
     if no_window:
         return f"deadline unmeetable: D-S-B={window:.4g}s leaves no time to boot and drain"
-    return f"deadline unmeetable: steady need {steady} dynos, max_dynos is {policy.max_dynos}"
+    due, possible = late
+    if is_web_role(policy):
+        return f"deadline unmeetable: offered load {due:.4g} slots, max_dynos has {possible:g}"
+    return (
+        f"deadline unmeetable: {due:.4g} slot-seconds of work ahead, "
+        f"max_dynos {policy.max_dynos} can do {possible:.4g} in time"
+    )
 
 
 def _clamped(

@@ -86,10 +86,90 @@ def test_backlog_drains_within_deadline_minus_processing_and_boot() -> None:
 
 
 def test_need_above_max_is_clamped_and_unmeetable() -> None:
-    # drain = 300 * 4 / 46 = 26.1 slots -> 14 dynos
+    # drain = 300 * 4 / 46 = 26.1 slots -> 14 dynos. The job arriving now waits behind
+    # (Q + P)·S = 1,200 slot-seconds; by W = 46 s 10 dynos that must boot first (the count
+    # unknown: none running) do 2·10·46 = 920: late
     result = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=300)
     assert (result.needed_dynos, result.desired_dynos, result.unmeetable) == (14, 10, True)
-    assert result.reasons[-1] == "deadline unmeetable: steady need 14 dynos, max_dynos is 10"
+    assert result.reasons[-1] == (
+        "deadline unmeetable: 1200 slot-seconds of work ahead, max_dynos 10 can do 920 in time"
+    )
+
+
+def test_the_boot_is_ahead_only_of_the_dynos_not_running() -> None:
+    # 250 jobs: 1,000 slot-seconds. 10 dynos to boot do 920 by W; 10 running do
+    # 2·(10·46 + 10·10) = 1,120: the same backlog is late only when they must boot
+    booting = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=250, current_dynos=0)
+    running = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=250, current_dynos=10)
+    assert (booting.unmeetable, running.unmeetable) == (True, False)
+    # more dynos than max_dynos count as max_dynos
+    above = capacity(arrival_rate=1.0, processing_seconds=4.0, backlog=281, current_dynos=12)
+    assert above.unmeetable  # 1,124 > 1,120
+
+
+# The shapes that paged on healthy runs (issue 20), at the evaluation where the margin
+# rule paged: M = 4 dynos of 5 slots, S = 1 s, D = 300 s, B = 45 s (W = 254 s) unless said.
+SHAPES = dataclasses.replace(
+    WORKER, max_dynos=4, concurrency=5, target_deadline=300, boot_time=45, min_dynos=1
+)
+
+
+def test_a_dump_that_max_dynos_drains_in_time_does_not_page() -> None:
+    # 1,500 jobs dumped: 1,410 wait, 5 run, and λ over 1m reads the dump as 32.06 jobs/s.
+    # (1,415 + (32.06 − 20)·254) = 4,478 slot-seconds against 5·(4·254 + 4·45) = 5,980.
+    # The margin rule paged: λ·S + m = 32.06 + 0.02 slots > 20
+    dump = capacity(
+        SHAPES,
+        arrival_rate=32.06,
+        processing_seconds=1.0,
+        backlog=1410,
+        in_progress=5,
+        current_dynos=4,
+    )
+    assert dump.unmeetable is False
+
+
+def test_a_load_exactly_at_max_dynos_does_not_page() -> None:
+    # λ·S = 20 = M·c: no growth term; 20 running slot-seconds against 5,980. The margin
+    # rule paged: λ·S + m = 20.02 slots > 20 (5 dynos)
+    full = capacity(
+        SHAPES, arrival_rate=20.0, processing_seconds=1.0, in_progress=20, current_dynos=4
+    )
+    assert full.unmeetable is False
+
+
+def test_a_step_with_a_long_boot_does_not_page() -> None:
+    # 40 jobs/s on M = 5 dynos of 10 slots, D = 120 s, B = 90 s (W = 29 s): 2,100 jobs
+    # queued while 3 dynos boot, 20 running: 2,120 against 10·(5·29 + 5·90) = 5,950
+    step = dataclasses.replace(
+        SHAPES, max_dynos=5, concurrency=10, target_deadline=120, boot_time=90
+    )
+    result = capacity(
+        step,
+        arrival_rate=40.0,
+        processing_seconds=1.0,
+        backlog=2100,
+        in_progress=20,
+        current_dynos=5,
+    )
+    assert result.needed_dynos > step.max_dynos
+    assert result.unmeetable is False
+
+
+def test_twice_the_rate_max_dynos_serves_pages() -> None:
+    # 40 jobs/s against 20: 1,220 jobs plus (40 − 20)·254 = 6,300 > 5,980 slot-seconds
+    beyond = capacity(
+        SHAPES,
+        arrival_rate=40.0,
+        processing_seconds=1.0,
+        backlog=1200,
+        in_progress=20,
+        current_dynos=4,
+    )
+    assert beyond.unmeetable
+    assert beyond.reasons[-1] == (
+        "deadline unmeetable: 6300 slot-seconds of work ahead, max_dynos 4 can do 5980 in time"
+    )
 
 
 def test_a_rising_rate_is_sized_for_but_does_not_page() -> None:
@@ -104,8 +184,11 @@ def test_a_rising_rate_is_sized_for_but_does_not_page() -> None:
         arrival_rate=4.5, processing_seconds=4.0, arrival_rate_slope=0.3, current_dynos=3
     )
     assert known.needed_dynos == 5
-    # 5/s steady: 20.33 slots, 11 dynos > 10
-    assert capacity(arrival_rate=5.0, processing_seconds=4.0).unmeetable
+    # 5/s: the margin's 20.33 slots are 11 dynos > 10, but λ·S = 20 slots is what 10
+    # dynos serve: no page; at 7.5/s the growth (30 − 20)·46 = 460 slot-seconds
+    # and a backlog of 120 (480) are more than 10 dynos to boot do by W (920)
+    assert not capacity(arrival_rate=5.0, processing_seconds=4.0).unmeetable
+    assert capacity(arrival_rate=7.5, processing_seconds=4.0, backlog=120).unmeetable
 
 
 def test_no_time_to_boot_and_drain_is_unmeetable_for_queue_roles() -> None:
@@ -325,7 +408,15 @@ def test_more_load_or_backlog_never_needs_fewer_dynos(
     assert deeper.needed_dynos >= base.needed_dynos
     assert busier.needed_dynos >= base.needed_dynos
     assert WORKER.min_dynos <= base.desired_dynos <= WORKER.max_dynos
-    assert base.unmeetable == (base.needed_dynos > WORKER.max_dynos or seconds + 10 >= 60)
+    assert base.unmeetable <= deeper.unmeetable and base.unmeetable <= busier.unmeetable
+    slots = WORKER.max_dynos * WORKER.concurrency
+    window = 60 - seconds - 10
+    # what max_dynos serve and a backlog they drain within W after booting: no page
+    in_time = rate * seconds <= slots and backlog * seconds <= slots * window
+    if seconds + 10 >= 60:
+        assert base.unmeetable
+    elif in_time:
+        assert not base.unmeetable
 
 
 @settings(max_examples=300, deadline=None)
