@@ -85,6 +85,11 @@ FAMILIES: dict[str, Family] = {
     "dynoscaler_source_scrape_duration_seconds": Family(
         "gauge", "Seconds the last read of the source took", SOURCE_LABELS
     ),
+    "dynoscaler_source_read_errors": Family(
+        "counter",
+        "Keys or entries of the source that reads could not use (each costs only its own queue)",
+        SOURCE_LABELS,
+    ),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
@@ -23,7 +24,7 @@ from exporter_helpers import (
 )
 
 from dynoscaler.processes import free_port
-from exporter.collectors import Queue
+from exporter.collectors import Feed, PartialRead, Queue
 from exporter.collectors.redis_source import RedisSource
 
 pytestmark = pytest.mark.timeout(120)
@@ -31,6 +32,10 @@ pytestmark = pytest.mark.timeout(120)
 
 def source(url: str, backend: str) -> frozenset[tuple[str, str]]:
     return labels(source=url, backend=backend)
+
+
+def queue_labels(name: str, backend: str) -> frozenset[tuple[str, str]]:
+    return labels(app="shop", role="worker", queue=name, backend=backend)
 
 
 def worker(url: str, backend: str) -> frozenset[tuple[str, str]]:
@@ -195,8 +200,7 @@ def test_healthz_and_unknown_paths(tmp_path):
         assert missing.status_code == 404
 
 
-def test_unreadable_keys_and_jobs(db1):
-    """A key of the wrong type names itself; a job without a readable time only loses its age."""
+def test_a_job_without_a_readable_time_only_loses_its_age(db1):
     queues = [
         Queue("shop", "worker", "default", "sidekiq"),
         Queue("shop", "worker", "reports", "rq"),
@@ -210,7 +214,86 @@ def test_unreadable_keys_and_jobs(db1):
     assert ("dynoscaler_queue_oldest_age_seconds", "default") not in names
     assert ("dynoscaler_queue_oldest_age_seconds", "reports") not in names
 
-    db1.set("rq:queue:reports2", "a string, not a list")
-    broken = RedisSource(REDIS_DB1, [Queue("shop", "worker", "reports2", "rq")], timeout=2)
-    with pytest.raises(redis.ResponseError, match="^LLEN rq:queue:reports2: WRONGTYPE"):
-        broken.read()
+
+def test_a_bad_key_costs_only_its_own_queue(db1):
+    """A key of the wrong type leaves out its queue and holds its role only."""
+    queues = [
+        Queue("shop", "worker", "reports", "rq"),
+        Queue("shop", "worker", "broken", "rq"),
+        Queue("shop", "mailer", "mail", "redis_list"),
+    ]
+    db1.rpush("mail", "a", "b")
+    db1.set("rq:queue:broken", "a string, not a list")
+    with pytest.raises(PartialRead) as caught:
+        RedisSource(REDIS_DB1, queues, timeout=2).read()
+    (error,) = caught.value.errors
+    assert error.message.startswith("Lua script on rq:queue:broken: WRONGTYPE")
+    assert error.message.endswith("queue broken of shop/worker left out")
+    assert error.feeds == {Feed("rq", "shop", "worker")}
+    depths = {s.labels[2]: s.value for s in caught.value.samples if s.metric.endswith("depth")}
+    assert depths == {"reports": 0, "mail": 2}
+
+
+def test_bad_keys_and_entries_through_the_exporter(tmp_path, db1):
+    """One Redis, three roles: a wrong-type key and malformed entries cost only what they feed.
+
+    Before, one failed command set source_up 0 for every role on the server.
+    """
+    now = time.time()
+    db1.rpush("mail", "a", "b")
+    db1.set("rq:queue:broken", "a string, not a list")
+    db1.lpush("queue:default", json.dumps({"queue": "default", "enqueued_at": now - 5}))
+    identity = "worker.1:12:abc"
+    db1.sadd("processes", identity)
+    db1.hset(identity, mapping={"busy": 2, "beat": now})
+    db1.hset(
+        f"{identity}:work",
+        mapping={
+            "tid0": json.dumps({"queue": "default", "run_at": now}),
+            "tid1": json.dumps({"queue": {"a": 1}}),  # malformed: names no queue
+        },
+    )
+    db1.zadd("schedule", {"garbage": now - 10})  # a due entry that is no job
+    db1.set("dynoscaler:timing:mail", "not a hash")
+    config = write_config(
+        tmp_path,
+        {"shop": {"roles": {
+            "worker": {"queues": [{"name": "broken", "backend": "rq", "url": REDIS_DB1}]},
+            "mailer": {"queues": [{"name": "mail", "backend": "redis_list", "url": REDIS_DB1}]},
+            "web": {"queues": [{"name": "default", "backend": "sidekiq", "url": REDIS_DB1}]},
+        }}},
+    )  # fmt: skip
+    errors = {
+        backend: ("dynoscaler_source_read_errors_total", source(REDIS_DB1, backend))
+        for backend in ("rq", "redis_list", "sidekiq")
+    }
+    with exporter(config) as running:
+        running.scrape()
+        series = running.scrape()
+        assert source_ups(series) == {
+            (REDIS_DB1, "rq", "shop", "worker"): 0,
+            (REDIS_DB1, "redis_list", "shop", "mailer"): 1,
+            (REDIS_DB1, "sidekiq", "shop", "web"): 1,
+        }
+        queues = {
+            (name, dict(found)["queue"]): value
+            for (name, found), value in series.items()
+            if name.startswith("dynoscaler_queue_")
+        }
+        assert queues == {
+            ("dynoscaler_queue_depth", "mail"): 2,
+            ("dynoscaler_queue_depth", "default"): 1,
+            ("dynoscaler_queue_in_progress", "default"): 1,
+            ("dynoscaler_queue_oldest_age_seconds", "default"): pytest.approx(5, abs=2),
+        }
+        # Counted on every read: one key for rq, the hash for redis_list, two entries for Sidekiq.
+        assert [series[errors[b]] for b in ("rq", "redis_list", "sidekiq")] == [2, 2, 4]
+        for key in ("rq:queue:broken", "dynoscaler:timing:mail", f"{identity}:work", "schedule"):
+            assert len(running.log_lines(key)) == 1, key
+        assert not running.log_lines("is down")
+
+        db1.delete("rq:queue:broken")
+        series = running.scrape()
+        assert series[("dynoscaler_source_up", worker(REDIS_DB1, "rq"))] == 1
+        assert series[("dynoscaler_queue_depth", queue_labels("broken", "rq"))] == 0
+        assert len(running.log_lines("cleared: Lua script on rq:queue:broken")) == 1

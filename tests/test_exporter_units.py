@@ -51,15 +51,11 @@ def test_router_lines_only():
 
 
 def test_sidekiq_8_milliseconds_and_sidekiq_7_seconds_give_the_same_age():
-    queues = [Queue("shop", "worker", "a", "sidekiq"), Queue("shop", "worker", "b", "sidekiq")]
     now = 1_800_000_000.0
-    replies = [
-        1, json.dumps({"enqueued_at": now - 30.5}).encode(),  # Sidekiq 7: float seconds
-        1, json.dumps({"enqueued_at": int((now - 30.5) * 1000)}).encode(),  # Sidekiq 8: ms
-        b"9", [],
-    ]  # fmt: skip
-    ages = [s.value for s in sidekiq.parse(queues, replies, now) if "oldest" in s.metric]
-    assert ages == [30.5, 30.5]
+    seconds = json.dumps({"enqueued_at": now - 30.5}).encode()  # Sidekiq 7: float seconds
+    milliseconds = json.dumps({"enqueued_at": int((now - 30.5) * 1000)}).encode()  # Sidekiq 8
+    assert [sidekiq.age(seconds, now), sidekiq.age(milliseconds, now)] == [30.5, 30.5]
+    assert sidekiq.age(None, now) is None
 
 
 def test_server_wide_counter_only_for_a_single_owner():

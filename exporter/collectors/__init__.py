@@ -6,17 +6,20 @@ a RabbitMQ management API, the Heroku formation poller). It has:
 - `address`: the `source` label, the address without credentials;
 - `feeds`: the backend/app/role triples it reads for: one dynoscaler_source_up
   series each, so the rules hold exactly the roles a dead source feeds;
-- `read() -> list[Sample | HistogramSample]`: read fresh values, raise on any failure.
+- `read() -> list[Sample | HistogramSample]`: read fresh values, raise on any failure
+  of the whole source; PartialRead when only some keys or entries were unusable
+  (each costs only the queues it feeds).
 
 Redis-based backends (sidekiq, resque, rq, celery, redis_list, and the job
-timing hashes) are modules with `commands(queues)` and `parse(queues, replies,
-now)`: the Redis source puts every backend's commands for one server into one
-pipeline (see redis_source.py).
+timing hashes) are modules with server-wide reads (`shared_commands`,
+`parse_shared`) and per-queue reads (`queue_commands`, `parse_queue`): the
+Redis source puts every backend's commands for one server into one pipeline and
+parses each queue on its own (see redis_source.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
@@ -97,3 +100,30 @@ class StaleRead(Exception):
         super().__init__(message)
         self.samples = samples
         self.roles = roles
+
+
+@dataclass(frozen=True)
+class ReadError:
+    """A key or entry a read could not use; it costs only what it feeds.
+
+    `message` names the key and stays the same on every read while the fault
+    lasts (the collector logs it when it appears and when it clears). `feeds`
+    are the backend/app/role whose queue series it leaves out: their
+    dynoscaler_source_up is 0, so the rules hold those roles and no other.
+    Empty for a skipped entry (a malformed job) that leaves no series out.
+    `count` is how many keys or entries it stands for (the error counter's step).
+    """
+
+    backend: str
+    message: str
+    feeds: frozenset[Feed] = frozenset()
+    count: int = 1
+
+
+class PartialRead(Exception):
+    """A read that worked except for some keys or entries: the samples of the rest."""
+
+    def __init__(self, samples: list[Sample | HistogramSample], errors: Sequence[ReadError]):
+        super().__init__("; ".join(error.message for error in errors))
+        self.samples = samples
+        self.errors = tuple(errors)

@@ -2,14 +2,29 @@
 
 The queue URL is the API address with credentials and vhost, e.g.
 http://guest:guest@127.0.0.1:15672/%2F. One GET /api/queues/<vhost> (only the
-needed columns) serves every queue of that vhost:
+needed columns) serves every queue of that vhost. What the figures mean
+depends on when the consumers acknowledge:
 
-- messages_ready -> depth; messages_unacknowledged -> in progress;
+`rabbitmq` (consumers ack a message when its job is done):
+
+- messages_ready -> depth; messages_unacknowledged -> in progress (delivered,
+  not yet acknowledged: running, or prefetched by a consumer that has not
+  started it: set the consumers' prefetch to their concurrency);
 - message_stats.ack + deliver_no_ack (acknowledged, or delivered to an
   auto-ack consumer) -> completed; RabbitMQ resets these with the node, which
   Prometheus' rate() reads as a counter reset;
 - head_message_timestamp (present only when publishers set the timestamp
-  property) -> oldest age, 0 when the queue is empty.
+  property; seconds by the AMQP spec, milliseconds from many clients, told
+  apart by size) -> oldest age, 0 when the queue is empty.
+
+`celery` with a management API URL (Celery on RabbitMQ): Celery acknowledges a
+task when a worker starts it (unless `task_acks_late`), so
+messages_unacknowledged are tasks prefetched by a worker and not started, and
+`ack` counts starts, not completions. So depth = messages_ready +
+messages_unacknowledged (tasks not started; with `task_acks_late`, also the
+running ones), and neither in progress nor completed is published: the
+running tasks are not visible in the broker. Celery sets no AMQP timestamp, so
+the oldest age is only known (0) for an empty queue.
 
 A configured queue that does not exist yet gives no series.
 """
@@ -30,6 +45,9 @@ _COLUMNS = (
     "name,messages_ready,messages_unacknowledged,head_message_timestamp,"
     "message_stats.ack,message_stats.deliver_no_ack"
 )
+
+# A timestamp this large is in milliseconds (in seconds it would be after the year 5138).
+_MILLISECONDS_FROM = 1e11
 
 
 class RabbitMQSource:
@@ -58,7 +76,9 @@ class RabbitMQSource:
         for queue in self.queues:
             # Right after a (re)start the API lists queues before their counts.
             if "messages_ready" in found.get(queue.name, {}):
-                samples += _samples(queue, found[queue.name], now)
+                entry = found[queue.name]
+                read = _celery_samples if queue.backend == "celery" else _samples
+                samples += read(queue, entry, now)
         return samples
 
 
@@ -75,9 +95,24 @@ def _samples(queue: Queue, entry: dict[str, Any], now: float) -> list[Sample]:
         ),
     ]
     if head is not None or ready == 0:
-        age = max(0.0, now - head) if head is not None else 0.0
+        age = head_age(head, now) if head is not None else 0.0
         samples.append(Sample("dynoscaler_queue_oldest_age_seconds", queue.labels, age))
     return samples
+
+
+def _celery_samples(queue: Queue, entry: dict[str, Any], now: float) -> list[Sample]:
+    waiting = entry["messages_ready"] + entry["messages_unacknowledged"]
+    samples = [Sample("dynoscaler_queue_depth", queue.labels, waiting)]
+    if waiting == 0:
+        samples.append(Sample("dynoscaler_queue_oldest_age_seconds", queue.labels, 0.0))
+    return samples
+
+
+def head_age(timestamp: float, now: float) -> float:
+    """Seconds since a message's timestamp property, in seconds or milliseconds."""
+    if timestamp > _MILLISECONDS_FROM:
+        timestamp /= 1000
+    return max(0.0, now - timestamp)
 
 
 def rabbitmq_sources(queues: Sequence[tuple[str, Queue]], timeout: float) -> list[RabbitMQSource]:

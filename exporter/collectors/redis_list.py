@@ -11,15 +11,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from exporter.collectors import Queue
+from exporter.collectors.redis_shared import Shared
 from exporter.metrics import Sample
 
 
-def commands(queues: Sequence[Queue]) -> list[tuple[Any, ...]]:
-    return [("LLEN", queue.name) for queue in queues]
+def shared_commands(queues: Sequence[Queue], now: float) -> list[tuple[Any, ...]]:
+    return []
 
 
-def parse(queues: Sequence[Queue], replies: list[Any], now: float) -> list[Sample]:
-    return [
-        Sample("dynoscaler_queue_depth", queue.labels, length)
-        for queue, length in zip(queues, replies, strict=True)
-    ]
+def parse_shared(queues: Sequence[Queue], replies: list[Any], now: float) -> Shared:
+    return Shared()
+
+
+def queue_commands(queue: Queue, now: float) -> list[tuple[Any, ...]]:
+    return [("LLEN", queue.name)]
+
+
+def parse_queue(queue: Queue, replies: list[Any], now: float, shared: Shared) -> list[Sample]:
+    (length,) = replies
+    return [Sample("dynoscaler_queue_depth", queue.labels, length)]

@@ -13,32 +13,41 @@ from typing import Any
 
 from exporter.collectors import Queue
 from exporter.collectors.redis_shared import (
+    Shared,
     busy_workers_script,
+    in_progress,
     worker_commands,
-    worker_samples,
+    worker_shared,
 )
 from exporter.metrics import Sample
 
 _WORKING_BY_QUEUE = busy_workers_script(
     """
 for _, worker in ipairs(redis.call('SMEMBERS', 'resque:workers')) do
-  local entry = redis.call('GET', 'resque:worker:' .. worker)
-  if entry then
-    count(entry)
+  local key = 'resque:worker:' .. worker
+  local entry = redis.pcall('GET', key)
+  if type(entry) == 'table' and entry.err then
+    skip(key, 'not readable: ' .. entry.err)
+  elseif entry then
+    count(entry, key)
   end
 end
 """
 )
 
 
-def commands(queues: Sequence[Queue]) -> list[tuple[Any, ...]]:
-    lengths = [("LLEN", f"resque:queue:{queue.name}") for queue in queues]
-    return [*lengths, *worker_commands("resque:stat:processed", _WORKING_BY_QUEUE)]
+def shared_commands(queues: Sequence[Queue], now: float) -> list[tuple[Any, ...]]:
+    return worker_commands("resque:stat:processed", _WORKING_BY_QUEUE)
 
 
-def parse(queues: Sequence[Queue], replies: list[Any], now: float) -> list[Sample]:
-    samples = [
-        Sample("dynoscaler_queue_depth", queue.labels, length)
-        for queue, length in zip(queues, replies, strict=False)
-    ]
-    return samples + worker_samples(queues, replies)
+def parse_shared(queues: Sequence[Queue], replies: list[Any], now: float) -> Shared:
+    return worker_shared(queues, replies)
+
+
+def queue_commands(queue: Queue, now: float) -> list[tuple[Any, ...]]:
+    return [("LLEN", f"resque:queue:{queue.name}")]
+
+
+def parse_queue(queue: Queue, replies: list[Any], now: float, shared: Shared) -> list[Sample]:
+    (length,) = replies
+    return [Sample("dynoscaler_queue_depth", queue.labels, length), in_progress(queue, shared.busy)]

@@ -1,13 +1,22 @@
-"""Sidekiq queues: `queue:NAME` lists, busy workers, the processed counter.
+"""Sidekiq queues: `queue:NAME` lists, due scheduled jobs and retries, busy workers.
 
 Sidekiq's client LPUSHes a JSON job and its server takes jobs with BRPOP, so
-the oldest waiting job is the list's tail. Its `enqueued_at` is epoch seconds
-(a float) up to Sidekiq 7 and epoch milliseconds (an integer) from Sidekiq 8.
+the oldest waiting job is the list's tail (what Sidekiq's `Queue#latency`
+reads). Its `enqueued_at` is epoch seconds (a float) up to Sidekiq 7 and epoch
+milliseconds (an integer) from Sidekiq 8. An entry at the tail that is no job
+with an enqueue time (garbage) is passed over for the next one.
+
+Waiting work also sits in the `schedule` and `retry` sorted sets, scored by the
+job's due time (float epoch seconds). Sidekiq's poller, which runs inside the
+Sidekiq processes, moves due entries to their queue; with no process running
+(a role at zero dynos) they would wait for ever. So due entries count as
+waiting jobs of the queue named in each job, aged from their due time; entries
+not yet due do not count.
 
 In progress: each live process (member of the `processes` set whose hash still
-exists; Sidekiq expires it 60 s after the last heartbeat) keeps a
-`<identity>:work` hash with one JSON entry per running job naming its queue,
-so jobs in progress are counted per queue in one Lua script.
+exists; Sidekiq expires it 60 s after the last heartbeat) keeps one JSON entry
+per running job naming its queue, in `<identity>:work` (Sidekiq 7 and 8) or
+`<identity>:workers` (Sidekiq 6), counted per queue in one Lua script.
 `stat:processed` is server-wide (see redis_shared.server_completed).
 """
 
@@ -19,10 +28,15 @@ from typing import Any
 
 from exporter.collectors import Queue
 from exporter.collectors.redis_shared import (
+    LUA_HELPERS,
+    Shared,
     busy_workers_script,
+    due_age,
+    in_progress,
     oldest_age,
+    skipped,
     worker_commands,
-    worker_samples,
+    worker_shared,
 )
 from exporter.metrics import Sample
 
@@ -30,37 +44,108 @@ _BUSY_BY_QUEUE = busy_workers_script(
     """
 for _, identity in ipairs(redis.call('SMEMBERS', 'processes')) do
   if redis.call('EXISTS', identity) == 1 then
-    for _, entry in ipairs(redis.call('HVALS', identity .. ':work')) do
-      count(entry)
+    for _, suffix in ipairs({':work', ':workers'}) do
+      local key = identity .. suffix
+      for _, entry in ipairs(values(redis.pcall('HVALS', key), key)) do
+        count(entry, key)
+      end
     end
   end
 end
 """
 )
 
+# ARGV[1]: now. Due entries of the schedule and retry sets per queue named in
+# the job: {queue, count, earliest due score, ...} and the skipped entries.
+_DUE_BY_QUEUE = (
+    LUA_HELPERS
+    + """
+local due = {}
+for _, set in ipairs({'schedule', 'retry'}) do
+  local entries = redis.call('ZRANGEBYSCORE', set, '-inf', ARGV[1], 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    local ok, job = pcall(cjson.decode, entries[i])
+    if ok and type(job) == 'table' and type(job.queue) == 'string' then
+      local found = due[job.queue]
+      local score = tonumber(entries[i + 1])
+      if not found then
+        due[job.queue] = {1, score, entries[i + 1]}
+      else
+        found[1] = found[1] + 1
+        if score < found[2] then
+          found[2], found[3] = score, entries[i + 1]
+        end
+      end
+    else
+      skip(set, 'entries that are no job naming its queue')
+    end
+  end
+end
+local list = {}
+for queue, found in pairs(due) do
+  list[#list + 1] = queue
+  list[#list + 1] = found[1]
+  list[#list + 1] = found[3]
+end
+return {list, flat(bad)}
+"""
+)
+
+# KEYS[1]: the queue list. {length, the job nearest the tail that has an
+# enqueue time (false if none among the last _READ_AT_MOST entries)}.
+_READ_AT_MOST = 1000
+_LENGTH_AND_OLDEST = f"""
+local length = redis.call('LLEN', KEYS[1])
+local read = 0
+while read < math.min(length, {_READ_AT_MOST}) do
+  local entries = redis.call('LRANGE', KEYS[1], -read - 50, -read - 1)
+  if #entries == 0 then break end
+  for i = #entries, 1, -1 do
+    local ok, job = pcall(cjson.decode, entries[i])
+    if ok and type(job) == 'table' and type(job.enqueued_at) == 'number' then
+      return {{length, entries[i]}}
+    end
+  end
+  read = read + #entries
+end
+return {{length, false}}
+"""
+
 # Sidekiq 8 writes milliseconds; no job was enqueued before 1973 in seconds either.
 _MILLISECONDS_FROM = 1e11
 
 
-def commands(queues: Sequence[Queue]) -> list[tuple[Any, ...]]:
-    per_queue = [
-        command
-        for queue in queues
-        for command in (("LLEN", f"queue:{queue.name}"), ("LINDEX", f"queue:{queue.name}", -1))
+def shared_commands(queues: Sequence[Queue], now: float) -> list[tuple[Any, ...]]:
+    return [*worker_commands("stat:processed", _BUSY_BY_QUEUE), ("EVAL", _DUE_BY_QUEUE, 0, now)]
+
+
+def parse_shared(queues: Sequence[Queue], replies: list[Any], now: float) -> Shared:
+    shared = worker_shared(queues, replies[:2])
+    due, bad = replies[2]
+    for queue, count, earliest in zip(due[::3], due[1::3], due[2::3], strict=True):
+        name = queue.decode() if isinstance(queue, bytes) else queue
+        shared.due[name] = (int(count), float(earliest))
+    shared.errors += skipped("sidekiq", bad)
+    return shared
+
+
+def queue_commands(queue: Queue, now: float) -> list[tuple[Any, ...]]:
+    return [("EVAL", _LENGTH_AND_OLDEST, 1, f"queue:{queue.name}")]
+
+
+def parse_queue(queue: Queue, replies: list[Any], now: float, shared: Shared) -> list[Sample]:
+    ((length, oldest),) = replies
+    due, due_for = due_age(queue, shared, now)
+    depth = int(length) + due
+    return [
+        Sample("dynoscaler_queue_depth", queue.labels, depth),
+        in_progress(queue, shared.busy),
+        *oldest_age(queue, depth, age(oldest, now), due_for),
     ]
-    return [*per_queue, *worker_commands("stat:processed", _BUSY_BY_QUEUE)]
 
 
-def parse(queues: Sequence[Queue], replies: list[Any], now: float) -> list[Sample]:
-    samples = []
-    for index, queue in enumerate(queues):
-        length, oldest = replies[2 * index], replies[2 * index + 1]
-        samples.append(Sample("dynoscaler_queue_depth", queue.labels, length))
-        samples += oldest_age(queue, length, _age(oldest, now))
-    return samples + worker_samples(queues, replies)
-
-
-def _age(job: bytes | None, now: float) -> float | None:
+def age(job: bytes | None, now: float) -> float | None:
+    """Seconds since a Sidekiq job was enqueued (seconds or milliseconds), None if unknown."""
     try:
         enqueued_at = float(json.loads(job)["enqueued_at"])
     except (TypeError, ValueError, KeyError):  # no job, or not a Sidekiq job

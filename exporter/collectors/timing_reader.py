@@ -2,7 +2,8 @@
 
 One Lua script per Redis server returns the `dynoscaler:timing:<queue>` hashes
 that exist, so queues whose workers do not use the helper cost no reply; a
-missing hash gives no series. For a plain
+missing hash gives no series, nor does one that is not a hash of numbers (a
+logged and counted error that costs only that hash). For a plain
 redis_list queue, whose backend keeps no counts, the hash's in-progress and
 completed counts stand in.
 """
@@ -12,39 +13,64 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from exporter.collectors import Queue
+from exporter.collectors import Queue, ReadError
+from exporter.collectors.redis_shared import Shared
 from exporter.metrics import HistogramSample, Sample
 from exporter.timing import BUCKET_FIELDS, COUNT_FIELD, IN_PROGRESS_FIELD, SUM_FIELD, timing_key
 
-# Returns {index of the key, {field, value, ...}, ...} for the hashes that exist.
+# Returns {{index of the key, {field, value, ...}, ...}, {index, error, ...}}: the
+# hashes that exist, and the keys that are not hashes (each costs only its hash).
 _EXISTING_HASHES = """
-local found = {}
+local found, bad = {}, {}
 for index, key in ipairs(KEYS) do
-  local fields = redis.call('HGETALL', key)
-  if #fields > 0 then
+  local fields = redis.pcall('HGETALL', key)
+  if fields.err then
+    bad[#bad + 1] = index
+    bad[#bad + 1] = fields.err
+  elseif #fields > 0 then
     found[#found + 1] = index
     found[#found + 1] = fields
   end
 end
-return found
+return {found, bad}
 """
 
 
-def commands(queues: Sequence[Queue]) -> list[tuple[Any, ...]]:
+def shared_commands(queues: Sequence[Queue], now: float) -> list[tuple[Any, ...]]:
     keys = [timing_key(queue.name) for queue in queues]
     return [("EVAL", _EXISTING_HASHES, len(keys), *keys)]
 
 
-def parse(
-    queues: Sequence[Queue], replies: list[Any], now: float
-) -> list[Sample | HistogramSample]:
-    (found,) = replies
-    samples: list[Sample | HistogramSample] = []
+def parse_shared(queues: Sequence[Queue], replies: list[Any], now: float) -> Shared:
+    ((found, bad),) = replies
+    shared = Shared()
+    for index, error in zip(bad[::2], bad[1::2], strict=True):
+        shared.errors.append(_unusable(queues[index - 1], str(error)))
     for index, flat in zip(found[::2], found[1::2], strict=True):
-        pairs = zip(flat[::2], flat[1::2], strict=True)
-        fields = {name.decode(): float(value) for name, value in pairs}
-        samples += _samples(queues[index - 1], fields)
-    return samples
+        queue = queues[index - 1]
+        try:
+            pairs = zip(flat[::2], flat[1::2], strict=True)
+            fields = {name.decode(): float(value) for name, value in pairs}
+        except (ValueError, UnicodeDecodeError):
+            shared.errors.append(_unusable(queue, "a field is not a number"))
+            continue
+        shared.samples += _samples(queue, fields)
+    return shared
+
+
+def queue_commands(queue: Queue, now: float) -> list[tuple[Any, ...]]:
+    return []
+
+
+def parse_queue(
+    queue: Queue, replies: list[Any], now: float, shared: Shared
+) -> list[Sample | HistogramSample]:
+    return []
+
+
+def _unusable(queue: Queue, problem: str) -> ReadError:
+    """A timing hash that cannot be read: its queue has no timing series, as without the helper."""
+    return ReadError(queue.backend, f"{timing_key(queue.name)}: {problem}, skipped")
 
 
 def _samples(queue: Queue, fields: dict[str, float]) -> list[Sample | HistogramSample]:
