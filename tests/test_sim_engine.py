@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -150,3 +152,26 @@ def test_evaluation_lag_defaults_to_half_the_scrape_interval_and_stays_below_it(
     assert scenario(observation={"scrape_interval": 15}).observation.evaluation_lag == 7.0
     with pytest.raises(ConfigError, match="evaluation_lag must be a multiple of tick below"):
         scenario(observation={"scrape_interval": 5, "evaluation_lag": 5})
+
+
+class _Flagging(Policy):
+    """Flags unmeetable from `since` for `length` seconds, every 5 s."""
+
+    name = "flagging"
+    defaults = {"interval": 5.0, "since": 100.0, "length": 0.0}
+
+    def decide(self, view, now, current):
+        since = self.params["since"]
+        return Decision(current, unmeetable=since <= now < since + self.params["length"])
+
+
+@pytest.mark.parametrize("length, pages", [(25.0, ()), (60.0, ()), (120.0, ((192.0, 222.0),))])
+def test_a_flag_pages_only_when_it_held_for_the_whole_for(length, pages):
+    """Evaluations at 2, 7, ... s; a flag from 102 s for `length` s, `for` 60 s, group_wait
+    30 s: held 60 s at every evaluation it fires at 162 s and pages at 192 s."""
+    case = scenario(duration=400)
+    context = Context(case.role, case.service, scrape_interval=5)
+    params = {"since": 100.0, "length": length, "flag_for": 60.0, "flag_delay": 30.0}
+    result = Simulation(case, _Flagging(context, **params)).run()
+    assert result.pages == pages
+    assert result.first_flag == (pages[0][0] if pages else math.inf)

@@ -8,7 +8,7 @@ from dynoscaler.cli import main
 from dynoscaler.sim.lower_bound import LowerBound
 from dynoscaler.sim.metrics import RunResult
 from dynoscaler.sim.report import ScenarioResult, evaluate
-from dynoscaler.sim.sweep import Sweep, sweep, sweep_table
+from dynoscaler.sim.sweep import Sweep, sweep, sweep_table, sweeps_pages_table
 from tests.sim_support import run_result, scenario
 
 SPIKE = {
@@ -52,8 +52,8 @@ def test_table_counts_the_seeds_in_goal_and_names_the_models_misses():
     results = tuple(ScenarioResult(case, bound, runs) for runs in per_seed)
     text = sweep_table(Sweep(case, results, (4, 5)))
     assert "### test, seeds 4-5" in text
-    assert "| dynoscaler | 99.75% / 99.50% | 1.25 / 1.20–1.30 | 3.0 | 1 of 2 |" in text
-    assert "| hirefire | 99.00% / 98.00% | 1.25 / 1.10–1.40 | 1.0 | 1 of 2 |" in text
+    assert "| dynoscaler | 99.75% / 99.50% | 1.25 / 1.20–1.30 | 3.0 | 0 / 0 | 1 of 2 |" in text
+    assert "| hirefire | 99.00% / 98.00% | 1.25 / 1.10–1.40 | 1.0 | 0 / 0 | 1 of 2 |" in text
     assert (
         "Goals for dynoscaler met on 1 of 2 seeds; not on seed 5 (99.50% within, 1.300×: "
         "<= 1.25x the lower bound; <= 2 direction changes per cycle)."
@@ -76,9 +76,27 @@ def test_out_of_bounds_table_gives_the_worst_flag_lead():
     ]
     results = tuple(ScenarioResult(case, bound, runs) for runs in per_seed)
     text = sweep_table(Sweep(case, results, (1, 2)))
-    assert "| dynoscaler | 40.00% / 40.00% | — | 200 | 2 of 2 |" in text
-    assert "| guv | 30.00% / 30.00% | — | none on 2 seeds | 0 of 2 |" in text
+    assert "| dynoscaler | 40.00% / 40.00% | — | 200 | 0 / 0 | 2 of 2 |" in text
+    assert "| guv | 30.00% / 30.00% | — | none on 2 seeds | 0 / 0 | 0 of 2 |" in text
     assert "Goals for dynoscaler met on 2 of 2 seeds." in text
+
+
+def test_a_false_page_in_bounds_fails_the_seed_and_shows_in_the_summaries():
+    case = scenario(policies=["dynoscaler", "hirefire"])  # deadline 60 s
+    bound = LowerBound(1000.0, True, 0.0)
+    paged = run_result("dynoscaler", 1.0, 1100.0, first_flag=100.0, pages=((100.0, 130.0),))
+    per_seed = [
+        (run_result("dynoscaler", 1.0, 1100.0), run_result("hirefire", 1.0, 1200.0)),
+        (paged, run_result("hirefire", 1.0, 1200.0)),
+    ]
+    results = Sweep(case, tuple(ScenarioResult(case, bound, r) for r in per_seed), (1, 2))
+    text = sweep_table(results)
+    assert "seeds ≥ 99% within, ≤ 1.25× the bound, no false page |" in text
+    assert "| dynoscaler | 100.00% / 100.00% | 1.10 / 1.10–1.10 | 1 / 1 | 1 of 2 |" in text
+    assert "not on seed 2 (100.00% within, 1.100×: no false page)" in text
+    summary = sweeps_pages_table([results])
+    assert "| test | yes | dynoscaler | 1 | 1 | 0.0% | 0 | 0 | — | — |" in summary
+    assert "Summed over seeds 1-2; the flag lead is the worst seed's." in summary
 
 
 def test_command_writes_seeds_md(tmp_path, capsys):
@@ -97,6 +115,7 @@ def test_command_writes_seeds_md(tmp_path, capsys):
     written = (out / "seeds.md").read_text()
     assert f"`dynoscaler simulate --scenario {path} --seeds 2-3 --report {out}`" in written
     assert "| dynoscaler | " in written and "| hirefire | " in written
+    assert "### DeadlineUnmeetable: pages against misses" in written
 
 
 @pytest.mark.parametrize("text", ["x-2", "5-3", "-1"])

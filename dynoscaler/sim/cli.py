@@ -11,7 +11,7 @@ from dynoscaler.sim import scenario as scenarios
 from dynoscaler.sim.engine import simulate
 from dynoscaler.sim.policies import REGISTRY
 from dynoscaler.sim.report import evaluate, table, write_report
-from dynoscaler.sim.sweep import sweep, sweep_table, write_sweep
+from dynoscaler.sim.sweep import sweep, sweep_table, sweeps_pages_table, write_sweep
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,12 +79,13 @@ def run(args: argparse.Namespace) -> int:
 def _sweep(
     chosen: list[scenarios.Scenario], policies: tuple[str, ...] | None, args: argparse.Namespace
 ) -> int:
-    tables = []
+    sweeps = []
     for scenario in chosen:
-        tables.append(sweep_table(sweep(scenario, args.seeds, policies)))
-        print(tables[-1], end="\n\n", flush=True)
+        sweeps.append(sweep(scenario, args.seeds, policies))
+        print(sweep_table(sweeps[-1]), end="\n\n", flush=True)
+    print(sweeps_pages_table(sweeps), end="\n\n", flush=True)
     if args.report:
-        path = write_sweep(tables, Path(args.report), _command(args))
+        path = write_sweep(sweeps, Path(args.report), _command(args))
         print(f"report written to {path}")
     return 0
 

@@ -30,6 +30,7 @@ from collections import deque
 import numpy as np
 
 from dynoscaler.sim.actuation import Actuator
+from dynoscaler.sim.alerting import Pager
 from dynoscaler.sim.fifo import Fifo
 from dynoscaler.sim.formation import Formation
 from dynoscaler.sim.jobs import JobSource
@@ -90,7 +91,7 @@ class Simulation:
         self.completions = Completions()
         self.rows_cap = math.ceil(1.5 * self.dt / scenario.service.mean) + 1
         self.changes: list[int] = []
-        self.first_flag = math.inf
+        self.pager = Pager(policy.flag_for, policy.flag_delay)
 
     def run(self) -> RunResult:
         pending: deque[tuple[float, int]] = deque()
@@ -115,8 +116,7 @@ class Simulation:
     def _decide(self, now: float, pending: deque[tuple[float, int]]) -> None:
         current = self.formation.quantity
         decision = self.policy.decide(self.view, now, current)
-        if decision.unmeetable:
-            self.first_flag = min(self.first_flag, now + self.policy.flag_delay)
+        self.pager.update(now, decision.unmeetable)
         delay = self.policy.delay_for(now, decision, current)
         if delay is None:
             return
@@ -219,6 +219,7 @@ class Simulation:
         end = self.ticks * self.dt
         self.tally.unfinished(self.fifo.drain(), end)
         tally = self.tally
+        pages = self.pager.close(end)
         return RunResult(
             scenario=self.scenario.name,
             policy=self.policy.name,
@@ -230,7 +231,9 @@ class Simulation:
             actions=len(self.changes),
             direction_changes=direction_changes(self.changes),
             first_miss=tally.first_miss,
-            first_flag=self.first_flag,
+            first_flag=pages[0][0] if pages else math.inf,
+            pages=pages,
+            misses=tally.misses(),
             trace=self.trace,
         )
 

@@ -5,7 +5,8 @@ batches of about _BATCH_JOBS jobs: one NumPy pass per batch instead of one per
 tick. Jobs still waiting when the run ends count as misses if their deadline
 had passed, and are left out otherwise. p99 comes from a log-spaced histogram
 (0.5% relative resolution), so a day of 86 million jobs needs no per-job
-storage.
+storage. Late jobs are also counted per second of the moment they passed their
+deadline (Misses), which the pages are judged against (dynoscaler.sim.pages).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Tally:
         self._hist = np.zeros(_BINS, dtype=np.int64)
         self._batch: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._batch_jobs = 0
+        self._late = np.zeros(0, dtype=np.int64)  # late jobs per second of arrival + D
 
     def started(self, arrivals: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
         self._batch.append((arrivals, starts, ends))
@@ -56,7 +58,7 @@ class Tally:
         self.wait_sum += float((starts - arrivals).sum())
         self.sojourn_sum += float(sojourn.sum())
         if late.any():
-            self.first_miss = min(self.first_miss, float(arrivals[late].min()) + self.deadline)
+            self._count_late(arrivals[late])
         index = np.log(np.maximum(sojourn, _BIN_MIN) / _BIN_MIN) / math.log(_BIN_BASE)
         self._hist += np.bincount(index.astype(np.int64), minlength=_BINS)[:_BINS]
 
@@ -71,7 +73,20 @@ class Tally:
         late = arrivals + self.deadline < now
         self.jobs += int(np.count_nonzero(late))
         if late.any():
-            self.first_miss = min(self.first_miss, float(arrivals[late].min()) + self.deadline)
+            self._count_late(arrivals[late])
+
+    def _count_late(self, arrivals: np.ndarray) -> None:
+        passed = arrivals + self.deadline
+        self.first_miss = min(self.first_miss, float(passed.min()))
+        counts = np.bincount(np.floor(passed).astype(np.int64))
+        if counts.size > self._late.size:
+            self._late = np.pad(self._late, (0, counts.size - self._late.size))
+        self._late[: counts.size] += counts
+
+    def misses(self) -> Misses:
+        """The late jobs counted so far, by the second they passed their deadline."""
+        seconds = np.flatnonzero(self._late)
+        return Misses(seconds.astype(float), self._late[seconds])
 
     def percentile(self, share: float) -> float:
         counts = np.cumsum(self._hist)
@@ -116,6 +131,14 @@ class Completions:
         self._ends, self._services = [ends[running]], [services[running]]
 
 
+@dataclass(frozen=True)
+class Misses:
+    """Late jobs by the whole second (of the run) in which each passed its deadline."""
+
+    seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
 @dataclass
 class Trace:
     """Series for the plots, one point per scrape."""
@@ -139,8 +162,10 @@ class RunResult:
     actions: int
     direction_changes: int
     first_miss: float
-    first_flag: float
+    first_flag: float  # when the first page reached people (inf: never)
     trace: Trace
+    pages: tuple[tuple[float, float], ...] = ()  # (notified, resolved) of each page
+    misses: Misses = field(default_factory=Misses)
 
     @property
     def flag_lead(self) -> float | None:

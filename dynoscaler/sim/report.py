@@ -11,12 +11,20 @@ import numpy as np
 from dynoscaler.sim.engine import simulate
 from dynoscaler.sim.lower_bound import LowerBound, lower_bound
 from dynoscaler.sim.metrics import RunResult
+from dynoscaler.sim.pages import PageCounts, PageRow, page_counts, pages_table
 from dynoscaler.sim.scenario import Scenario
 
 MODELS = ("dynoscaler",)
 WITHIN_GOAL = 0.99
 RATIO_GOAL = 1.25
 CHANGES_PER_CYCLE_GOAL = 2
+PAGES_HEADING = "### DeadlineUnmeetable: pages against misses"
+PAGES_TEXT = (
+    "A page is false when no job passes its deadline from the page until a deadline after "
+    "it resolved; a late job has no page before it when no page was raised by then "
+    "(docs/simulator.md). Precision: true pages / pages; recall: late jobs announced / late "
+    "jobs. The models' rows and every baseline that paged."
+)
 _PLOT_POINTS = 200  # per series: the maximum (dynos, depth) or mean (load) of each bucket
 
 
@@ -34,6 +42,13 @@ class ScenarioResult:
     def run_of(self, policy: str) -> RunResult | None:
         return next((r for r in self.runs if r.policy == policy), None)
 
+    def pages(self, run: RunResult) -> PageCounts:
+        return page_counts(run, self.scenario.role.target_deadline)
+
+    def paging_policies(self) -> list[str]:
+        """The models, and the baselines that paged: the rows of the pages table."""
+        return [r.policy for r in self.runs if r.policy in MODELS or r.pages]
+
 
 def evaluate(
     scenario: Scenario, policies: tuple[str, ...] | None = None, seed: int | None = None
@@ -50,11 +65,16 @@ def goals(result: ScenarioResult, model: str) -> list[tuple[str, bool]]:
     if run is None:
         return []
     if not result.scenario.in_bounds:
-        return [("unmeetable flagged before the first miss", flagged_in_time(run))]
+        checks = [("unmeetable flagged before the first miss", flagged_in_time(run))]
+        lead = result.scenario.flag_lead_goal
+        if lead is not None:
+            checks.append((f"flag lead >= {lead:g} s", lead_goal(result, run)))
+        return checks
     better = [r.policy for r in _baselines(result) if _better_on_both(r, run)]
     checks = [
         (f">= {WITHIN_GOAL:.0%} within the deadline", within_goal(run)),
         (f"<= {RATIO_GOAL}x the lower bound", ratio_goal(result, run)),
+        ("no false page", no_false_page(result, run)),
         (
             "no baseline better on both" + (f" ({', '.join(better)} is)" if better else ""),
             not better,
@@ -80,6 +100,25 @@ def ratio_goal(result: ScenarioResult, run: RunResult) -> bool:
 def flagged_in_time(run: RunResult) -> bool:
     """The out-of-bounds goal: the unmeetable flag before the first miss."""
     return run.flag_lead is not None and run.flag_lead > 0
+
+
+def lead_goal(result: ScenarioResult, run: RunResult) -> bool:
+    """The scenario's flag_lead_goal, where it sets one (the load allows that lead)."""
+    goal = result.scenario.flag_lead_goal
+    return goal is None or (run.flag_lead is not None and run.flag_lead >= goal)
+
+
+def no_false_page(result: ScenarioResult, run: RunResult) -> bool:
+    """No page without a miss following within the deadline."""
+    return result.pages(run).false_pages == 0
+
+
+def page_rows(result: ScenarioResult) -> list[PageRow]:
+    scenario = result.scenario
+    return [
+        PageRow(scenario.name, scenario.in_bounds, run.policy, result.pages(run), run.flag_lead)
+        for run in map(result.run_of, result.paging_policies())
+    ]
 
 
 def matched_for_less(result: ScenarioResult, model: str) -> list[str]:
@@ -214,6 +253,8 @@ def write_report(results: list[ScenarioResult], directory: Path, command: str) -
         image = f"{result.scenario.name}.png"
         plot(result, directory / image)
         sections += ["", table(result), "", f"![{result.scenario.name}]({image})"]
+    rows = [row for result in results for row in page_rows(result)]
+    sections += ["", PAGES_HEADING, "", PAGES_TEXT, "", pages_table(rows)]
     path = directory / "README.md"
     path.write_text("\n".join(sections) + "\n", encoding="utf-8")
     return path

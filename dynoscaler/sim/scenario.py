@@ -6,6 +6,8 @@ duration: 14400          # seconds simulated
 tick: 1                  # seconds per step (default 1)
 seed: 1
 in_bounds: true          # false: max_dynos cannot meet the deadline (the OPS case)
+flag_lead_goal: 300      # out of bounds: seconds of lead the page must give (optional;
+                         # only where the load allows it: a miss can come D after it begins)
 cycles: 4                # load cycles, for direction changes per cycle (optional)
 initial_dynos: 2         # default min_dynos
 role: {min_dynos: 1, max_dynos: 20, target_deadline: 60, boot_time: 45, concurrency: 10}
@@ -47,6 +49,7 @@ SCHEMA: dict[str, Any] = {
         "tick": _POSITIVE,
         "seed": {"type": "integer", "minimum": 0},
         "in_bounds": {"type": "boolean"},
+        "flag_lead_goal": _POSITIVE,
         "cycles": _POSITIVE,
         "initial_dynos": {"type": "integer", "minimum": 0},
         "role": {"type": "object", "additionalProperties": False, "properties": POLICY_PROPERTIES},
@@ -96,6 +99,7 @@ class Scenario:
     observation: Observation
     policies: tuple[str, ...]
     parameters: dict[str, dict[str, float]] = field(default_factory=dict)
+    flag_lead_goal: float | None = None  # out of bounds: the lead the page must give
 
 
 def available() -> dict[str, Path]:
@@ -140,6 +144,7 @@ def parse(document: Any, default_name: str) -> Scenario:
         observation=observation,
         policies=tuple(document.get("policies", DEFAULT_POLICIES)),
         parameters={k: dict(v) for k, v in document.get("parameters", {}).items()},
+        flag_lead_goal=document.get("flag_lead_goal"),
     )
 
 

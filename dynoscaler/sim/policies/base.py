@@ -10,7 +10,7 @@ from dynoscaler.config import ConfigError, RoleSettings
 from dynoscaler.sim.observe import View
 from dynoscaler.sim.service import Service
 
-_COMMON = {"interval", "delay", "flag_delay"}
+_COMMON = {"interval", "delay", "flag_for", "flag_delay"}
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,9 @@ class Context:
 class Policy(ABC):
     """Decides a dyno count every `interval` seconds from the Prometheus view alone.
 
-    The decision reaches the formation `delay` seconds later, and an unmeetable
-    flag reaches people `flag_delay` seconds later; `guarded` policies
+    The decision reaches the formation `delay` seconds later. An unmeetable flag
+    pages people once it has held at every decision for `flag_for` seconds, and
+    `flag_delay` seconds after that (dynoscaler.sim.alerting.Pager); `guarded` policies
     go through the scaler's guardrails (dynoscaler), the others only through the
     [min_dynos, max_dynos] clamp (baselines keep their own cooldowns).
     """
@@ -52,6 +53,7 @@ class Policy(ABC):
         self.params: dict[str, Any] = {**self.defaults, **params}
         self.interval = float(self.params.get("interval", 15.0))
         self.delay = float(self.params.get("delay", 0.0))
+        self.flag_for = float(self.params.get("flag_for", 0.0))
         self.flag_delay = float(self.params.get("flag_delay", self.delay))
 
     @abstractmethod

@@ -12,8 +12,10 @@ scale_down_window, rounded as the rules round it). ScaleRole reaches the scaler,
 where the guardrails apply (cooldown, max_step, clamp), when Alertmanager
 notifies (dynoscaler.sim.alerting: `group_wait`, `repeat_interval`) and `delay`
 seconds after that (the webhook and the Heroku API; 0 by default);
-DeadlineUnmeetable reaches people `flag_delay` seconds after the evaluation that
-raised it (its `for: 30s`, then the ops route's group_wait of 30 s).
+DeadlineUnmeetable pages people as Prometheus and Alertmanager would
+(dynoscaler.sim.alerting.Pager): once the model's unmeetable flag has held at
+every evaluation for `flag_for` seconds (its `for: 1m`), `flag_delay` seconds
+later (the ops route's group_wait of 30 s), if it still holds then.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class Dynoscaler(Policy):
         "job_quantile_window": 3600.0,
         "group_wait": 0.0,
         "repeat_interval": 10.0,
-        "flag_delay": 60.0,
+        "flag_for": 60.0,
+        "flag_delay": 30.0,
     }
 
     def __init__(self, context: Context, **params: float) -> None:
