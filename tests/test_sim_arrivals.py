@@ -22,6 +22,17 @@ def test_profiles_give_the_rates_they_describe():
     assert steps.rates(times).tolist() == [2, 3, 4, 0]
 
 
+def test_a_batch_adds_its_jobs_over_its_duration_once_or_every_period():
+    times = np.array([0.0, 899.0, 900.0, 904.0, 905.0, 1800.0, 2700.0, 2704.0])
+    spec = {"type": "batch", "base": 2, "size": 1000, "start": 900, "duration": 5}
+    once = build_profile(spec)
+    assert once.rates(times).tolist() == [2, 2, 202, 202, 2, 2, 2, 2]
+    hourly = build_profile({**spec, "every": 1800})
+    assert hourly.rates(times).tolist() == [2, 2, 202, 202, 2, 2, 202, 202]
+    counts, _ = draw_block(np.random.default_rng(3), hourly, 0, 3600, 1.0)
+    assert counts.sum() == pytest.approx(2 * 3600 + 2 * 1000, rel=0.03)
+
+
 def test_arrivals_are_sorted_within_their_ticks_and_poisson_in_number():
     rng = np.random.default_rng(1)
     profile = build_profile({"type": "constant", "rate": 3})

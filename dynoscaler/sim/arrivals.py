@@ -49,6 +49,20 @@ def _ramp(p: dict[str, float]) -> RateFunction:
     return lambda t: low + (high - low) * np.clip((t - start) / duration, 0.0, 1.0)
 
 
+def _batch(p: dict[str, float]) -> RateFunction:
+    """`size` jobs over `duration` seconds on top of `base`, from `start` and again every
+    `every` seconds (once without it): a cron job's dump."""
+    start, length, every = p["start"], p["duration"], p.get("every", np.inf)
+    extra = p["size"] / length
+
+    def rate(t: np.ndarray) -> np.ndarray:
+        since = t - start
+        inside = (since >= 0) & (np.mod(np.maximum(since, 0.0), every) < length)
+        return p["base"] + np.where(inside, extra, 0.0)
+
+    return rate
+
+
 def _piecewise(p: dict[str, Any]) -> RateFunction:
     points = np.asarray(p["points"], dtype=float)
     if points.ndim != 2 or points.shape[1] != 2 or len(points) < 2:
@@ -64,6 +78,7 @@ _BUILDERS: dict[str, tuple[Callable[[dict], RateFunction], tuple[str, ...]]] = {
     "spike": (_spike, ("base", "peak", "start", "duration")),
     "ramp": (_ramp, ("from", "to", "start", "duration")),
     "piecewise": (_piecewise, ("points",)),
+    "batch": (_batch, ("base", "size", "start", "duration")),
 }
 
 
