@@ -1,0 +1,261 @@
+"""Sidekiq read as Sidekiq sees it: a real Sidekiq 6 (Debian's ruby-sidekiq) and its API.
+
+The jobs are pushed, run, failed and retried by the real Ruby client and server;
+Sidekiq's own API (`Sidekiq::Queue#size`, `#latency`, `Sidekiq::Workers`, the
+scheduled and retry sets) run in Ruby is what the exporter's figures are
+compared with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import exporter_helpers
+import pytest
+import redis
+from exporter_helpers import (
+    exporter,
+    queue,
+    redis_db1,  # noqa: F401 (the db1 fixture)
+    wait_for,
+    write_config,
+)
+
+from dynoscaler.processes import stop
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(
+        shutil.which("sidekiq") is None or shutil.which("ruby") is None,
+        reason="no sidekiq: Debian's ruby-sidekiq is not installed (./scripts/setup installs it)",
+    ),
+]
+
+JOBS = """
+require "sidekiq"
+
+class SlowJob
+  include Sidekiq::Worker
+
+  def perform(seconds)
+    sleep(seconds)
+  end
+end
+
+class FailJob
+  include Sidekiq::Worker
+  sidekiq_options retry: 5
+  sidekiq_retry_in { |_count, _error| 2 }
+
+  def perform
+    raise "fails on purpose"
+  end
+end
+"""
+
+# Sidekiq's API on the queues named in ARGV, as JSON.
+ORACLE = """
+require "sidekiq/api"
+require "json"
+
+now = Time.now.to_f
+busy = Hash.new(0)
+Sidekiq::Workers.new.each { |_process, _thread, work| busy[work["queue"]] += 1 }
+due = Hash.new(0)
+earliest = {}
+[Sidekiq::ScheduledSet.new, Sidekiq::RetrySet.new].each do |set|
+  set.each do |entry|
+    next if entry.score > now
+    due[entry.queue] += 1
+    earliest[entry.queue] = [earliest[entry.queue] || entry.score, entry.score].min
+  end
+end
+figures = ARGV.to_h do |name|
+  queue = Sidekiq::Queue.new(name)
+  [name, {
+    "size" => queue.size, "latency" => queue.latency, "busy" => busy[name],
+    "due" => due[name], "due_for" => earliest[name] ? now - earliest[name] : nil,
+  }]
+end
+puts JSON.dump({"at" => now, "queues" => figures})
+"""
+
+
+class Sidekiq:
+    """Ruby's Sidekiq on the tests' Redis: the client, the API, and server processes."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        (directory / "jobs.rb").write_text(JOBS)
+        (directory / "oracle.rb").write_text(ORACLE)
+        self.env = {**os.environ, "REDIS_URL": exporter_helpers.REDIS_DB1}
+
+    def ruby(self, code: str) -> None:
+        """Run `code` with the jobs loaded (e.g. SlowJob.perform_async(1))."""
+        self._run(["ruby", "-r", "./jobs.rb", "-e", code])
+
+    def api(self, *queues: str) -> dict:
+        return json.loads(self._run(["ruby", "oracle.rb", *queues]))
+
+    def start(self, *queues: str, concurrency: int = 3) -> subprocess.Popen[bytes]:
+        command = ["sidekiq", "-r", "./jobs.rb", "-c", str(concurrency), "-t", "1"]
+        for name in queues:
+            command += ["-q", name]
+        log = open(self.directory / "sidekiq.log", "ab")  # noqa: SIM115 (closed with the process)
+        return subprocess.Popen(
+            command, cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def _run(self, command: list[str]) -> str:
+        done = subprocess.run(
+            command, cwd=self.directory, env=self.env, capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+
+def _config(tmp_path: Path, *names: str) -> Path:
+    url = exporter_helpers.REDIS_DB1
+    queues = [{"name": name, "backend": "sidekiq", "url": url} for name in names]
+    return write_config(tmp_path, {"shop": {"roles": {"worker": {"queues": queues}}}})
+
+
+def _figures(series: dict, name: str) -> dict[str, float | None]:
+    labels = queue("shop", "worker", name, "sidekiq")
+    return {
+        metric: series.get((f"dynoscaler_queue_{metric}", labels))
+        for metric in ("depth", "in_progress", "oldest_age_seconds")
+    }
+
+
+def _expected(api: dict, name: str, scraped_at: float) -> dict[str, float]:
+    """What Sidekiq's API says, due scheduled jobs and retries counted as waiting work."""
+    figures, later = api["queues"][name], scraped_at - api["at"]
+    depth = figures["size"] + figures["due"]
+    ages = [figures["latency"] + later if figures["size"] else 0.0]
+    if figures["due_for"] is not None:
+        ages.append(figures["due_for"] + later)
+    return {"depth": depth, "in_progress": figures["busy"], "oldest_age_seconds": max(ages)}
+
+
+def _assert_close(found: dict, expected: dict) -> None:
+    assert found["depth"] == expected["depth"]
+    assert found["in_progress"] == expected["in_progress"]
+    assert found["oldest_age_seconds"] == pytest.approx(expected["oldest_age_seconds"], abs=1.0)
+
+
+def test_sidekiq_6_jobs_in_progress_and_the_oldest_past_a_garbage_tail(tmp_path, db1):
+    """Sidekiq 6 keeps busy jobs in `<identity>:workers` (7 and 8: `:work`)."""
+    sidekiq = Sidekiq(tmp_path)
+    server = sidekiq.start("default", "mailers", concurrency=3)
+    try:
+        # Three jobs fill the three threads; two more wait in `default`.
+        sidekiq.ruby(
+            "2.times { SlowJob.perform_async(60) }; SlowJob.set(queue: 'mailers').perform_async(60)"
+        )
+        wait_for(lambda: db1.llen("queue:default") + db1.llen("queue:mailers") == 0, timeout=30)
+        sidekiq.ruby("2.times { SlowJob.perform_async(60) }")
+        time.sleep(1.5)  # the waiting jobs' age
+        # The heartbeat (every 5 s) publishes the busy jobs.
+        api = wait_for(
+            lambda: (
+                (a := sidekiq.api("default", "mailers"))["queues"]["default"]["busy"] == 2
+                and a["queues"]["mailers"]["busy"] == 1
+                and a
+            ),
+            timeout=30,
+        )
+        assert db1.keys("*:workers") and not db1.keys("*:work")  # Sidekiq 6's layout
+        with exporter(_config(tmp_path, "default", "mailers")) as running:
+            series = running.scrape()
+            scraped_at = time.time()
+            for name in ("default", "mailers"):
+                _assert_close(_figures(series, name), _expected(api, name, scraped_at))
+            assert _figures(series, "default")["in_progress"] == 2
+
+            # Garbage at the tail (the oldest end): the age is the next job's.
+            db1.rpush("queue:default", b"\x00 not a job")
+            series = running.scrape()
+            expected = _expected(api, "default", time.time())
+            found = _figures(series, "default")
+            assert found["depth"] == expected["depth"] + 1
+            assert found["oldest_age_seconds"] == pytest.approx(
+                expected["oldest_age_seconds"], abs=1.0
+            )
+    finally:
+        stop(server)
+
+
+def test_due_scheduled_jobs_and_retries_count_at_zero_dynos(tmp_path, db1):
+    """With no Sidekiq process, nothing moves due jobs to their queue: they are waiting work."""
+    sidekiq = Sidekiq(tmp_path)
+    server = sidekiq.start("default")
+    try:
+        sidekiq.ruby("FailJob.perform_async")  # fails once: a retry due 2 s later
+        wait_for(lambda: db1.zcard("retry") == 1, timeout=30)
+    finally:
+        stop(server)  # the role is at zero dynos from here on
+    assert not any(db1.exists(p) for p in db1.smembers("processes"))
+    sidekiq.ruby(
+        "SlowJob.set(queue: 'mailers').perform_in(1, 0);"  # due in 1 s
+        "SlowJob.perform_in(3600, 0);"  # not due for an hour: no waiting work yet
+        "SlowJob.set(queue: 'mailers').perform_async(0)"  # an ordinary waiting job
+    )
+    # The retry is due 2 s after the failure plus Sidekiq's jitter (up to 9 s).
+    retry_due = db1.zrange("retry", 0, 0, withscores=True)[0][1]
+    time.sleep(max(1.5, retry_due - time.time() + 0.5))
+    api = sidekiq.api("default", "mailers")
+    assert api["queues"]["default"]["due"] == 1 and api["queues"]["mailers"]["due"] == 1
+    with exporter(_config(tmp_path, "default", "mailers")) as running:
+        series = running.scrape()
+        scraped_at = time.time()
+    for name in ("default", "mailers"):
+        _assert_close(_figures(series, name), _expected(api, name, scraped_at))
+    assert _figures(series, "default")["depth"] == 1  # the retry; the job due in an hour is not
+    # The retry waits since its due time, longer than the list's job in `mailers`.
+    assert _figures(series, "default")["oldest_age_seconds"] >= 1.0
+
+
+def test_a_running_sidekiq_moves_what_was_counted_as_due(tmp_path, db1):
+    """A due job is counted once: in the scheduled set, then in its queue, then in progress."""
+    sidekiq = Sidekiq(tmp_path)
+    sidekiq.ruby("SlowJob.perform_in(1, 30)")
+    time.sleep(1.5)
+    with exporter(_config(tmp_path, "default")) as running:
+        assert _figures(running.scrape(), "default")["depth"] == 1
+        server = sidekiq.start("default")
+        try:
+            # Sidekiq's poller first runs 10-15 s after the process starts.
+            def moved_and_running() -> bool:
+                found = _figures(running.scrape(), "default")
+                assert found["depth"] + found["in_progress"] <= 1
+                return found["in_progress"] == 1
+
+            wait_for(moved_and_running, timeout=45, interval=0.5)
+            assert db1.zcard("schedule") == 0
+        finally:
+            stop(server)
+
+
+def test_hand_made_sidekiq_7_work_hash_and_8_milliseconds(tmp_path, db1):
+    """The same figures from Sidekiq 7/8's layout (`:work`, enqueued_at in milliseconds)."""
+    now = time.time()
+    client: redis.Redis = db1
+    identity = "web.1:7:abc"
+    client.sadd("processes", identity)
+    client.hset(identity, mapping={"busy": 1, "beat": now})
+    client.hset(f"{identity}:work", "t1", json.dumps({"queue": "default", "run_at": int(now)}))
+    job = {"queue": "default", "class": "HardJob", "args": [], "jid": "a1"}
+    client.lpush("queue:default", json.dumps({**job, "enqueued_at": int((now - 20) * 1000)}))
+    client.zadd("retry", {json.dumps({**job, "jid": "r1", "retry_count": 0}): now - 40.5})
+    with exporter(_config(tmp_path, "default")) as running:
+        found = _figures(running.scrape(), "default")
+        scraped_at = time.time()
+    assert found["depth"] == 2
+    assert found["in_progress"] == 1
+    assert found["oldest_age_seconds"] == pytest.approx(40.5 + scraped_at - now, abs=1.0)
