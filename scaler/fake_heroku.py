@@ -11,9 +11,13 @@ dynoscaler depends on it:
   allowed) or 400 missing_version; basic auth (any user, the key as password) or
   Bearer, checked against the key, or 401 unauthorized;
 - errors as JSON {"id", "message"}: not_found 404, invalid_params 422,
-  cannot_run_above_limit 422 (a quantity above --dyno-limit), rate_limit 429;
+  cannot_run_above_limit 422 (a quantity above the dyno limit: --dyno-limit, or
+  one set per app; the body carries "limit" and "size" beside the message, as
+  Heroku's does), rate_limit 429;
 - a token bucket of --rate-limit requests per hour, refilled gradually, with
-  RateLimit-Remaining and Request-Id headers on every response.
+  RateLimit-Remaining and Request-Id headers on every response, and on a 429
+  Retry-After: the seconds until a token is back (Heroku documents no
+  Retry-After; a client must cope with it present or absent).
 
 Admin endpoints outside Heroku's API, without authentication (bind to localhost):
 
@@ -21,10 +25,19 @@ Admin endpoints outside Heroku's API, without authentication (bind to localhost)
                            {"status": 503, "count": 2}        answer with an error
                            {"latency": 1.5, "count": 3}       delay, then answer normally
                            {"timeout": true, "seconds": 30}   hold the request, then 504
-                           optional "method": "PATCH" applies a fault to that method only
+                           {"hang": true, "seconds": 30}      hold the connection without
+                                                              answering, then close it
+                                                              (the request is not carried out)
+                           {"status": 429, "retry_after": 5}  a 429 with Retry-After: 5
+                           optional "method": "PATCH" applies a fault to that method only,
+                           "path": "text" to requests whose path contains the text,
+                           "app": "name" to requests for that app (by name or id)
   POST /__fake__/rate-limit {"remaining": n}  set the token bucket (0 to force 429s)
+  POST /__fake__/dyno-limit {"limit": n[, "app": name]}  the most dynos of one process
+                           type (of its size), for every app or one app
   GET  /__fake__/state     formations, remaining rate limit, pending faults
   GET  /__fake__/requests  every PATCH received: at (unix time), method, path, body, status
+                           (None: hung up without an answer)
   POST /__fake__/reset     formations back to min_dynos, no faults, empty log, full bucket
 
 In-process users (the demo) register formation listeners, called after each
@@ -36,10 +49,13 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import logging
+import math
 import os
 import re
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -180,21 +196,43 @@ class TokenBucket:
             self.tokens = max(0.0, min(float(self.capacity), remaining))
             return int(self.tokens)
 
+    def seconds_to_token(self) -> int:
+        """Whole seconds until one token is back (Retry-After), at least 1."""
+        with self._lock:
+            self._refill()
+            return max(1, math.ceil((1 - self.tokens) * 3600 / self.capacity))
+
 
 @dataclass
 class Fault:
     status: int | None = None
     latency: float = 0.0
     timeout: bool = False
+    hang: bool = False
     seconds: float = 30.0
+    retry_after: float | None = None
     method: str | None = None
+    path: str | None = None
+    app: str | None = None
     count: int = 1
+
+    _KEYS = (
+        "status",
+        "latency",
+        "timeout",
+        "hang",
+        "seconds",
+        "retry_after",
+        "method",
+        "path",
+        "app",
+    )
 
     @classmethod
     def parse(cls, spec: Any) -> Fault:
         if not isinstance(spec, dict):
             raise ApiError(422, "invalid_params", 'a fault is an object such as {"status": 500}')
-        unknown = set(spec) - {"status", "latency", "timeout", "seconds", "method", "count"}
+        unknown = set(spec) - {*cls._KEYS, "count"}
         if unknown:
             raise ApiError(
                 422, "invalid_params", f"unknown fault keys: {', '.join(sorted(unknown))}"
@@ -205,22 +243,30 @@ class Fault:
                 (fault.status is None or 400 <= int(fault.status) <= 599)
                 and float(fault.latency) >= 0
                 and float(fault.seconds) >= 0
+                and (fault.retry_after is None or float(fault.retry_after) >= 0)
                 and int(fault.count) >= 1
             )
         except (TypeError, ValueError):
             valid = False
-        if not valid or not (fault.status or fault.latency or fault.timeout):
+        if not valid or not (fault.status or fault.latency or fault.timeout or fault.hang):
             raise ApiError(
                 422,
                 "invalid_params",
-                "a fault needs status (400-599), latency (seconds) or timeout: true, "
-                "and count >= 1",
+                "a fault needs status (400-599), latency (seconds), timeout: true or "
+                "hang: true, and count >= 1",
             )
         fault.method = fault.method.upper() if fault.method else None
         return fault
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def applies(self, method: str, path: str, app: App | None) -> bool:
+        return (
+            self.method in (None, method)
+            and (self.path is None or self.path in path)
+            and (self.app is None or (app is not None and self.app in (app.name, app.id)))
+        )
 
 
 class FakeHeroku:
@@ -256,6 +302,8 @@ class FakeHeroku:
             )
         with self._lock:
             self.apps = apps
+            self.app_limits: dict[str, int] = {}
+            self.limit = self.dyno_limit
             self.bucket = TokenBucket(self.rate_limit)
             self.faults: list[Fault] = []
             self.requests: list[dict[str, Any]] = []
@@ -297,7 +345,7 @@ class FakeHeroku:
     def update(self, app: App, updates: list[dict[str, Any]]) -> list[Formation]:
         """Apply all updates or none (Heroku's batch update is atomic)."""
         with self._lock:
-            planned = [(self.formation(app, u["type"]), *self._validate(u)) for u in updates]
+            planned = [(self.formation(app, u["type"]), *self._validate(app, u)) for u in updates]
             changes = []
             stamp = _now()
             for formation, quantity, size in planned:
@@ -313,7 +361,7 @@ class FakeHeroku:
                 self._notify(app.name, formation.type, old, formation.quantity)
         return [formation for formation, _ in changes]
 
-    def _validate(self, update: dict[str, Any]) -> tuple[int | None, str | None]:
+    def _validate(self, app: App, update: dict[str, Any]) -> tuple[int | None, str | None]:
         quantity, size = update.get("quantity"), update.get("size")
         if quantity is None and size is None:
             raise ApiError(422, "invalid_params", "Provide a quantity or a size to update.")
@@ -325,13 +373,15 @@ class FakeHeroku:
             size = next((s for s in SIZES if s.lower() == str(size).lower()), None)
             if size is None:
                 raise ApiError(422, "invalid_params", f"Invalid size: {update['size']!r}.")
-        if quantity is not None and quantity > self.dyno_limit:
-            shown = (size or DEFAULT_SIZE)[0].upper() + (size or DEFAULT_SIZE)[1:]
+        limit = self.app_limits.get(app.name, self.limit)
+        if quantity is not None and quantity > limit:
+            size = size or self.formation(app, update["type"]).size
+            shown = size[0].upper() + size[1:]
             raise ApiError(
                 422,
                 "cannot_run_above_limit",
-                f"Cannot run more than {self.dyno_limit} {shown} size dynos.",
-                limit=self.dyno_limit,
+                f"Cannot run more than {limit} {shown} size dynos.",
+                limit=limit,
                 size=shown,
                 url="https://devcenter.heroku.com/articles/dyno-size#default-scaling-limits",
             )
@@ -350,10 +400,24 @@ class FakeHeroku:
             self.faults.extend(faults)
             return [f.to_json() for f in self.faults]
 
-    def next_fault(self, method: str) -> Fault | None:
+    def set_limit(self, limit: int, app: str | None = None) -> dict[str, Any]:
+        """The dyno limit of every app (app None) or of one app; the limits in force."""
+        with self._lock:
+            if app is None:
+                self.limit = limit
+            else:
+                self.app_limits[self.app(app).name] = limit
+            return {"dyno_limit": self.limit, "app_limits": dict(self.app_limits)}
+
+    def next_fault(self, method: str, path: str) -> Fault | None:
+        parts = path.split("/")
+        app = None
+        if len(parts) > 2 and parts[1] == "apps":
+            with contextlib.suppress(ApiError):
+                app = self.app(parts[2])
         with self._lock:
             for fault in self.faults:
-                if fault.method in (None, method):
+                if fault.applies(method, path, app):
                     fault.count -= 1
                     if fault.count == 0:
                         self.faults.remove(fault)
@@ -384,7 +448,8 @@ class FakeHeroku:
                     for a in self.apps.values()
                 ],
                 "rate_limit_remaining": self.bucket.remaining(),
-                "dyno_limit": self.dyno_limit,
+                "dyno_limit": self.limit,
+                "app_limits": dict(self.app_limits),
                 "faults": [f.to_json() for f in self.faults],
             }
 
@@ -413,8 +478,9 @@ def create_app(fake: FakeHeroku) -> Flask:
                 "rate_limit",
                 "Your account reached the API rate limit\n"
                 "Please wait a few minutes before making new requests",
+                retry_after=fake.bucket.seconds_to_token(),
             )
-        _apply_fault(fake.next_fault(request.method))
+        _apply_fault(fake.next_fault(request.method, request.path))
         return None
 
     @web.after_request
@@ -428,16 +494,30 @@ def create_app(fake: FakeHeroku) -> Flask:
                     "method": request.method,
                     "path": request.path,
                     "body": request.get_json(force=True, silent=True),
-                    "status": response.status_code,
+                    "status": None if g.get("hung") else response.status_code,
                 }
             )
         return response
 
     @web.errorhandler(ApiError)
     def api_error(error: ApiError) -> tuple[Response, int]:
-        return jsonify(
-            {**error.extra, "id": error.error_id, "message": error.message}
-        ), error.status
+        extra = dict(error.extra)
+        retry_after = extra.pop("retry_after", None)
+        response = jsonify({**extra, "id": error.error_id, "message": error.message})
+        if retry_after is not None:
+            response.headers["Retry-After"] = f"{retry_after:g}"
+        return response, error.status
+
+    @web.errorhandler(_HangUp)
+    def hang_up(error: _HangUp) -> Response:
+        # No answer at all: the client sees the connection closed (werkzeug's
+        # write of this response then fails quietly as a dropped connection).
+        g.hung = True
+        connection = request.environ.get("werkzeug.socket")
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        return Response(status=504)
 
     @web.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:
@@ -495,6 +575,17 @@ def _add_admin_routes(web: Flask, fake: FakeHeroku) -> None:
         faults = [Fault.parse(spec) for spec in (body if isinstance(body, list) else [body])]
         return jsonify(fake.add_faults(faults))
 
+    @web.post("/__fake__/dyno-limit")
+    def set_dyno_limit() -> Response:
+        body = request.get_json(force=True, silent=True)
+        limit = body.get("limit") if isinstance(body, dict) else None
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ApiError(422, "invalid_params", "limit must be an integer >= 0.")
+        app = body.get("app")
+        if app is not None and not isinstance(app, str):
+            raise ApiError(422, "invalid_params", "app must be an app's name.")
+        return jsonify(fake.set_limit(limit, app))
+
     @web.post("/__fake__/rate-limit")
     def set_rate_limit() -> Response:
         body = request.get_json(force=True, silent=True)
@@ -542,11 +633,20 @@ def _apply_fault(fault: Fault | None) -> None:
         return
     if fault.latency:
         time.sleep(fault.latency)
+    if fault.hang:
+        time.sleep(fault.seconds)
+        raise _HangUp
     if fault.timeout:
         time.sleep(fault.seconds)
         raise ApiError(504, "timeout", "The request timed out (injected by the fake).")
     if fault.status:
-        raise ApiError(fault.status, _STATUS_IDS.get(fault.status, "error"), "Injected fault.")
+        extra = {} if fault.retry_after is None else {"retry_after": fault.retry_after}
+        message = "Injected fault."
+        raise ApiError(fault.status, _STATUS_IDS.get(fault.status, "error"), message, **extra)
+
+
+class _HangUp(Exception):
+    """A hang fault ran out: close the connection without an answer."""
 
 
 _STATUS_IDS = {

@@ -9,13 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from scaler.deadline import HEROKU_BUDGET_SECONDS
+
 if TYPE_CHECKING:
     from dynoscaler.config import RoleSettings
 
-# A target still marked in flight after this long belongs to a worker that died
-# mid-request; it no longer suppresses a new action. It is longer than the
-# actuator's worst case (attempts x time-out + back-off).
-IN_FLIGHT_EXPIRY_SECONDS = 120.0
+# A target still marked in flight after this long belongs to a request that
+# ended without clearing it (its process died); it no longer suppresses a new
+# action. Every request's Heroku calls end within HEROKU_BUDGET_SECONDS; the
+# rest is room for the store's transactions. (The service also drops at once a
+# mark whose process is known to be gone.)
+IN_FLIGHT_EXPIRY_SECONDS = HEROKU_BUDGET_SECONDS + 4.0
 
 
 @dataclass(frozen=True)
@@ -39,12 +43,18 @@ class State:
     last_action_at: Unix time of the last applied change (None: never).
     in_flight: the target of a change sent but not yet answered (None: none).
     in_flight_since: Unix time that change was started.
+    limit: the most dynos Heroku runs for this role, from its 422
+    cannot_run_above_limit (None: none known).
+    limit_until: Unix time until which `limit` holds; after it, a count above
+    is tried again (None with a limit: until further notice).
     """
 
     current: int | None
     last_action_at: float | None = None
     in_flight: int | None = None
     in_flight_since: float | None = None
+    limit: int | None = None
+    limit_until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -98,11 +108,16 @@ def decide(
     """Decide the next formation quantity of one role.
 
     Contract (every rule holds for any input; property-tested):
-    - a returned target is always within [policy.min_dynos, policy.max_dynos];
+    - a returned target is always within [policy.min_dynos, policy.max_dynos],
+      and never above Heroku's limit while it holds (`state.limit` until
+      `state.limit_until`, and only while the current count is not above it:
+      a count above shows the limit is gone); a limit below min_dynos is the
+      one exception to the lower bound (Heroku runs no more than the limit);
     - no target when `request.desired` or `state.current` is None (nothing safe
-      to compare), when the clamped desired count equals the current count, or
-      when the target equals the count already in flight (repeated and duplicate
-      alerts: one action);
+      to compare), when the clamped desired count equals the current count
+      (or the current count is at Heroku's limit and the desired one above it),
+      or when the target equals the count already in flight (repeated and
+      duplicate alerts: one action);
     - a target below `state.current` only when the data is fresh
       (`now - request.observed_at <= stale_after`) and the last action is at
       least `policy.cooldown` seconds old, except that a current count outside
@@ -123,6 +138,12 @@ def decide(
     )
     if wanted == state.current:
         return Verdict(None, f"already at {wanted}{clamped}")
+    ceiling = heroku_limit(state, now)
+    held = ""
+    if ceiling is not None and wanted > ceiling:
+        held = f" (desired {wanted} held at Heroku's limit {ceiling})"
+        if state.current == ceiling:
+            return Verdict(None, f"at Heroku's limit {ceiling}: desired {wanted}")
     out_of_bounds = clamp(state.current, policy.min_dynos, policy.max_dynos) != state.current
     if wanted < state.current and not out_of_bounds:
         refusal = _scale_down_refusal(request, state, policy, now, stale_after)
@@ -130,15 +151,30 @@ def decide(
             return Verdict(None, refusal)
     step = clamp(wanted - state.current, -policy.max_step, policy.max_step)
     target = clamp(state.current + step, policy.min_dynos, policy.max_dynos)
-    limited = f" (limited by max_step {policy.max_step})" if target != wanted else ""
+    if held:
+        target = min(target, ceiling)  # type: ignore[type-var]
+    limited = (
+        f" (limited by max_step {policy.max_step})"
+        if target != wanted and not (held and target == ceiling)
+        else ""
+    )
     if _in_flight(state, now) == target:
         return Verdict(None, f"{target} already in flight{clamped}")
-    reason = f"scale {state.current} -> {target}{clamped}{limited}"
+    reason = f"scale {state.current} -> {target}{clamped}{held}{limited}"
     if out_of_bounds:
         reason += f" (current outside [{policy.min_dynos}, {policy.max_dynos}])"
     if dry_run:
         return Verdict(target, f"dry run: {reason}", dry_run=True)
     return Verdict(target, reason)
+
+
+def heroku_limit(state: State, now: float) -> int | None:
+    """Heroku's limit for the role while it holds, else None."""
+    if state.limit is None or state.current is None or state.current > state.limit:
+        return None
+    if state.limit_until is not None and now >= state.limit_until:
+        return None
+    return state.limit
 
 
 def _in_flight(state: State, now: float) -> int | None:

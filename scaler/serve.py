@@ -1,4 +1,12 @@
-"""Serve the scaler's webhook API with gunicorn (Alertmanager -> POST /alerts)."""
+"""Serve the scaler's webhook API with gunicorn (Alertmanager -> POST /alerts).
+
+gthread workers: each worker process answers on several threads, so a request
+waiting on Heroku (at most scaler.deadline.HEROKU_BUDGET_SECONDS) holds one
+thread, and /healthz, /metrics and other apps' alerts are answered meanwhile.
+The store gives each thread its own connection; its per-app lock (SQLite's
+write lock, PostgreSQL's row locks) is held only while deciding, never while
+Heroku is called.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +21,12 @@ from dynoscaler import config
 from dynoscaler.config import ConfigError
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# Longer than the actuator's worst case (4 attempts x 10 s time-out + back-off),
-# so gunicorn never kills a worker in the middle of a formation change.
-WORKER_TIMEOUT_SECONDS = 90
+# A gthread worker's heartbeat comes from its main loop, not from the requests'
+# threads (each bounded by the Heroku budget anyway): this only catches a stuck
+# worker process.
+WORKER_TIMEOUT_SECONDS = 30
+# Threads per worker: room for several apps' deliveries each waiting on Heroku.
+DEFAULT_THREADS = 8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--bind", default="127.0.0.1", help="address (0.0.0.0 on Heroku)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help="threads per worker (gthread)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("DYNOSCALER_WEBHOOK_TOKEN is not set: the scaler needs a secret")
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, not {args.workers}")
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, not {args.threads}")
     # Create the store's tables once, before workers race to do it.
     from scaler.store import Store
 
@@ -74,7 +90,8 @@ class _Server(BaseApplication):
         options = {
             "bind": f"{self.args.bind}:{self.args.port}",
             "workers": self.args.workers,
-            "worker_class": "sync",
+            "worker_class": "gthread",
+            "threads": self.args.threads,
             "timeout": WORKER_TIMEOUT_SECONDS,
             "child_exit": _child_exit,
             "accesslog": None,
@@ -87,5 +104,6 @@ class _Server(BaseApplication):
     def load(self) -> Any:
         # Runs in each worker after the fork: its own store connection and threads.
         from scaler.app import create_app
+        from scaler.deadline import RequestDeadline
 
-        return create_app(config.load(self.args.config))
+        return RequestDeadline(create_app(config.load(self.args.config)))

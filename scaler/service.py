@@ -2,12 +2,21 @@
 
 For one app: read the formation, lock the roles' state, decide each role with
 scaler.guardrails, mark the targets in flight, send them in one batch, store
-Heroku's answer and record every decision (acted on or not).
+Heroku's answer and record every decision (acted on or not). All of Heroku's
+calls for one request share one Deadline (scaler/deadline.py).
+
+Heroku's 422 cannot_run_above_limit names the most dynos it runs: the roles
+refused are held there (the limit is stored with the role, and the same
+request sends the batch again at the limit), notified once, and asked above it
+again only after LIMIT_BACKOFF_SECONDS (doubling while Heroku keeps the same
+limit, up to LIMIT_BACKOFF_MAX_SECONDS), or at once when the role's settings or
+the Heroku account change.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -16,14 +25,21 @@ from typing import Any, Protocol
 
 from dynoscaler.config import Config, RoleSettings
 from scaler import metrics
-from scaler.actuator import FAILURE, HerokuError, Result
+from scaler.actuator import FAILURE, LIMIT, SUCCESS, HerokuError, Result
+from scaler.deadline import Deadline, current
 from scaler.guardrails import Policy, Request, State, Verdict, decide
-from scaler.store import AppLock, Decision, Store, StoredState
+from scaler.store import AppLock, Decision, Limit, Store, StoredState, owner_alive
 
 log = logging.getLogger("dynoscaler.scaler")
 
 # How long a count Heroku confirmed may answer a request that changes nothing.
 FORMATION_REUSE_SECONDS = 30.0
+# After Heroku's cannot_run_above_limit, how long a role stays at the limit
+# before a count above it is asked again; doubled each time Heroku answers with
+# the same limit, up to the maximum. (The alert repeats every 10 s: without the
+# back-off, 360 refused PATCHes an hour per role.)
+LIMIT_BACKOFF_SECONDS = 600.0
+LIMIT_BACKOFF_MAX_SECONDS = 4 * 3600.0
 
 _RECORDED_SETTINGS = (
     "min_dynos",
@@ -47,9 +63,17 @@ class RoleInput:
 
 
 class FormationSource(Protocol):
-    def formation(self, app: str) -> dict[str, int]: ...
+    account: str
 
-    def scale(self, app: str, targets: dict[str, int]) -> Result: ...
+    def formation(self, app: str, deadline: Deadline | None = None) -> dict[str, int]: ...
+
+    def scale(
+        self,
+        app: str,
+        targets: dict[str, int],
+        deadline: Deadline | None = None,
+        at_limit: bool = False,
+    ) -> Result: ...
 
 
 class Notify(Protocol):
@@ -74,8 +98,19 @@ class Scaler:
         self.clock = clock
         self.dry_run = config.scaler.dry_run
 
-    def apply(self, app: str, inputs: list[RoleInput], source: str) -> list[Decision]:
-        """Decide and act for some roles of one app; every role gets one recorded Decision."""
+    def apply(
+        self,
+        app: str,
+        inputs: list[RoleInput],
+        source: str,
+        deadline: Deadline | None = None,
+    ) -> list[Decision]:
+        """Decide and act for some roles of one app; every role gets one recorded Decision.
+
+        deadline: the request's Heroku budget (default: the one of the HTTP request
+        being served, see scaler.deadline.RequestDeadline, else a fresh one).
+        """
+        deadline = deadline or current() or Deadline()
         settings = {i.role: self._settings(app, i.role) for i in inputs}
         decisions = self._without_heroku(app, inputs, settings, source)
         if decisions is not None:
@@ -83,28 +118,192 @@ class Scaler:
             return decisions
         read_at = self.clock()
         try:
-            formation = None if self.dry_run else self.actuator.formation(app)
+            formation = None if self.dry_run else self.actuator.formation(app, deadline)
         except HerokuError as error:
             reason = f"cannot read formation: {error}"
             decisions = [
                 self._decision(i, settings, source, None, None, reason, FAILURE, error.answer())
                 for i in inputs
             ]
-            self.notify({"event": "formation_unreadable", "app": app, "answer": error.answer()})
+            if error.attempts:  # not when no call was made (held after a 429)
+                self.notify({"event": "formation_unreadable", "app": app, "answer": error.answer()})
             return self.record(decisions)
         with self.store.locked_app(app, [i.role for i in inputs]) as lock:
             verdicts, states = self._decide(lock, inputs, formation, read_at, settings)
+            stored = dict(lock.states)
             targets = {r: v.target for r, v in verdicts.items() if v.target is not None}
             if not targets:
                 decisions = self._decisions(inputs, settings, source, verdicts, states, None)
                 lock.record(decisions)
         if targets:
-            result = self._send(app, targets)
-            decisions = self._decisions(inputs, settings, source, verdicts, states, result)
-            confirmed = {role: result.counts.get(role) for role in targets}
-            acted = result.outcome in ("success", "dry_run")
-            self.store.finish(app, confirmed, self.clock(), acted, decisions)
+            decisions = self._act(app, inputs, settings, source, verdicts, states, stored, deadline)
         self._observe(decisions)
+        return decisions
+
+    def _act(
+        self,
+        app: str,
+        inputs: list[RoleInput],
+        settings: dict[str, RoleSettings],
+        source: str,
+        verdicts: dict[str, Verdict],
+        states: dict[str, State],
+        stored: dict[str, StoredState],
+        deadline: Deadline,
+    ) -> list[Decision]:
+        """Send the targets; at Heroku's limit, remember it and send the batch again
+        at the limit; store what Heroku confirmed and record the decisions."""
+        targets = {r: v.target for r, v in verdicts.items() if v.target is not None}
+        result = self._send(app, targets, deadline)
+        limits: dict[str, Limit | None] = {}
+        second: Result | None = None
+        retry: dict[str, Verdict] = {}
+        if result.outcome == LIMIT:
+            limits = self._learned(app, targets, result, states, stored, settings)
+            now = self.clock()
+            for i in inputs:
+                if i.role not in targets:
+                    continue
+                state = dataclasses.replace(states[i.role], in_flight=None, in_flight_since=None)
+                learned = limits.get(i.role)
+                if learned is not None:
+                    state = dataclasses.replace(
+                        state, limit=learned.count, limit_until=learned.until
+                    )
+                verdict = self._verdict(i, state, settings, now)
+                lowered = verdict.target is not None and verdict.target < targets[i.role]
+                if verdict.target is not None and (i.role not in limits or lowered):
+                    retry[i.role] = verdict
+            if not any(role in limits for role in retry):
+                retry = {}  # nothing held lower: the same batch would be refused again
+            if retry:
+                at_limit = {r: v.target for r, v in retry.items() if v.target is not None}
+                second = self._send(app, at_limit, deadline, at_limit=True)
+        final = second or result
+        confirmed = {role: final.counts.get(role) for role in targets}
+        held = set(limits)
+        if final.outcome == SUCCESS:
+            for role, count in confirmed.items():
+                known = stored[role].limit
+                if role not in held and None not in (count, known) and count > known.count:
+                    limits[role] = None  # Heroku ran more: the limit is gone
+        decisions = self._acted_decisions(
+            inputs, settings, source, verdicts, states, result, second, retry, held, deadline
+        )
+        changed = {
+            role: count is not None and count != states[role].current
+            for role, count in confirmed.items()
+        }
+        self.store.finish(app, confirmed, self.clock(), changed, decisions, limits)
+        if final.outcome == FAILURE and final.answer.get("attempts"):
+            self.notify(
+                {
+                    "event": "actuation_failure",
+                    "app": app,
+                    "targets": {r: v.target for r, v in (retry or verdicts).items() if v.target},
+                    "answer": final.answer,
+                }
+            )
+        return decisions
+
+    def _learned(
+        self,
+        app: str,
+        targets: dict[str, int],
+        result: Result,
+        states: dict[str, State],
+        stored: dict[str, StoredState],
+        settings: dict[str, RoleSettings],
+    ) -> dict[str, Limit | None]:
+        """The limits a refused PATCH teaches, per role; notified when new or changed."""
+        now = self.clock()
+        counts = dict(result.limits)
+        if not counts:
+            # A limit Heroku did not name: hold the roles where they are.
+            counts = {role: -1 for role, target in targets.items()}
+        for role in list(counts):
+            current = states[role].current
+            if current is not None and counts[role] < current:
+                counts[role] = current  # Heroku runs this many: hold there, no lower
+            if counts[role] < 0 or counts[role] >= targets[role]:
+                del counts[role]
+        learned: dict[str, Limit | None] = {}
+        news = {}
+        for role, count in counts.items():
+            key = self._limit_key(settings[role])
+            known = stored[role].limit
+            backoff = LIMIT_BACKOFF_SECONDS
+            if known is not None and known.count == count and known.key == key:
+                backoff = min(LIMIT_BACKOFF_MAX_SECONDS, 2 * max(known.until - known.at, backoff))
+            else:
+                news[role] = count
+            learned[role] = Limit(count, now, now + backoff, key)
+        if news:
+            self.notify(
+                {
+                    "event": "actuation_limit",
+                    "app": app,
+                    "targets": targets,
+                    "limits": news,
+                    "answer": result.answer,
+                }
+            )
+        return learned
+
+    def _limit_key(self, settings: RoleSettings) -> str:
+        """What a stored limit was learned under: the role's settings and the account."""
+        recorded = {k: getattr(settings, k) for k in _RECORDED_SETTINGS}
+        account = getattr(self.actuator, "account", "")
+        return json.dumps({"settings": recorded, "account": account}, sort_keys=True)
+
+    def _acted_decisions(
+        self,
+        inputs: list[RoleInput],
+        settings: dict[str, RoleSettings],
+        source: str,
+        verdicts: dict[str, Verdict],
+        states: dict[str, State],
+        result: Result,
+        second: Result | None,
+        retry: dict[str, Verdict],
+        held: set[str],
+        deadline: Deadline,
+    ) -> list[Decision]:
+        late = deadline.outcome()
+        if late:
+            log.warning("Heroku answered after the caller gave up (%s)", late)
+        decisions = []
+        for i in inputs:
+            verdict = verdicts[i.role]
+            current = states[i.role].current
+            if verdict.target is None:
+                decisions.append(
+                    self._decision(i, settings, source, current, None, verdict.reason, "none")
+                )
+                continue
+            to, reason, outcome, answer = (
+                verdict.target,
+                verdict.reason,
+                result.outcome,
+                result.answer,
+            )
+            if result.outcome == LIMIT:
+                refusal = f"; Heroku refused it: {result.answer.get('message')}"
+                reason += refusal
+                if second is not None and i.role in retry:
+                    to = retry[i.role].target
+                    reason += f"; then {retry[i.role].reason}"
+                    answer = {**second.answer, "refused": result.answer}
+                    outcome = second.outcome
+                    if second.outcome == SUCCESS and i.role in held:
+                        outcome = LIMIT
+                elif second is not None:
+                    answer = {**result.answer, "then": second.answer}
+            decisions.append(
+                self._decision(
+                    i, settings, source, current, to, reason, outcome, {**answer, **late}
+                )
+            )
         return decisions
 
     def _without_heroku(
@@ -122,7 +321,7 @@ class Scaler:
             stored = {i.role: lock.states[i.role] for i in inputs}
             if any(_older(s.current_at, now) for s in stored.values()):
                 return None
-            states = {role: s.state for role, s in stored.items()}
+            states = {role: self._stored_state(s, role, settings) for role, s in stored.items()}
             verdicts = {i.role: self._verdict(i, states[i.role], settings, now) for i in inputs}
             if any(v.target is not None for v in verdicts.values()):
                 return None
@@ -211,22 +410,34 @@ class Scaler:
         elif formation is None and current is None:
             # Dry run without a recorded count: start where fake-heroku does.
             current = settings[role].min_dynos
-        return dataclasses.replace(stored.state, current=current)
+        return dataclasses.replace(self._stored_state(stored, role, settings), current=current)
 
-    def _send(self, app: str, targets: dict[str, int]) -> Result:
+    def _stored_state(
+        self, stored: StoredState, role: str, settings: dict[str, RoleSettings]
+    ) -> State:
+        """The stored state less what no longer holds: an in-flight mark whose process
+        is gone (its change was never answered: decide afresh at once) and a limit
+        learned under other settings or another account."""
+        state = stored.state
+        if state.in_flight is not None and owner_alive(stored.in_flight_owner) is False:
+            log.warning(
+                "%s: in-flight mark %s of %s ignored: that process is gone",
+                role,
+                state.in_flight,
+                stored.in_flight_owner,
+            )
+            state = dataclasses.replace(state, in_flight=None, in_flight_since=None)
+        limit = stored.limit
+        if limit is not None and limit.key != self._limit_key(settings[role]):
+            state = dataclasses.replace(state, limit=None, limit_until=None)
+        return state
+
+    def _send(
+        self, app: str, targets: dict[str, int], deadline: Deadline, at_limit: bool = False
+    ) -> Result:
         if self.dry_run:
             return Result("dry_run", dict(targets), {"dry_run": True})
-        result = self.actuator.scale(app, targets)
-        if result.outcome != "success":
-            self.notify(
-                {
-                    "event": f"actuation_{result.outcome}",
-                    "app": app,
-                    "targets": targets,
-                    "answer": result.answer,
-                }
-            )
-        return result
+        return self.actuator.scale(app, targets, deadline, at_limit)
 
     def _decision(
         self,

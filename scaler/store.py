@@ -3,14 +3,18 @@
 SQLite by default (WAL, one file, survives restarts); PostgreSQL by URL
 (postgresql://...) so an HA pair of scalers shares one store. The role state
 (current count, last action, count in flight) is read and marked inside one
-locked transaction per app, so two scalers, or two gunicorn workers, given the
-same alert take one action between them.
+locked transaction per app, so two scalers, or two gunicorn workers (or two
+threads of one), given the same alert take one action between them. An
+in-flight mark carries the identity of the process that set it, so a mark left
+by a process that is gone is recognised at once; a role also keeps the limit
+Heroku's 422 cannot_run_above_limit named.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -51,6 +55,18 @@ _SCHEMA = (
     )""",
     "CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY, at DOUBLE PRECISION)",
 )
+# Columns added to role_state after its first release (added to older stores on start).
+_ADDED_COLUMNS = (
+    ("in_flight_owner", "TEXT"),
+    ("limit_count", "INTEGER"),
+    ("limit_at", "DOUBLE PRECISION"),
+    ("limit_until", "DOUBLE PRECISION"),
+    ("limit_key", "TEXT"),
+)
+_STATE_COLUMNS = (
+    "role, current, current_at, last_action_at, in_flight, in_flight_since, "
+    "in_flight_owner, limit_count, limit_at, limit_until, limit_key"
+)
 
 _SCHEMA_LOCK = 0x64796E6F  # "dyno"
 
@@ -89,11 +105,97 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """Heroku's limit for a role: `count` dynos, learned at `at`, holding until
+    `until`, for the settings and account `key` it was learned under."""
+
+    count: int
+    at: float
+    until: float
+    key: str
+
+
+@dataclass(frozen=True)
 class StoredState:
-    """A role's state as stored, plus when `current` was last confirmed."""
+    """A role's state as stored, plus when `current` was last confirmed, who set
+    the in-flight mark, and the stored limit with the key it was learned under."""
 
     state: State
     current_at: float | None
+    in_flight_owner: str | None = None
+    limit_at: float | None = None
+    limit_key: str | None = None
+
+    @property
+    def limit(self) -> Limit | None:
+        s = self.state
+        if s.limit is None or self.limit_at is None or s.limit_until is None:
+            return None
+        return Limit(s.limit, self.limit_at, s.limit_until, self.limit_key or "")
+
+
+def _stored(row: tuple[Any, ...]) -> tuple[str, StoredState]:
+    (role, current, current_at, last_action, in_flight, since, owner) = row[:7]
+    limit, limit_at, limit_until, limit_key = row[7:]
+    state = State(current, last_action, in_flight, since, limit, limit_until)
+    return role, StoredState(state, current_at, owner, limit_at, limit_key)
+
+
+_IDENTITY: tuple[int, str] | None = None
+
+
+def process_identity() -> str:
+    """This process as "host|boot id|pid|start time": unique across restarts and reboots."""
+    global _IDENTITY
+    pid = os.getpid()
+    if _IDENTITY is None or _IDENTITY[0] != pid:
+        _IDENTITY = (pid, f"{socket.gethostname()}|{_boot_id()}|{pid}|{_start_time(pid)}")
+    return _IDENTITY[1]
+
+
+def owner_alive(owner: str | None) -> bool | None:
+    """Whether the process named by `process_identity()` still runs.
+
+    None when that cannot be known here: no owner recorded, or another host
+    (the other scaler of an HA pair); the mark's age decides then.
+    """
+    if not owner:
+        return None
+    parts = owner.split("|")
+    if len(parts) != 4 or parts[0] != socket.gethostname():
+        return None
+    _, boot, pid_text, start = parts
+    if boot and boot != _boot_id():
+        return False  # the machine restarted since
+    try:
+        pid = int(pid_text)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, PermissionError, OSError):
+        return None
+    # A pid reused by a later process has another start time.
+    return not start or _start_time(pid) == start
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as file:
+            return file.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot (/proc/PID/stat field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as file:
+            stat = file.read()
+    except OSError:
+        return ""
+    # The command name may hold spaces and parentheses: fields follow the last ")".
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else ""
 
 
 # What a store call raises when the database is unavailable.
@@ -118,6 +220,23 @@ class Store:
             for statement in _SCHEMA:
                 serial = "BIGSERIAL" if self.postgres else "INTEGER"
                 cursor.execute(statement.format(serial=serial))
+            self._add_columns(cursor)
+
+    def _add_columns(self, cursor: _Cursor) -> None:
+        # Looked up first: ALTER TABLE locks the table exclusively even when the
+        # column exists, and every worker opens the store while others serve.
+        if self.postgres:
+            cursor.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = 'role_state'"
+            )
+            present = {row[0] for row in cursor.fetchall()}
+        else:
+            cursor.execute("PRAGMA table_info(role_state)")
+            present = {row[1] for row in cursor.fetchall()}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in present:
+                cursor.execute(f"ALTER TABLE role_state ADD COLUMN {name} {kind}")
 
     # -- connections ---------------------------------------------------------
 
@@ -180,14 +299,11 @@ class Store:
             lock = " FOR UPDATE" if self.postgres else ""
             marks = ",".join("?" for _ in roles)
             cursor.execute(
-                "SELECT role, current, current_at, last_action_at, in_flight, in_flight_since "
+                f"SELECT {_STATE_COLUMNS} "
                 f"FROM role_state WHERE app = ? AND role IN ({marks}) ORDER BY role{lock}",
                 (app, *roles),
             )
-            states = {
-                row[0]: StoredState(State(row[1], row[3], row[4], row[5]), row[2])
-                for row in cursor.fetchall()
-            }
+            states = dict(_stored(row) for row in cursor.fetchall())
             yield AppLock(cursor, app, states)
 
     def finish(
@@ -195,21 +311,39 @@ class Store:
         app: str,
         counts: dict[str, int | None],
         now: float,
-        acted: bool,
+        acted: bool | dict[str, bool],
         decisions: list[Decision],
+        limits: dict[str, Limit | None] | None = None,
     ) -> None:
-        """Clear the in-flight marks, store Heroku's confirmed counts (None: unchanged)
-        and record the decisions, all in one transaction."""
+        """Clear the in-flight marks, store Heroku's confirmed counts (None: unchanged),
+        the roles' limits (a Limit, or None to forget one; roles not named keep
+        theirs) and record the decisions, all in one transaction. `acted`: whether
+        a role's count changed (its cooldown starts), for all roles or per role."""
+        limits = limits or {}
         with self._transaction() as cursor:
             # Rows in role order, as locked_app takes them: no deadlock between the two.
             for role, count in sorted(counts.items()):
                 self._ensure_row(cursor, app, role)
+                changed = acted.get(role, False) if isinstance(acted, dict) else acted
                 cursor.execute(
                     "UPDATE role_state SET current = COALESCE(?, current), "
                     "current_at = CASE WHEN ? THEN ? ELSE current_at END, "
                     "last_action_at = CASE WHEN ? THEN ? ELSE last_action_at END, "
-                    "in_flight = NULL, in_flight_since = NULL WHERE app = ? AND role = ?",
-                    (count, count is not None, now, acted, now, app, role),
+                    "in_flight = NULL, in_flight_since = NULL, in_flight_owner = NULL "
+                    "WHERE app = ? AND role = ?",
+                    (count, count is not None, now, changed, now, app, role),
+                )
+            for role, limit in sorted(limits.items()):
+                self._ensure_row(cursor, app, role)
+                values = (
+                    (None,) * 4
+                    if limit is None
+                    else (limit.count, limit.at, limit.until, limit.key)
+                )
+                cursor.execute(
+                    "UPDATE role_state SET limit_count = ?, limit_at = ?, limit_until = ?, "
+                    "limit_key = ? WHERE app = ? AND role = ?",
+                    (*values, app, role),
                 )
             _insert(cursor, decisions)
 
@@ -221,14 +355,10 @@ class Store:
 
     def states(self, app: str) -> dict[str, StoredState]:
         cursor = _Cursor(self._connection().cursor(), self._sql)
-        cursor.execute(
-            "SELECT role, current, current_at, last_action_at, in_flight, in_flight_since "
-            "FROM role_state WHERE app = ?",
-            (app,),
-        )
+        cursor.execute(f"SELECT {_STATE_COLUMNS} FROM role_state WHERE app = ?", (app,))
         rows = cursor.fetchall()
         self._connection().commit()
-        return {r[0]: StoredState(State(r[1], r[3], r[4], r[5]), r[2]) for r in rows}
+        return dict(_stored(row) for row in rows)
 
     # -- decisions -----------------------------------------------------------
 
@@ -296,10 +426,12 @@ class AppLock:
             (count, at, self.app, role, at),
         )
 
-    def mark_in_flight(self, role: str, target: int, now: float) -> None:
+    def mark_in_flight(self, role: str, target: int, now: float, owner: str | None = None) -> None:
+        """Mark `target` as sent by `owner` (default: this process, see process_identity)."""
         self._cursor.execute(
-            "UPDATE role_state SET in_flight = ?, in_flight_since = ? WHERE app = ? AND role = ?",
-            (target, now, self.app, role),
+            "UPDATE role_state SET in_flight = ?, in_flight_since = ?, in_flight_owner = ? "
+            "WHERE app = ? AND role = ?",
+            (target, now, owner or process_identity(), self.app, role),
         )
 
 

@@ -274,3 +274,68 @@ def test_command_line_without_a_key_is_a_clear_error(settings_file):
     )
     assert result.returncode == 2
     assert result.stderr == "dynoscaler: fake-heroku: give --api-key or set HEROKU_API_KEY\n"
+
+
+def test_a_hang_holds_the_connection_then_closes_it_unanswered(api, fake):
+    app = api.app("shop")
+    admin(fake, "POST", "faults", {"hang": True, "seconds": 1.0, "method": "PATCH"})
+    started = time.monotonic()
+    with pytest.raises(requests.ConnectionError):
+        app.batch_scale_formation_processes({"worker": 3})
+    assert 1.0 <= time.monotonic() - started < 3
+    assert quantities(fake)[("shop", "worker")] == 1  # never carried out
+    (entry,) = admin(fake, "GET", "requests").json()
+    assert entry["status"] is None
+    impatient = heroku.client(timeout=0.3)  # a client's time-out cuts a hang short
+    admin(fake, "POST", "faults", {"hang": True, "seconds": 5})
+    started = time.monotonic()
+    with pytest.raises(requests.Timeout):
+        impatient.app("shop")
+    assert time.monotonic() - started < 1
+
+
+def test_faults_can_be_aimed_at_one_app_or_path(api, fake):
+    shop, dialer = api.app("shop"), api.app("dialer")
+    admin(fake, "POST", "faults", {"status": 503, "app": "shop", "count": 2})
+    assert dialer.process_formation()[0].quantity == 0
+    with pytest.raises(requests.HTTPError):
+        shop.process_formation()  # by name
+    with pytest.raises(requests.HTTPError):
+        shop.batch_scale_formation_processes({"worker": 2})  # by id
+    assert shop.process_formation()[0].quantity == 1
+    admin(fake, "POST", "faults", {"status": 503, "path": "/formation"})
+    api.app("shop")  # GET /apps/shop: not aimed at
+    with pytest.raises(requests.HTTPError):
+        dialer.process_formation()
+
+
+def test_429_carries_retry_after_from_the_bucket_or_the_fault(fake):
+    headers = {"Accept": ACCEPT}
+    admin(fake, "POST", "faults", {"status": 429, "retry_after": 5})
+    refused = requests.get(f"{fake.url}/apps/shop", auth=("", KEY), headers=headers, timeout=5)
+    assert (refused.status_code, refused.headers["Retry-After"]) == (429, "5")
+    assert refused.json()["id"] == "rate_limit"
+    admin(fake, "POST", "rate-limit", {"remaining": 0})
+    empty = requests.get(f"{fake.url}/apps/shop", auth=("", KEY), headers=headers, timeout=5)
+    # 4,500 an hour: a token every 0.8 s, so one second.
+    assert (empty.status_code, empty.headers["Retry-After"]) == (429, "1")
+
+
+def test_dyno_limit_is_set_per_app_and_carried_in_the_422(api, fake):
+    state = admin(fake, "POST", "dyno-limit", {"limit": 3, "app": "shop"}).json()
+    assert state == {"dyno_limit": 5, "app_limits": {"shop": 3}}
+    with pytest.raises(requests.HTTPError) as caught:
+        api.app("shop").batch_scale_formation_processes({"worker": 4})
+    assert caught.value.response.json() == {
+        "id": "cannot_run_above_limit",
+        "message": "Cannot run more than 3 Standard-1X size dynos.",
+        "limit": 3,
+        "size": "Standard-1X",
+        "url": "https://devcenter.heroku.com/articles/dyno-size#default-scaling-limits",
+    }
+    assert api.app("dialer").batch_scale_formation_processes({"twilio": 5})[0].quantity == 5
+    admin(fake, "POST", "dyno-limit", {"limit": 6})
+    assert api.app("dialer").batch_scale_formation_processes({"twilio": 6})[0].quantity == 6
+    bad = requests.post(f"{fake.url}/__fake__/dyno-limit", json={"limit": -1}, timeout=5)
+    assert bad.status_code == 422
+    assert admin(fake, "POST", "reset").json()["dyno_limit"] == 5

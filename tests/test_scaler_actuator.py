@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +11,8 @@ from prometheus_client import REGISTRY
 from scaler_support import HEROKU_KEY, FakeHerokuProcess, write_settings
 
 from dynoscaler import heroku
-from scaler.actuator import Actuator, HerokuError
+from scaler.actuator import PROBE_INTERVAL_SECONDS, TOKEN_SECONDS, Actuator, HerokuError
+from scaler.deadline import Deadline
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -89,9 +92,90 @@ def test_dyno_limit_is_a_limit_and_not_retried(fake, actuator) -> None:
     assert result.answer["error"] == "limit"
     assert result.answer["attempts"] == 1
     assert "cannot_run_above_limit" in result.answer["message"]
+    # Heroku's error names the limit (and the size): the caller can scale to it.
+    assert (result.answer["limit"], result.answer["size"]) == (8, "Standard-1X")
+    assert result.limits == {"worker": 8}
     assert len(fake.patches()) == 1
     assert fake.quantity("shop", "worker") == 1
     assert count("shop", "limit") == before + 1
+
+
+def test_limit_holds_only_the_roles_of_the_size_it_names(fake, actuator) -> None:
+    fake.admin("POST", "dyno-limit", {"limit": 4, "app": "shop"})
+    actuator.formation("shop")  # the sizes come from the last formation read
+    result = actuator.scale("shop", {"worker": 6, "web": 3})
+    assert (result.outcome, result.limits) == ("limit", {"worker": 4})
+
+
+def test_retry_after_is_honoured(fake, actuator) -> None:
+    actuator.formation("shop")
+    fake.admin("POST", "faults", {"status": 429, "retry_after": 1, "method": "PATCH"})
+    result = actuator.scale("shop", {"worker": 3})
+    assert result.outcome == "success"
+    first, second = fake.patches()
+    assert (first["status"], second["status"]) == (429, 200)
+    assert second["at"] - first["at"] >= 1.0  # not 0.3, 0.6, 1.4 s as before
+
+
+def test_429_without_retry_after_waits_for_the_bucket_to_refill(fake, monkeypatch) -> None:
+    monkeypatch.setenv("HEROKU_API_URL", fake.url)
+    monkeypatch.setenv("HEROKU_API_KEY", HEROKU_KEY)
+    fake.admin("POST", "reset")
+    actuator = Actuator(heroku.client)  # the shipped back-off
+    actuator.formation("shop")
+    fake.admin("POST", "faults", {"status": 429, "count": 2, "method": "PATCH"})
+    assert actuator.scale("shop", {"worker": 3}).outcome == "success"
+    at = [p["at"] for p in fake.patches()]
+    # One token every 0.8 s (4,500 an hour), doubling: no retry storm.
+    assert at[1] - at[0] >= TOKEN_SECONDS
+    assert at[2] - at[1] >= 2 * TOKEN_SECONDS
+
+
+def test_retry_after_past_the_budget_gives_up_at_once_and_holds_calls(fake, actuator) -> None:
+    actuator.formation("shop")
+    fake.admin("POST", "faults", {"status": 429, "retry_after": 30, "method": "PATCH"})
+    started = time.monotonic()
+    result = actuator.scale("shop", {"worker": 3})
+    assert time.monotonic() - started < 1
+    assert result.outcome == "failure"
+    assert (result.answer["error"], result.answer["retry_after"]) == ("rate_limit", 30)
+    assert "given up" in result.answer["message"]
+    assert 29 < actuator.held_for() <= 30
+    # Until then this process sends nothing: another request fails at once, uncalled.
+    again = actuator.scale("shop", {"worker": 3})
+    assert (again.outcome, again.answer["attempts"]) == ("failure", 0)
+    with pytest.raises(HerokuError):
+        actuator.formation("shop")
+    assert len(fake.patches()) == 1
+
+
+def test_one_deadline_bounds_every_attempt_of_a_hanging_heroku(fake, actuator) -> None:
+    actuator.formation("shop")
+    fake.admin("POST", "faults", {"hang": True, "seconds": 20, "count": 10})
+    deadline = Deadline(budget=2.0)
+    started = time.monotonic()
+    result = actuator.scale("shop", {"worker": 3}, deadline)
+    elapsed = time.monotonic() - started
+    assert 1.5 <= elapsed < 2.5  # 4 attempts at 20 s each took 43 s and more before
+    assert result.outcome == "failure"
+    assert result.answer["error"] == "timeout"
+    assert fake.quantity("shop", "worker") == 1
+
+
+def test_the_health_check_never_waits_on_a_hanging_heroku(fake, actuator) -> None:
+    actuator.check()  # a first answer
+    fake.admin("POST", "faults", {"hang": True, "seconds": 10, "count": 5})
+    time.sleep(PROBE_INTERVAL_SECONDS)
+    waits = []
+    for _ in range(30):
+        started = time.monotonic()
+        with contextlib.suppress(HerokuError):
+            actuator.check()
+        waits.append(time.monotonic() - started)
+        time.sleep(0.1)
+    assert max(waits) < 0.1
+    with pytest.raises(HerokuError, match="Heroku unreachable"):
+        actuator.check()  # the probe's own time-out has passed by now
 
 
 def test_unknown_app_and_bad_key_fail_without_retry(fake, actuator, monkeypatch) -> None:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaler.guardrails import IN_FLIGHT_EXPIRY_SECONDS, Policy, Request, State, decide
+from scaler.guardrails import (
+    IN_FLIGHT_EXPIRY_SECONDS,
+    Policy,
+    Request,
+    State,
+    decide,
+    heroku_limit,
+)
 
 NOW = 1_000_000.0
 STALE = 120.0
@@ -86,6 +93,42 @@ def test_current_above_max_is_brought_back_even_on_stale_data() -> None:
     assert verdict.reason.endswith("(current outside [1, 10])")
 
 
+def test_heroku_limit_holds_the_target_until_it_expires() -> None:
+    held = State(current=4, limit=8, limit_until=NOW + 600)
+    verdict = decide(fresh(10), held, POLICY, NOW, STALE)
+    assert (verdict.target, verdict.reason) == (
+        7,
+        "scale 4 -> 7 (desired 10 held at Heroku's limit 8) (limited by max_step 3)",
+    )
+    at_limit = State(current=8, limit=8, limit_until=NOW + 600)
+    verdict = decide(fresh(10), at_limit, POLICY, NOW, STALE)
+    assert (verdict.target, verdict.reason) == (None, "at Heroku's limit 8: desired 10")
+    assert decide(fresh(6), at_limit, POLICY, NOW, STALE).target == 6  # down is not held
+    expired = State(current=8, limit=8, limit_until=NOW)
+    assert decide(fresh(10), expired, POLICY, NOW, STALE).target == 10
+
+
+def test_a_count_above_the_limit_shows_the_limit_is_gone() -> None:
+    state = State(current=9, limit=8, limit_until=NOW + 600)
+    assert decide(fresh(10), state, POLICY, NOW, STALE).target == 10
+
+
+def test_a_limit_below_min_dynos_is_the_target() -> None:
+    policy = Policy(min_dynos=5, max_dynos=10, cooldown=60, max_step=3)
+    state = State(current=1, limit=3, limit_until=NOW + 600)
+    assert decide(fresh(6), state, policy, NOW, STALE).target == 3
+    at_limit = State(current=3, limit=3, limit_until=NOW + 600)
+    assert decide(fresh(6), at_limit, policy, NOW, STALE).target is None
+
+
+def test_in_flight_marks_expire_past_the_request_deadline() -> None:
+    # A request's Heroku calls end within the deadline (6 s): a mark older than
+    # that plus room for the store no longer holds (it held for 120 s before).
+    assert IN_FLIGHT_EXPIRY_SECONDS <= 10
+    state = State(current=2, in_flight=4, in_flight_since=NOW - 11)
+    assert decide(fresh(4), state, POLICY, NOW, STALE).target == 4
+
+
 def test_dry_run_carries_target_but_does_not_act() -> None:
     verdict = decide(fresh(5), State(current=2), POLICY, NOW, STALE, dry_run=True)
     assert (verdict.target, verdict.dry_run, verdict.acts) == (5, True, False)
@@ -107,6 +150,8 @@ states = st.builds(
     last_action_at=st.one_of(st.none(), st.floats(NOW - 1000, NOW)),
     in_flight=st.one_of(st.none(), counts),
     in_flight_since=st.one_of(st.none(), st.floats(NOW - 300, NOW)),
+    limit=st.one_of(st.none(), counts),
+    limit_until=st.one_of(st.none(), st.floats(NOW - 300, NOW + 300)),
 )
 
 
@@ -118,8 +163,23 @@ def request_of(desired: int | None, age: float | None) -> Request:
 def test_target_never_outside_bounds(desired, age, state, policy, dry_run) -> None:
     verdict = decide(request_of(desired, age), state, policy, NOW, STALE, dry_run)
     if verdict.target is not None:
-        assert policy.min_dynos <= verdict.target <= policy.max_dynos
+        limit = heroku_limit(state, NOW)
+        assert verdict.target <= policy.max_dynos
+        assert policy.min_dynos <= verdict.target or verdict.target == limit
         assert verdict.target != state.current
+
+
+@given(st.one_of(st.none(), counts), ages, states, policies)
+def test_target_never_above_a_heroku_limit_that_holds(desired, age, state, policy) -> None:
+    verdict = decide(request_of(desired, age), state, policy, NOW, STALE)
+    holds = (
+        state.limit is not None
+        and state.current is not None
+        and state.current <= state.limit
+        and (state.limit_until is None or NOW < state.limit_until)
+    )
+    if verdict.target is not None and holds:
+        assert verdict.target <= state.limit
 
 
 @given(counts, ages, states, policies)

@@ -127,18 +127,25 @@ def test_dyno_limit_is_recorded_and_notified(stack) -> None:
     assert limited.status_code == 200  # a limit cannot succeed on retry: no 5xx
     assert outcomes(limited) == {"worker": (4, 7, "success")}
     over = scaler.post(payload(alert("shop", "worker", "10")))
-    assert outcomes(over) == {"worker": (7, 10, "limit")}
-    assert fake.quantity("shop", "worker") == 7
+    # Refused at 10, then scaled to the limit Heroku's error named.
+    assert outcomes(over) == {"worker": (7, 8, "limit")}
+    assert fake.quantity("shop", "worker") == 8
     assert receiver.arrived.wait(10)
     event = receiver.requests[0][2]
-    assert (event["event"], event["targets"]) == ("actuation_limit", {"worker": 10})
+    assert (event["event"], event["targets"], event["limits"]) == (
+        "actuation_limit",
+        {"worker": 10},
+        {"worker": 8},
+    )
     headers = {"Authorization": f"Bearer {TOKEN}"}
     rows = requests.get(f"{scaler.url}/decisions?role=worker&limit=1", headers=headers, timeout=10)
     [row] = rows.json()["decisions"]
-    assert (row["outcome"], row["answer"]["error"], row["answer"]["attempts"]) == (
+    refused = row["answer"]["refused"]
+    assert (row["outcome"], refused["error"], refused["attempts"], refused["limit"]) == (
         "limit",
         "limit",
         1,
+        8,
     )
     text = requests.get(f"{scaler.url}/metrics", timeout=10).text
     assert re.search(r'dynoscaler_scaler_heroku_rate_limit_remaining\{api="[^"]+"\} 4\d\d\d', text)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -10,7 +13,14 @@ import pytest
 from scaler_support import PG_ADMIN, postgres_database
 
 from dynoscaler.config import ConfigError
-from scaler.store import STORE_ERRORS, Decision, Store
+from scaler.store import (
+    STORE_ERRORS,
+    Decision,
+    Limit,
+    Store,
+    owner_alive,
+    process_identity,
+)
 
 
 @pytest.fixture
@@ -173,3 +183,67 @@ def test_finish_and_lock_in_both_orders_never_deadlock(store_url: str) -> None:
     for t in threads:
         t.join(60)
     assert failures == []
+
+
+def test_in_flight_mark_names_its_process_and_a_dead_one_is_known(store_url: str) -> None:
+    store = Store(store_url)
+    with store.locked_app("shop", ["worker", "web"]) as lock:
+        lock.mark_in_flight("worker", 4, 100.0)
+        lock.mark_in_flight("web", 3, 100.0, owner=dead_process())
+    states = store.states("shop")
+    assert states["worker"].in_flight_owner == process_identity()
+    assert owner_alive(states["worker"].in_flight_owner) is True
+    assert owner_alive(states["web"].in_flight_owner) is False
+    # Another host (the other scaler of an HA pair): not known here, the mark's age decides.
+    assert owner_alive("elsewhere|boot|1|1") is None
+    store.finish("shop", {"worker": 4, "web": None}, 101.0, {"worker": True}, [])
+    assert store.states("shop")["worker"].in_flight_owner is None
+
+
+def dead_process() -> str:
+    """The identity of a process that ran here and has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    host, boot, _, _ = process_identity().split("|")
+    with open(f"/proc/{child.pid}/stat", encoding="utf-8") as file:
+        start = file.read().rsplit(")", 1)[1].split()[19]
+    child.wait()
+    return f"{host}|{boot}|{child.pid}|{start}"
+
+
+def test_a_pid_reused_by_another_process_is_not_the_owner() -> None:
+    host, boot, pid, start = process_identity().split("|")
+    assert owner_alive(f"{host}|{boot}|{pid}|{int(start) - 1}") is False
+    assert owner_alive(f"{host}|another-boot|{pid}|{start}") is False
+
+
+def test_limits_are_stored_kept_and_forgotten(store_url: str) -> None:
+    store = Store(store_url)
+    store.finish("shop", {"worker": 8}, 10.0, True, [], {"worker": Limit(8, 10.0, 610.0, "k")})
+    stored = store.states("shop")["worker"]
+    assert (stored.state.limit, stored.state.limit_until) == (8, 610.0)
+    assert stored.limit == Limit(8, 10.0, 610.0, "k")
+    store.finish("shop", {"worker": 8}, 20.0, False, [])  # no limits named: kept
+    assert store.states("shop")["worker"].limit == Limit(8, 10.0, 610.0, "k")
+    store.finish("shop", {"worker": 9}, 30.0, True, [], {"worker": None})
+    assert store.states("shop")["worker"].limit is None
+
+
+def test_a_store_of_the_first_schema_gains_the_new_columns(store_url: str) -> None:
+    if store_url.startswith("sqlite"):
+        old = sqlite3.connect(store_url[len("sqlite:///") :])
+    else:
+        old = psycopg2.connect(store_url)
+    cursor = old.cursor()
+    cursor.execute(
+        "CREATE TABLE role_state (app TEXT NOT NULL, role TEXT NOT NULL, current INTEGER, "
+        "current_at DOUBLE PRECISION, last_action_at DOUBLE PRECISION, in_flight INTEGER, "
+        "in_flight_since DOUBLE PRECISION, PRIMARY KEY (app, role))"
+    )
+    cursor.execute("INSERT INTO role_state (app, role, current) VALUES ('shop', 'worker', 3)")
+    old.commit()
+    old.close()
+    store = Store(store_url)
+    assert store.states("shop")["worker"].state.current == 3
+    with store.locked_app("shop", ["worker"]) as lock:
+        lock.mark_in_flight("worker", 5, 1.0)
+    assert store.states("shop")["worker"].in_flight_owner == process_identity()
