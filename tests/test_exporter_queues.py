@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime
 
+import exporter_helpers
 import pika
 import pytest
 import redis
@@ -25,6 +27,9 @@ from exporter_helpers import (
 )
 from rq import Queue as RQQueue
 from rq.job import Job
+
+from exporter.collectors import Queue
+from exporter.collectors.redis_source import RedisSource
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -229,3 +234,63 @@ def test_rabbitmq_queue_through_management_api(tmp_path, rabbit_queue):
     assert source_ups(series) == {("http://127.0.0.1:15672/%2F", "rabbitmq", "shop", "consumer"): 1}
     # A queue that does not exist yet gives no series rather than a made-up zero.
     assert not [key for key in series if ("queue", f"{name}-absent") in key[1]]
+
+
+def test_custom_key_prefixes(db1):
+    """RQ's RQ_KEY_PREFIX, kombu's global_keyprefix and a Resque namespace, read as each names
+    its keys (the queue's `prefix`); the same queue names under the default prefixes differ."""
+    url = exporter_helpers.REDIS_DB1
+    enqueue = (
+        "import sys; from redis import Redis; from rq import Queue;"
+        f"q = Queue('reports', connection=Redis.from_url('{url}'));"
+        "[q.enqueue('math.sqrt', n) for n in range(4)]; print(len(q))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", enqueue],
+        env={**os.environ, "RQ_KEY_PREFIX": "shop-rq"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert done.stdout.strip() == "4" and db1.llen("shop-rq:queue:reports") == 4
+    RQQueue("reports", connection=db1).enqueue("math.sqrt", 1)  # the default prefix: another queue
+
+    app = Celery("shop", broker=url)
+    app.conf.broker_transport_options = {"global_keyprefix": "shop:"}
+    for number in range(3):
+        app.send_task("tasks.add", args=(number, 1), queue="celery")
+    app.close()
+
+    # Resque.redis.namespace = "resque:shop": keys "resque:shop:queue:NAME" and so on.
+    for arg in range(2):
+        db1.rpush("resque:shop:queue:twilio", json.dumps({"class": "CallJob", "args": [arg]}))
+    db1.sadd("resque:shop:workers", "host:101:twilio")
+    db1.set("resque:shop:worker:host:101:twilio", json.dumps({"queue": "twilio", "payload": {}}))
+    db1.set("resque:shop:stat:processed", 5)
+    db1.rpush("resque:queue:twilio", json.dumps({"class": "CallJob", "args": []}))  # default ns
+    db1.set("resque:stat:processed", 2)
+
+    queues = [
+        Queue("shop", "worker", "reports", "rq", prefix="shop-rq"),
+        Queue("shop", "worker", "celery", "celery", prefix="shop:"),
+        Queue("shop", "worker", "twilio", "resque", prefix="resque:shop"),
+    ]
+    samples = RedisSource(url, queues, timeout=2).read()
+    figures = {(s.metric, s.labels[2]): s.value for s in samples}
+    assert figures[("dynoscaler_queue_depth", "reports")] == 4
+    assert figures[("dynoscaler_queue_in_progress", "reports")] == 0
+    assert figures[("dynoscaler_queue_depth", "celery")] == 3
+    assert figures[("dynoscaler_queue_depth", "twilio")] == 2
+    assert figures[("dynoscaler_queue_in_progress", "twilio")] == 1
+    assert figures[("dynoscaler_jobs_completed", "")] == 5
+
+    default = [
+        Queue("shop", "worker", "twilio", "resque"),
+        Queue("shop", "worker", "reports", "rq"),
+    ]
+    samples = RedisSource(url, default, timeout=2).read()
+    figures = {(s.metric, s.labels[2]): s.value for s in samples}
+    assert figures[("dynoscaler_queue_depth", "twilio")] == 1
+    assert figures[("dynoscaler_queue_depth", "reports")] == 1
+    assert figures[("dynoscaler_jobs_completed", "")] == 2

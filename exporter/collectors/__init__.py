@@ -50,6 +50,9 @@ class Queue:
     role: str
     name: str
     backend: str
+    # The backend's key prefix when not its default: RQ's RQ_KEY_PREFIX ("rq"),
+    # the Resque namespace ("resque"), kombu's global_keyprefix ("").
+    prefix: str | None = None
 
     @property
     def labels(self) -> tuple[str, str, str, str]:

@@ -2,7 +2,8 @@
 
 kombu LPUSHes each message onto the list named after the queue, or onto
 `NAME\\x06\\x16<step>` for priorities 3, 6 and 9, so the depth is the sum of the
-four lists. Celery's message (protocol 2) carries no send time, so there is no
+four lists (each key after kombu's `global_keyprefix`, the queue's `prefix`,
+when set). Celery's message (protocol 2) carries no send time, so there is no
 oldest-job age; and messages taken by a worker are only tracked in kombu's
 server-wide `unacked` hash, which also holds prefetched ones, so no in-progress
 count either. (Celery on RabbitMQ is read through the management API: see
@@ -31,7 +32,8 @@ def parse_shared(queues: Sequence[Queue], replies: list[Any], now: float) -> Sha
 
 
 def queue_commands(queue: Queue, now: float) -> list[tuple[Any, ...]]:
-    return [("LLEN", queue.name + suffix) for suffix in _PRIORITY_SUFFIXES]
+    prefix = queue.prefix or ""  # kombu's global_keyprefix transport option
+    return [("LLEN", prefix + queue.name + suffix) for suffix in _PRIORITY_SUFFIXES]
 
 
 def parse_queue(queue: Queue, replies: list[Any], now: float, shared: Shared) -> list[Sample]:

@@ -23,7 +23,7 @@ One Lua script per queue reads everything at once (one consistent view):
 No completed counter: RQ's finished and failed registries only keep jobs for
 their result TTL (500 s by default), so their sizes are a moving window, not a
 count. Workers that use exporter.timing report completed jobs as the duration
-histogram's _count.
+histogram's _count. An RQ_KEY_PREFIX other than `rq` is the queue's `prefix`.
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ def parse_shared(queues: Sequence[Queue], replies: list[Any], now: float) -> Sha
 
 
 def queue_commands(queue: Queue, now: float) -> list[tuple[Any, ...]]:
-    keys = (f"rq:queue:{queue.name}", f"rq:wip:{queue.name}", f"rq:scheduled:{queue.name}")
-    return [("EVAL", _QUEUE, len(keys), *keys, now, "rq:job:")]
+    prefix = "rq" if queue.prefix is None else queue.prefix  # RQ_KEY_PREFIX
+    keys = [f"{prefix}:{kind}:{queue.name}" for kind in ("queue", "wip", "scheduled")]
+    return [("EVAL", _QUEUE, len(keys), *keys, now, f"{prefix}:job:")]
 
 
 def parse_queue(queue: Queue, replies: list[Any], now: float, shared: Shared) -> list[Sample]:
