@@ -20,17 +20,7 @@ def run(args: argparse.Namespace) -> int:
         values = ", ".join(f"{name}={getattr(role, name)}" for name in _COLUMNS)
         print(f"\n{role.app}/{role.role}: {values}")
         for queue in role.queues:
-            print(f"  queue {queue.name} ({queue.backend}) at {_redact(queue.url)}")
+            print(f"  queue {queue.name} ({queue.backend}) at {config.redact(queue.url)}")
         if role.requests:
             print(f"  requests from the {role.requests}")
     return 0
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a URL so check-config output can be pasted safely."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

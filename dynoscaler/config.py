@@ -3,18 +3,32 @@
 Settings inherit global `defaults` -> app -> role; the most specific wins.
 Strings may reference environment variables as ${NAME} or ${NAME:-fallback};
 an unset variable without a fallback is an error, so a secret is never silently
-empty.
+empty, and so is a malformed reference or a value the environment leaves empty.
+
+`load` is the one check: `check-config` and every service (scaler serve,
+reconcile, exporter) call it at start, so whatever starts has passed
+check-config and whatever check-config passes starts. The checks a service's
+own constructors need (store URL, notifier requirements) live here and are
+called from there too (`store_problem`, `notifier_problem`). The file is read
+strictly: UTF-8, no duplicate keys, aliases that expand to at most
+MAX_YAML_NODES values; numbers must be finite and counts whole.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
+import psycopg2.extensions
+import redis.connection
 import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from dynoscaler.config_schema import POLICY_PROPERTIES, SCHEMA
 
@@ -28,7 +42,15 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "max_step": 10,
 }
 
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ${NAME} or ${NAME:-fallback}; a fallback holds no "}" and no "${" (no nesting).
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}$]|\$(?!\{))*))?\}")
+
+# Values (scalars, lists, mappings) a document may hold with its aliases expanded:
+# a real file has a few thousand; an alias bomb has billions.
+MAX_YAML_NODES = 100_000
+
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+SQLITE_PREFIX = "sqlite:///"
 
 
 class ConfigError(Exception):
@@ -103,40 +125,136 @@ class Config:
         return tuple(dict.fromkeys(r.app for r in self.roles))
 
 
-def load(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
-    """Read, validate and resolve a settings file; raise ConfigError on any problem."""
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and resolve a settings file; raise ConfigError on any problem.
+
+    The one check of a settings file: `check-config` and every service call it at start.
+    """
     path = str(path)
-    document = _read_yaml(path)
-    return parse(document, path, os.environ if environ is None else environ)
+    try:
+        document = _read_yaml(path)
+        return parse(document, path, os.environ if environ is None else environ)
+    except RecursionError:
+        raise ConfigError(f"{path}: the document is nested too deeply") from None
 
 
-def parse(document: Any, path: str, environ: dict[str, str]) -> Config:
-    _validate(document, path)
-    document = _expand_env(document, path, environ, ())
-    roles = tuple(_resolve_roles(document, path))
-    scaler = dict(document.get("scaler", {}))
+def parse(document: Any, path: str, environ: Mapping[str, str]) -> Config:
+    """Validate a loaded document, expand its references and resolve it; raise ConfigError."""
+    _validate(document, path)  # as written: structure, types, finite numbers, ranges
+    expanded, sources = _expand_env(document, path, environ)
+    _validate(expanded, path, sources)  # again with the environment's values (none empty)
+    roles = tuple(_resolve_roles(expanded, path))
+    scaler = dict(expanded.get("scaler", {}))
     notifiers = tuple(
         NotifierSettings(**{**n, **_stringify(n, "account_id")})
         for n in scaler.pop("notifiers", [])
     )
-    return Config(
+    settings = Config(
         path=path,
         roles=roles,
-        exporter=ExporterSettings(**document.get("exporter", {})),
+        exporter=ExporterSettings(**expanded.get("exporter", {})),
         scaler=ScalerSettings(**scaler, notifiers=notifiers),
     )
+    _check_values(settings, path, sources)
+    return settings
 
 
 def _stringify(mapping: dict[str, Any], key: str) -> dict[str, str]:
     return {key: str(mapping[key])} if key in mapping else {}
 
 
+# -- reading YAML --------------------------------------------------------------
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and aliases expanding past MAX_YAML_NODES."""
+
+    def compose_mapping_node(self, anchor: str | None) -> MappingNode:
+        node = super().compose_mapping_node(anchor)
+        first: dict[tuple[str, str], yaml.Mark] = {}
+        for key, _ in node.value:
+            if not isinstance(key, ScalarNode) or key.tag == _MERGE_TAG:
+                continue
+            mark = first.setdefault((key.tag, key.value), key.start_mark)
+            if mark is not key.start_mark:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"duplicate key {key.value!r} (first at line {mark.line + 1})",
+                    key.start_mark,
+                )
+        return node
+
+    def compose_document(self) -> Node:
+        node = super().compose_document()
+        _check_expanded_size(node)
+        return node
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _check_expanded_size(root: Node) -> None:
+    """Refuse a node graph that refers to itself or expands past MAX_YAML_NODES values.
+
+    Aliases make the composed document a graph: each node's expanded size is
+    counted once (memoised), so an alias bomb is refused in time linear in the file.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_YAML_NODES:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"aliases expand the document past {MAX_YAML_NODES} values (an alias bomb?)",
+                    node.start_mark,
+                )
+        elif key in open_nodes:
+            raise yaml.composer.ComposerError(
+                None, None, "an alias refers to a value that contains it", node.start_mark
+            )
+        elif key not in sizes:
+            open_nodes.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+
+
 def _read_yaml(path: str) -> Any:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+        with open(path, "rb") as handle:
+            data = handle.read()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read: {error.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - data.rfind(b"\n", 0, error.start)
+        raise ConfigError(
+            f"{path}:{line}:{column}: not UTF-8 text (byte 0x{data[error.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.reader.ReaderError as error:
+        line = text.count("\n", 0, error.position) + 1
+        raise ConfigError(
+            f"{path}:{line}: not valid YAML: unacceptable character #x{error.character:04x}"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
@@ -144,52 +262,295 @@ def _read_yaml(path: str) -> Any:
         raise ConfigError(f"{path}{where}: not valid YAML: {problem}") from None
 
 
-def _dotted(parts: tuple[Any, ...] | list[Any]) -> str:
+# -- validation ----------------------------------------------------------------
+
+Where = tuple[Any, ...]
+Problem = tuple[Where, str]
+
+
+def _is_number(checker: Any, value: Any) -> bool:
+    """A finite int or float (not a bool): NaN would pass every comparison the schema makes."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _is_integer(checker: Any, value: Any) -> bool:
+    """A Python int: jsonschema's own check takes 5.0, which Heroku refuses as a quantity."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"number": _is_number, "integer": _is_integer}
+    ),
+)
+_VALIDATOR = _Validator(SCHEMA)
+
+_TYPE_WORDS = {
+    "number": "a number",
+    "integer": "a whole number",
+    "string": "text",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+}
+
+
+def _dotted(parts: Where | list[Any]) -> str:
     return ".".join(str(p) for p in parts) or "(top level)"
 
 
-def _validate(document: Any, path: str) -> None:
-    if document is None:
-        raise ConfigError(f"{path}: the file is empty")
-    validator = jsonschema.Draft202012Validator(SCHEMA)
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = [f"{path}: {_dotted(list(e.absolute_path))}: {_describe(e)}" for e in errors]
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _raise(path: str, problems: list[Problem], sources: dict[Where, list[_Reference]]) -> None:
+    if problems:
+        lines = [
+            f"{path}: {_dotted(where)}: {message}{_environment_note(where, sources)}"
+            for where, message in sorted(problems, key=lambda p: list(map(str, p[0])))
+        ]
         raise ConfigError("\n".join(lines))
 
 
+def _non_finite(value: Any, where: Where = ()) -> list[Problem]:
+    """Every NaN or infinity in the document, wherever it is."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(where, f"{value} is not a finite number")]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, (*where, k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, (*where, i))]
+    return []
+
+
+def _validate(
+    document: Any, path: str, sources: dict[Where, list[_Reference]] | None = None
+) -> None:
+    if document is None:
+        raise ConfigError(f"{path}: the file is empty")
+    problems = _non_finite(document)
+    reported = {where for where, _ in problems}
+    for error in _VALIDATOR.iter_errors(document):
+        where = tuple(error.absolute_path)
+        if where not in reported:
+            problems.append((where, _describe(error)))
+    _raise(path, problems, sources or {})
+
+
 def _describe(error: jsonschema.ValidationError) -> str:
+    naming = "propertyNames" in error.schema_path
+    if error.validator == "type":
+        if naming:
+            return f"name {_short(error.instance)} is not text (quote it)"
+        wanted = (
+            [error.validator_value]
+            if isinstance(error.validator_value, str)
+            else error.validator_value
+        )
+        words = " or ".join(_TYPE_WORDS.get(t, t) for t in wanted)
+        whole = isinstance(error.instance, float) and error.instance.is_integer()
+        hint = f" (write {int(error.instance)})" if whole and "integer" in wanted else ""
+        return f"{_short(error.instance)} is not {words}{hint}"
+    if error.validator == "minLength":
+        return "a value is required"
     if error.validator == "additionalProperties":
         known = sorted(error.schema.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(known))
+        unknown = sorted(set(error.instance) - set(known), key=str)
         hint = f" (known keys: {', '.join(known)})" if known else ""
-        return f"unknown key {', '.join(map(repr, unknown))}{hint}"
+        return f"unknown key {', '.join(_short(k) for k in unknown)}{hint}"
     if error.validator == "enum":
         allowed = ", ".join(map(str, error.validator_value))
-        return f"{error.instance!r} is not one of: {allowed}"
+        return f"{_short(error.instance)} is not one of: {allowed}"
     if error.validator == "pattern":
         # Only names (of apps and roles) carry patterns in the schema.
-        return f"{error.instance!r} is not a valid name (expected {error.validator_value})"
-    return error.message
+        return f"{_short(error.instance)} is not a valid name (expected {error.validator_value})"
+    return error.message if len(error.message) <= 200 else f"{error.message[:197]}..."
 
 
-def _expand_env(value: Any, path: str, environ: dict[str, str], where: tuple[Any, ...]) -> Any:
-    if isinstance(value, dict):
-        return {k: _expand_env(v, path, environ, (*where, k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand_env(v, path, environ, (*where, i)) for i, v in enumerate(value)]
-    if not isinstance(value, str):
+# -- environment references ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """One ${NAME} in a string and what it became."""
+
+    name: str
+    value: str
+    from_environment: bool  # False: the fallback
+
+    def note(self) -> str:
+        if self.value:
+            return f"from {'' if self.from_environment else 'the fallback of '}${{{self.name}}}"
+        if self.from_environment:
+            return f"environment variable {self.name} is empty"
+        return f"environment variable {self.name} is not set and its fallback is empty"
+
+
+def _environment_note(where: Where, sources: dict[Where, list[_Reference]]) -> str:
+    """Which variables made the value at `where` (or under it), for an error message."""
+    notes = [
+        ref.note() for at, refs in sources.items() if at[: len(where)] == where for ref in refs
+    ]
+    return f" ({'; '.join(dict.fromkeys(notes))})" if notes else ""
+
+
+def _expand_env(
+    document: Any, path: str, environ: Mapping[str, str]
+) -> tuple[Any, dict[Where, list[_Reference]]]:
+    """The document with every string's references replaced, and the references per path."""
+    problems: list[Problem] = []
+    sources: dict[Where, list[_Reference]] = {}
+
+    def expand(value: Any, where: Where) -> Any:
+        if isinstance(value, dict):
+            return {k: expand(v, (*where, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [expand(v, (*where, i)) for i, v in enumerate(value)]
+        if isinstance(value, str):
+            return _expand_string(value, environ, where, problems, sources)
         return value
 
-    def substitute(match: re.Match[str]) -> str:
-        name, fallback = match.group(1), match.group(2)
-        if name in environ:
-            return environ[name]
-        if fallback is not None:
-            return fallback
-        raise ConfigError(f"{path}: {_dotted(where)}: environment variable {name} is not set")
+    expanded = expand(document, ())
+    _raise(path, problems, {})
+    return expanded, sources
 
-    return _ENV_REFERENCE.sub(substitute, value)
+
+def _expand_string(
+    text: str,
+    environ: Mapping[str, str],
+    where: Where,
+    problems: list[Problem],
+    sources: dict[Where, list[_Reference]],
+) -> str:
+    parts, position = [], 0
+    while (start := text.find("${", position)) >= 0:
+        match = _ENV_REFERENCE.match(text, start)
+        if match is None:
+            close = text.find("}", start)
+            snippet = text[start : close + 1] if close >= 0 else text[start:]
+            problems.append(
+                (
+                    where,
+                    f"malformed environment reference {_short(snippet, 40)}: write ${{NAME}} "
+                    "or ${NAME:-fallback}, NAME of letters, digits and _ not starting with a digit",
+                )
+            )
+            return text
+        name, fallback = match.groups()
+        if name in environ:
+            reference = _Reference(name, environ[name], True)
+        elif fallback is not None:
+            reference = _Reference(name, fallback, False)
+        else:
+            problems.append((where, f"environment variable {name} is not set"))
+            return text
+        sources.setdefault(where, []).append(reference)
+        parts += [text[position:start], reference.value]
+        position = match.end()
+    parts.append(text[position:])
+    return "".join(parts)
+
+
+# -- values the services open: one check, shared with their constructors -------
+
+
+def redact(url: str) -> str:
+    """Hide a password in a URL so output and error messages can be pasted safely."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+def _url_problem(url: str, schemes: tuple[str, ...], what: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
+    except ValueError as error:
+        return f"{_short(redact(url))} is not a valid URL: {error}"
+    if parts.scheme not in schemes:
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        return f"{_short(redact(url))} is not {what} ({allowed})"
+    if not parts.hostname:
+        return f"{_short(redact(url))} names no host"
+    return None
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why `url` is not an http(s) URL with a host, or None."""
+    return _url_problem(url, ("http", "https"), "an HTTP URL")
+
+
+def queue_url_problem(backend: str, url: str) -> str | None:
+    """Why the exporter cannot read a queue of `backend` at `url`, or None."""
+    if backend == "rabbitmq":
+        return _url_problem(url, ("http", "https"), "a RabbitMQ management API URL")
+    # The Redis-based backends: the exporter opens the URL with redis-py's from_url,
+    # whose parser this is.
+    try:
+        redis.connection.parse_url(url)
+    except ValueError as error:
+        return f"{_short(redact(url))} is not a Redis URL: {error}"
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return None if parts.path else f"{_short(redact(url))} names no socket path"
+    return None if parts.hostname else f"{_short(redact(url))} names no host"
+
+
+def store_problem(url: str) -> str | None:
+    """Why the scaler cannot use `url` as its decision store, or None.
+
+    scaler.store.Store calls it too. It does not connect: an unreachable database
+    or an unwritable file is found when the scaler opens it.
+    """
+    if url.startswith(SQLITE_PREFIX):
+        if url[len(SQLITE_PREFIX) :] in ("", ":memory:"):
+            # Each connection would get a database of its own: no lock, no in-flight marks.
+            return f"{url!r} names no file"
+        return None
+    if url.startswith(POSTGRES_PREFIXES):
+        try:
+            psycopg2.extensions.parse_dsn(url)
+            urlsplit(url).port  # noqa: B018 - libpq takes any port text until it connects
+        except (psycopg2.Error, ValueError) as error:
+            return f"{_short(redact(url))} is not a valid PostgreSQL URL: {str(error).strip()}"
+        return None
+    return f"{_short(redact(url))} is neither {SQLITE_PREFIX}path nor postgresql://..."
+
+
+def notifier_problem(notifier: NotifierSettings) -> str | None:
+    """Why a notifier cannot send, or None; scaler.notifiers.Notifiers calls it too."""
+    if notifier.type == "newrelic":
+        if not notifier.account_id or not notifier.insert_key:
+            return "a newrelic notifier needs account_id and insert_key"
+    elif not notifier.url:
+        return f"a {notifier.type} notifier needs a url"
+    problem = None if notifier.url is None else http_url_problem(notifier.url)
+    return None if problem is None else f"url {problem}"
+
+
+def _check_values(settings: Config, path: str, sources: dict[Where, list[_Reference]]) -> None:
+    """What the services' constructors need of the values, after expansion."""
+    problems: list[Problem] = []
+    for role in settings.roles:
+        for index, queue in enumerate(role.queues):
+            if problem := queue_url_problem(queue.backend, queue.url):
+                where = ("apps", role.app, "roles", role.role, "queues", index, "url")
+                problems.append((where, problem))
+    if problem := store_problem(settings.scaler.store):
+        problems.append((("scaler", "store"), problem))
+    if problem := http_url_problem(settings.scaler.prometheus_url):
+        problems.append((("scaler", "prometheus_url"), problem))
+    for index, notifier in enumerate(settings.scaler.notifiers):
+        if problem := notifier_problem(notifier):
+            problems.append((("scaler", "notifiers", index), problem))
+    _raise(path, problems, sources)
 
 
 def _policy(mapping: dict[str, Any]) -> dict[str, Any]:

@@ -8,24 +8,33 @@ from typing import Any
 
 BACKENDS = ("sidekiq", "resque", "rq", "celery", "redis_list", "rabbitmq")
 
-_seconds = {"type": "number", "exclusiveMinimum": 0}
-_count = {"type": "integer", "minimum": 0}
+# "number" is finite and "integer" a whole number without a fraction part (5,
+# not 5.0): dynoscaler.config checks types with its own type checker.
+# Bounds far above any real setting keep sums and timers finite: a year of
+# seconds, ten thousand dynos.
+MAX_SECONDS = 365 * 24 * 3600
+MAX_COUNT = 10_000
+
+_seconds = {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS}
+_seconds_or_zero = {"type": "number", "minimum": 0, "maximum": MAX_SECONDS}
+_count = {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}
+_positive_count = {"type": "integer", "minimum": 1, "maximum": MAX_COUNT}
 
 POLICY_PROPERTIES: dict[str, Any] = {
     "min_dynos": _count,
     "max_dynos": _count,
     "target_deadline": _seconds,
-    "boot_time": {"type": "number", "minimum": 0},
-    "concurrency": {"type": "integer", "minimum": 1},
+    "boot_time": _seconds_or_zero,
+    "concurrency": _positive_count,
     # Share of jobs allowed to finish after the deadline; sets the square-root
     # staffing margin (beta) of the capacity model.
     "miss_ratio": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.5},
     # How long the desired count must stay lower before dynos are removed.
-    "scale_down_window": {"type": "number", "minimum": 0},
+    "scale_down_window": _seconds_or_zero,
     # Seconds after an action during which the scaler takes no other scale-down.
-    "cooldown": {"type": "number", "minimum": 0},
+    "cooldown": _seconds_or_zero,
     # Most dynos one action may add or remove.
-    "max_step": {"type": "integer", "minimum": 1},
+    "max_step": _positive_count,
 }
 
 QUEUE = {
@@ -58,7 +67,7 @@ APP = {
         "roles": {
             "type": "object",
             "minProperties": 1,
-            "propertyNames": {"pattern": "^[a-z0-9_-]+$"},
+            "propertyNames": {"type": "string", "pattern": "^[a-z0-9_-]+$"},
             "additionalProperties": ROLE,
         },
     },
@@ -71,7 +80,7 @@ NOTIFIER = {
     "properties": {
         "type": {"enum": ["webhook", "slack", "newrelic"]},
         "url": {"type": "string", "minLength": 1},
-        "account_id": {"type": ["string", "integer"]},
+        "account_id": {"type": ["string", "integer"], "minLength": 1, "minimum": 0},
         "insert_key": {"type": "string", "minLength": 1},
         "timeout": _seconds,
     },
@@ -113,7 +122,7 @@ SCHEMA: dict[str, Any] = {
         "apps": {
             "type": "object",
             "minProperties": 1,
-            "propertyNames": {"pattern": "^[a-z][a-z0-9-]{1,29}$"},
+            "propertyNames": {"type": "string", "pattern": "^[a-z][a-z0-9-]{1,29}$"},
             "additionalProperties": APP,
         },
         "exporter": EXPORTER,

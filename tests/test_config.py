@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,33 @@ def test_check_config_on_a_missing_file(tmp_path):
     result = run_cli("check-config", str(tmp_path / "nope.yml"))
     assert result.returncode == 2
     assert "nope.yml: cannot read: No such file or directory" in result.stderr
+
+
+ALIAS_BOMB = "\n".join(
+    ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    + [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 10)]
+    + ["apps: {shop: {roles: *a9}}"]
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"apps:\n  shop: caf\xe9\n", "autoscale.yml:2:12: not UTF-8 text (byte 0xe9)"),
+        (ALIAS_BOMB.encode(), "aliases expand the document past 100000 values"),
+    ],
+    ids=["latin-1", "alias-bomb"],
+)
+def test_check_config_refuses_unreadable_files_quickly_without_traceback(
+    tmp_path, content, message
+):
+    path = tmp_path / "autoscale.yml"
+    path.write_bytes(content)
+    started = time.monotonic()
+    result = run_cli("check-config", str(path))
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2
+    assert result.stderr.startswith("dynoscaler: ")
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr) < 500
