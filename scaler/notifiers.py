@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from dynoscaler.config import ConfigError, NotifierSettings
+from dynoscaler.config import ConfigError, NotifierSettings, notifier_problem
 from scaler import metrics
 
 log = logging.getLogger("dynoscaler.notifiers")
@@ -53,8 +53,6 @@ def _slack(settings: NotifierSettings) -> Sender:
 
 
 def _newrelic(settings: NotifierSettings) -> Sender:
-    if not settings.account_id or not settings.insert_key:
-        raise ConfigError("scaler.notifiers: a newrelic notifier needs account_id and insert_key")
     base = (settings.url or NEW_RELIC_URL).rstrip("/")
     url = f"{base}/v1/accounts/{settings.account_id}/events"
 
@@ -84,8 +82,8 @@ class Notifiers:
     def __init__(self, settings: tuple[NotifierSettings, ...]) -> None:
         self._senders = []
         for s in settings:
-            if s.type != "newrelic" and not s.url:
-                raise ConfigError(f"scaler.notifiers: a {s.type} notifier needs a url")
+            if problem := notifier_problem(s):
+                raise ConfigError(f"scaler.notifiers: {problem}")
             self._senders.append((s.type, _KINDS[s.type](s)))
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="notify")
         self._slots = threading.BoundedSemaphore(MAX_PENDING)

@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg2
 
-from dynoscaler.config import ConfigError
+from dynoscaler.config import POSTGRES_PREFIXES, SQLITE_PREFIX, ConfigError, store_problem
 from scaler.guardrails import State
 
 _SCHEMA = (
@@ -207,11 +207,9 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.postgres = url.startswith(("postgresql://", "postgres://"))
-        if not self.postgres and not url.startswith("sqlite:///"):
-            raise ConfigError(
-                f"scaler.store: {url!r} is neither sqlite:///path nor postgresql://..."
-            )
+        self.postgres = url.startswith(POSTGRES_PREFIXES)
+        if problem := store_problem(url):
+            raise ConfigError(f"scaler.store: {problem}")
         self._local = threading.local()
         with self._transaction() as cursor:
             if self.postgres:
@@ -246,7 +244,7 @@ class Store:
                 return psycopg2.connect(self.url, connect_timeout=5)
             except psycopg2.OperationalError as error:
                 raise ConfigError(f"scaler.store: cannot connect to PostgreSQL: {error}") from None
-        path = self.url[len("sqlite:///") :]
+        path = self.url[len(SQLITE_PREFIX) :]
         try:
             connection = sqlite3.connect(path, timeout=30, isolation_level=None)
             connection.execute("PRAGMA journal_mode=WAL")
