@@ -489,7 +489,9 @@ def http_url_problem(url: str) -> str | None:
 
 def queue_url_problem(backend: str, url: str) -> str | None:
     """Why the exporter cannot read a queue of `backend` at `url`, or None."""
-    if backend == "rabbitmq":
+    # RabbitMQ, and Celery on RabbitMQ (a celery queue with an http(s) URL): the
+    # exporter reads them through the management API.
+    if backend == "rabbitmq" or (backend == "celery" and urlsplit(url).scheme in ("http", "https")):
         return _url_problem(url, ("http", "https"), "a RabbitMQ management API URL")
     # The Redis-based backends: the exporter opens the URL with redis-py's from_url,
     # whose parser this is.
