@@ -179,6 +179,8 @@ class Scaler:
             if retry:
                 at_limit = {r: v.target for r, v in retry.items() if v.target is not None}
                 second = self._send(app, at_limit, deadline, at_limit=True)
+                if second.outcome == LIMIT:  # lower still: learn that too, send no third
+                    limits.update(self._learned(app, at_limit, second, states, stored, settings))
         final = second or result
         confirmed = {role: final.counts.get(role) for role in targets}
         held = set(limits)

@@ -218,6 +218,12 @@ class Store:
             for statement in _SCHEMA:
                 serial = "BIGSERIAL" if self.postgres else "INTEGER"
                 cursor.execute(statement.format(serial=serial))
+        # A transaction of its own: ALTER TABLE's exclusive lock on role_state must
+        # not be waited for while holding CREATE INDEX's share lock on decisions
+        # (a request holding role_state rows and inserting a decision would deadlock).
+        with self._transaction() as cursor:
+            if self.postgres:
+                cursor.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
             self._add_columns(cursor)
 
     def _add_columns(self, cursor: _Cursor) -> None:
