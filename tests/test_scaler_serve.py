@@ -65,3 +65,14 @@ def test_serve_refuses_without_token(tmp_path) -> None:
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 2
     assert "DYNOSCALER_WEBHOOK_TOKEN is not set" in out
+
+
+def test_serve_refuses_no_threads(tmp_path) -> None:
+    path = write_settings(tmp_path, f"sqlite:///{tmp_path / 's.sqlite3'}")
+    env = {**os.environ, "DYNOSCALER_WEBHOOK_TOKEN": TOKEN}
+    command = [sys.executable, "-m", "dynoscaler", "scaler", "serve", "--config", str(path)]
+    result = subprocess.run(
+        [*command, "--threads", "0"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "--threads must be at least 1" in result.stderr
