@@ -17,10 +17,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+import yaml
 from scaler_support import (
     HEROKU_KEY,
     TOKEN,
@@ -42,6 +44,7 @@ from scaler.store import Store
 
 pytestmark = pytest.mark.timeout(120)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def environment(fake: FakeHerokuProcess, tmp_path) -> dict[str, str]:
@@ -320,3 +323,10 @@ def test_a_mark_left_by_a_killed_worker_does_not_hold_the_change(stack) -> None:
     assert outcome(again) == (1, 3, "success")  # "3 already in flight" for 120 s before
     assert time.monotonic() - started < 3
     assert stack.fake.quantity("shop", "worker") == 3
+
+
+def test_the_budget_sits_below_the_shipped_alertmanager_deadline() -> None:
+    shipped = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text())
+    (scale,) = [r for r in shipped["route"]["routes"] if r["matchers"] == ['severity="scale"']]
+    assert scale["group_interval"] == f"{ALERTMANAGER_DEADLINE_SECONDS:g}s"
+    assert HEROKU_BUDGET_SECONDS + 4 <= ALERTMANAGER_DEADLINE_SECONDS
