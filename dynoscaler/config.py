@@ -100,6 +100,26 @@ class ExporterSettings:
     formation_interval: float = 10.0
 
 
+DEFAULT_BUDGET_SHARE = {"shared": 0.5, "dedicated": 0.9}
+
+
+@dataclass(frozen=True)
+class HerokuSettings:
+    """The Platform API budget (dynoscaler.heroku_budget): `budget_share` of the
+    account's refill (`rate_limit` tokens an hour), for the exporter and the scaler
+    together; by default half of it on a shared account, 0.9 on a dedicated one."""
+
+    token_scope: str = "shared"
+    budget_share: float | None = None
+    rate_limit: int = 4500
+
+    @property
+    def share(self) -> float:
+        if self.budget_share is not None:
+            return self.budget_share
+        return DEFAULT_BUDGET_SHARE[self.token_scope]
+
+
 @dataclass(frozen=True)
 class ScalerSettings:
     dry_run: bool = False
@@ -116,6 +136,7 @@ class Config:
     roles: tuple[RoleSettings, ...]
     exporter: ExporterSettings = field(default_factory=ExporterSettings)
     scaler: ScalerSettings = field(default_factory=ScalerSettings)
+    heroku: HerokuSettings = field(default_factory=HerokuSettings)
 
     def role(self, app: str, role: str) -> RoleSettings | None:
         return next((r for r in self.roles if r.app == app and r.role == role), None)
@@ -154,6 +175,7 @@ def parse(document: Any, path: str, environ: Mapping[str, str]) -> Config:
         roles=roles,
         exporter=ExporterSettings(**expanded.get("exporter", {})),
         scaler=ScalerSettings(**scaler, notifiers=notifiers),
+        heroku=HerokuSettings(**expanded.get("heroku", {})),
     )
     _check_values(settings, path, sources)
     return settings

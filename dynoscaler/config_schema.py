@@ -95,6 +95,22 @@ EXPORTER = {
     },
 }
 
+# The Heroku Platform API budget: how much of the account's rate limit dynoscaler
+# (exporter and scaler together) may spend (dynoscaler.heroku_budget).
+HEROKU = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        # Share of the account's refill dynoscaler may spend.
+        "budget_share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        # shared: the key's account is also used by people, deploys and other tools;
+        # dedicated: an account only dynoscaler uses (its default share is higher).
+        "token_scope": {"enum": ["shared", "dedicated"]},
+        # The account's limit, tokens per hour (Heroku's default 4,500; raised on request).
+        "rate_limit": {"type": "integer", "minimum": 1, "maximum": 10_000_000},
+    },
+}
+
 SCALER = {
     "type": "object",
     "additionalProperties": False,
@@ -127,5 +143,6 @@ SCHEMA: dict[str, Any] = {
         },
         "exporter": EXPORTER,
         "scaler": SCALER,
+        "heroku": HEROKU,
     },
 }

@@ -77,6 +77,23 @@ FAMILIES: dict[str, Family] = {
     "dynoscaler_router_service_seconds": Family(
         "histogram", "Heroku router service time of web requests", ROLE_LABELS
     ),
+    "dynoscaler_heroku_api_requests": Family(
+        "counter",
+        "Heroku Platform API calls of this process by client and kind (dynoscaler.heroku_budget)",
+        ("client", "kind"),
+    ),
+    "dynoscaler_heroku_rate_limit_remaining": Family(
+        "gauge", "RateLimit-Remaining of Heroku's last answer to the client", ("client",)
+    ),
+    "dynoscaler_heroku_api_budget_per_minute": Family(
+        "gauge", "Heroku API tokens dynoscaler may spend a minute (heroku.budget_share)", ()
+    ),
+    "dynoscaler_heroku_formation_period_seconds": Family(
+        "gauge", "Seconds one round of formation reads over every app takes at the current pace", ()
+    ),
+    "dynoscaler_heroku_formation_age_seconds": Family(
+        "gauge", "Seconds since the app's formation was last read or pushed by a webhook", ("app",)
+    ),
     "dynoscaler_source_up": Family(
         "gauge",
         "1 when the last read of the source worked, per app/role it feeds",

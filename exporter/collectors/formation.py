@@ -1,103 +1,202 @@
-"""Heroku formation (dynos per process type), polled in the background.
+"""Heroku formation (dynos per process type), read in the background within the API budget.
 
-The Platform API allows about 4,500 requests an hour per token, so scrapes
-never call it: a thread polls GET /apps/<app>/formation (heroku3, through
-dynoscaler.heroku.client()) every `exporter.formation_interval` seconds per
-app, and a scrape publishes the last result. The source feeds every configured
-role of those apps; after a failed read of an app, that app's roles are down
-(dynoscaler_source_up 0, so the rules hold them) while its last values stay
-published; each app's values older than STALE_INTERVALS polls are left out, so
-the scaler never acts on them, and one failing app does not hide the others.
+Scrapes never call the Platform API: a thread reads GET /apps/<app>/formation
+(heroku3, through dynoscaler.heroku.client()) one app at a time, round-robin,
+and a scrape publishes the last result. The pace is dynoscaler.heroku_budget's:
+each app every `exporter.formation_interval` seconds while the poller's part of
+the account's budget covers that many apps, slower beyond (500 apps at the
+defaults: one read every 2.1 s, each app every 18 minutes), paused while the
+bucket is low or after a 429. At start every app is read once back to back,
+as far as the bucket holds more than the part others are owed; the rest come
+in the round.
+
+With formation webhooks (`apply`, exporter/formation_webhook.py) a change is
+known at once and the reads are a slow reconciliation: each app at most every
+WEBHOOK_RECONCILE_SECONDS.
+
+The source feeds every configured role of those apps; after a failed read of an
+app, that app's roles are down (dynoscaler_source_up 0, so the rules hold them)
+while its last values stay published. An app's values are fresh for
+STALE_INTERVALS rounds of the reconciliation as it is paced now (so a slow
+round never makes roles stale), counted from its last read or webhook delivery;
+older ones are left out, so the scaler never acts on them, and one failing app
+does not hide the others.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dynoscaler import heroku
+from dynoscaler import heroku, heroku_budget
+from dynoscaler.config import HerokuSettings
+from dynoscaler.heroku_budget import Budget
 from exporter.collectors import Feed, StaleRead, address
 from exporter.metrics import Sample
 
 STALE_INTERVALS = 3
+# Each app's read interval while webhooks push every change.
+WEBHOOK_RECONCILE_SECONDS = 300.0
 
 
 @dataclass
 class _AppFormation:
-    samples: list[Sample] = field(default_factory=list)
-    polled_at: float | None = None  # monotonic time of the last good read
+    processes: dict[str, tuple[int, str]] = field(default_factory=dict)  # type: (quantity, size)
+    confirmed_at: float | None = None  # monotonic time of the last good read or delivery
     error: str | None = "no formation read yet"
 
 
 class FormationSource:
-    def __init__(self, roles: Sequence[tuple[str, str]], interval: float, timeout: float) -> None:
-        """`roles`: the (app, role) pairs of the settings; their apps are polled."""
+    def __init__(
+        self,
+        roles: Sequence[tuple[str, str]],
+        interval: float,
+        timeout: float,
+        budget: Budget | None = None,
+        webhooks: bool = False,
+    ) -> None:
+        """`roles`: the (app, role) pairs of the settings; their apps are read.
+
+        `interval`: each app's read interval while the budget allows it; with
+        `webhooks` at least WEBHOOK_RECONCILE_SECONDS.
+        """
         self.address = address(heroku.api_url())
         self.feeds = tuple(sorted(Feed("heroku", app, role) for app, role in set(roles)))
-        apps = dict.fromkeys(app for app, _ in roles)  # settings order, each app once
-        self.interval = interval
-        self.connection = heroku.client(timeout=timeout)
-        self._apps: dict[str, Any] = {}  # heroku3 App objects, fetched once
-        self._formations = {app: _AppFormation() for app in apps}
+        self.apps = tuple(dict.fromkeys(app for app, _ in roles))  # settings order, each once
+        self.interval = max(interval, WEBHOOK_RECONCILE_SECONDS) if webhooks else interval
+        self.budget = budget or Budget(HerokuSettings())
+        self.connection = heroku.client(timeout=timeout, user="exporter")
+        self._app_objects: dict[str, Any] = {}  # heroku3 App objects, fetched once
+        self._formations = {app: _AppFormation() for app in self.apps}
+        self._next = 0  # the round-robin's next app
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="formation-poller", daemon=True)
 
     def start(self) -> None:
-        """Read once before serving (so the first scrape has dynos), then in the background."""
-        self.poll()
+        """Read the apps once as far as the bucket allows (so the first scrape has
+        dynos), then one at a time in the background."""
+        for _ in self.apps:
+            if self._next and not self.budget.may_sweep():
+                break
+            self.read_next()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=self.interval + 1)
+            self._thread.join(timeout=5)
+
+    def gap(self) -> float:
+        """Seconds until the next read: the budget's pace, or a pause it asks for."""
+        return max(self.budget.read_gap(len(self.apps), self.interval), self.budget.pause())
+
+    def period(self) -> float:
+        """Seconds one round of every app takes at the current pace."""
+        return max(self.interval, len(self.apps) * self.gap())
 
     def read(self) -> list[Sample]:
-        """Every app's last fresh formation; StaleRead naming the roles of failed apps."""
-        oldest = time.monotonic() - STALE_INTERVALS * self.interval
-        samples, errors = [], {}
+        """Every app's last fresh formation and the API spend; StaleRead naming the
+        roles of failed apps."""
+        now = time.monotonic()
+        period = self.period()
+        oldest = now - STALE_INTERVALS * period
+        samples, errors = self._budget_samples(period), {}
         with self._lock:
             for app, formation in self._formations.items():
-                fresh = formation.polled_at is not None and formation.polled_at >= oldest
-                samples += formation.samples if fresh else []
+                confirmed = formation.confirmed_at
+                fresh = confirmed is not None and confirmed >= oldest
+                samples += _samples(app, formation.processes) if fresh else []
+                if confirmed is not None:
+                    age = ("dynoscaler_heroku_formation_age_seconds", (app,), now - confirmed)
+                    samples.append(Sample(*age))
                 if formation.error is not None:
                     errors[app] = formation.error
                 elif not fresh:
-                    errors[app] = f"no formation read for {STALE_INTERVALS} intervals"
+                    errors[app] = f"no formation read for {STALE_INTERVALS} rounds"
         if errors:
             message = "; ".join(f"{app}: {error}" for app, error in errors.items())
             down = frozenset((feed.app, feed.role) for feed in self.feeds if feed.app in errors)
             raise StaleRead(message, samples, down)
         return samples
 
-    def poll(self) -> None:
-        """Read every app's formation once; keep each app's result or error."""
-        for app in self._formations:
-            try:
-                samples = self._formation(app)
-            except Exception as error:  # any failure of the API or the client: that app is down
-                self._apps.pop(app, None)  # fetch it again: it may have been re-created
-                with self._lock:
-                    self._formations[app].error = f"{type(error).__name__}: {error}"
-                continue
-            with self._lock:
-                self._formations[app] = _AppFormation(samples, time.monotonic(), None)
+    def _budget_samples(self, period: float) -> list[Sample]:
+        spend = [
+            Sample("dynoscaler_heroku_api_requests", (client, kind), value)
+            for (client, kind), value in _metric_values(heroku_budget.REQUESTS).items()
+        ]
+        remaining = [
+            Sample("dynoscaler_heroku_rate_limit_remaining", (client,), value)
+            for (client,), value in _metric_values(heroku_budget.REMAINING).items()
+        ]
+        return [
+            *spend,
+            *remaining,
+            Sample("dynoscaler_heroku_api_budget_per_minute", (), self.budget.tokens_per_minute),
+            Sample("dynoscaler_heroku_formation_period_seconds", (), period),
+        ]
 
-    def _formation(self, app_name: str) -> list[Sample]:
-        app = self._apps.get(app_name)
+    def poll(self) -> None:
+        """Read every app's formation once, one after the other."""
+        for _ in self.apps:
+            self.read_next()
+
+    def read_next(self) -> None:
+        """Read the round-robin's next app; keep its result or error."""
+        app = self.apps[self._next]
+        self._next = (self._next + 1) % len(self.apps)
+        try:
+            processes = self._formation(app)
+        except Exception as error:  # any failure of the API or the client: that app is down
+            self._app_objects.pop(app, None)  # fetch it again: it may have been re-created
+            with self._lock:
+                self._formations[app].error = f"{type(error).__name__}: {error}"
+            return
+        with self._lock:
+            self._formations[app] = _AppFormation(processes, time.monotonic(), None)
+
+    def apply(self, app: str, process_type: str, quantity: int, size: str) -> bool:
+        """A formation change Heroku pushed (a webhook delivery): known at once, and the
+        app's formation confirmed as of now. False for an app that is not configured."""
+        if app not in self._formations:
+            return False
+        with self._lock:
+            formation = self._formations[app]
+            formation.processes[process_type] = (quantity, size)
+            if formation.confirmed_at is not None:  # an app never read stays unknown
+                formation.confirmed_at = time.monotonic()
+        return True
+
+    def _formation(self, app_name: str) -> dict[str, tuple[int, str]]:
+        app = self._app_objects.get(app_name)
         if app is None:
-            app = self._apps[app_name] = self.connection.app(app_name)
-        samples = []
-        for process in app.process_formation():
-            labels = (app_name, process.type)
-            samples.append(Sample("dynoscaler_dynos", labels, process.quantity))
-            samples.append(Sample("dynoscaler_dyno_size_info", (*labels, process.size), 1))
-        return samples
+            app = self._app_objects[app_name] = self.connection.app(app_name)
+        return {p.type: (p.quantity, str(p.size)) for p in app.process_formation()}
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.poll()
+        started = time.monotonic()  # reads start a gap apart, however long each takes
+        while not self._stop.wait(max(0.0, started + self.gap() - time.monotonic())):
+            started = time.monotonic()
+            self.read_next()
+
+
+def _samples(app: str, processes: Mapping[str, tuple[int, str]]) -> list[Sample]:
+    samples = []
+    for process_type, (quantity, size) in processes.items():
+        samples.append(Sample("dynoscaler_dynos", (app, process_type), quantity))
+        samples.append(Sample("dynoscaler_dyno_size_info", (app, process_type, size), 1))
+    return samples
+
+
+def _metric_values(metric: Any) -> dict[tuple[str, ...], float]:
+    """A labelled prometheus_client metric's values in this process, by label values."""
+    values = {}
+    for family in metric.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            values[tuple(sample.labels[name] for name in metric._labelnames)] = sample.value
+    return values

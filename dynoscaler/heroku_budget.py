@@ -1,0 +1,162 @@
+"""The Heroku Platform API budget, one account's, shared by the exporter and the scaler.
+
+Heroku gives each account a bucket of `rate_limit` tokens (4,500) refilled at
+`rate_limit` an hour (75 a minute); every call but GET /account/rate-limits
+takes one, and every client of the account draws on the same bucket (people's
+CLI, deploys, other tools). dynoscaler may spend `heroku.budget_share` of the
+refill. The scaler's PATCHes come first: the exporter's formation poller takes
+at most 1 - SCALER_RESERVE of that share, reads one app at a time
+(round-robin), and pauses while the bucket is below FLOOR_SHARE of its size,
+for as long as the refill needs to bring it back, so the scaler always has
+tokens left; a 429 is a bucket at 0 (and its Retry-After, when Heroku sends
+one, is waited for too): never a retry storm.
+
+Every answer passes through `record` (dynoscaler.heroku's session calls it):
+it counts the call by client and kind and keeps the last RateLimit-Remaining,
+which the poller's pacing reads.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+from prometheus_client import Counter, Gauge
+
+from dynoscaler.config import HerokuSettings
+
+HOUR = 3600.0
+# Share of dynoscaler's budget the exporter's poller leaves to the scaler's reads and PATCHes.
+SCALER_RESERVE = 0.25
+# Below this share of the bucket the poller pauses: the rest is the scaler's.
+FLOOR_SHARE = 0.02
+# Calls that take no token: the rate-limit endpoint, and answers of an empty bucket.
+FREE_KINDS = ("rate_limits", "rate_limited")
+
+REQUESTS = Counter(
+    "dynoscaler_heroku_api_requests",
+    "Heroku Platform API calls by client (exporter, scaler, cli) and kind",
+    ["client", "kind"],
+)
+REMAINING = Gauge(
+    "dynoscaler_heroku_rate_limit_remaining",
+    "RateLimit-Remaining of Heroku's last answer to this client",
+    ["client"],
+    multiprocess_mode="mostrecent",
+)
+
+_APP_PATH = re.compile(r"^/apps/[^/]+(?P<rest>/.*)?$")
+
+
+def kind(method: str, url: str) -> str:
+    """What a call is, for the spend's `kind` label (never the app: bounded cardinality)."""
+    path = urlsplit(url).path.rstrip("/")
+    if path == "/account/rate-limits":
+        return "rate_limits"
+    match = _APP_PATH.match(path)
+    if match is None:
+        return "other"
+    rest = match.group("rest") or ""
+    if rest.startswith("/formation"):
+        return "formation_read" if method.upper() == "GET" else "formation_update"
+    if rest.startswith("/webhooks"):
+        return "webhooks"
+    return "app" if not rest else "other"
+
+
+class _Observed:
+    """The last RateLimit-Remaining this process saw, and until when a 429 asked to wait."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.remaining: float | None = None
+        self.at = 0.0  # monotonic time of that answer
+        self.retry_until = 0.0
+
+    def note(self, remaining: float | None, retry_after: float | None) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if remaining is not None:
+                self.remaining, self.at = remaining, now
+            if retry_after is not None:
+                self.retry_until = max(self.retry_until, now + retry_after)
+
+    def snapshot(self) -> tuple[float | None, float, float]:
+        with self._lock:
+            return self.remaining, self.at, self.retry_until
+
+
+OBSERVED = _Observed()
+
+
+def record(client: str, response: requests.Response) -> None:
+    """Count one answer of Heroku's and note its RateLimit-Remaining (and a 429's wait)."""
+    request = response.request
+    limited = response.status_code == 429
+    what = "rate_limited" if limited else kind(request.method or "GET", request.url or "")
+    REQUESTS.labels(client, what).inc()
+    remaining = _number(response.headers.get("RateLimit-Remaining"))
+    if remaining is not None:
+        REMAINING.labels(client).set(remaining)
+    retry_after = _number(response.headers.get("Retry-After")) if limited else None
+    OBSERVED.note(0.0 if limited else remaining, retry_after)
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The pace of the exporter's formation reads within `settings`' share of the account."""
+
+    settings: HerokuSettings
+    observed: _Observed = OBSERVED
+
+    @property
+    def refill(self) -> float:
+        """Tokens Heroku gives back per second."""
+        return self.settings.rate_limit / HOUR
+
+    @property
+    def tokens_per_minute(self) -> float:
+        """What dynoscaler (exporter and scaler together) may spend a minute."""
+        return self.settings.share * self.refill * 60
+
+    @property
+    def floor(self) -> float:
+        return self.settings.rate_limit * FLOOR_SHARE
+
+    def read_gap(self, apps: int, interval: float) -> float:
+        """Seconds between two formation reads (one app each): `interval` per app, or
+        slower where the poller's part of the budget does not cover that many apps."""
+        poller_rate = self.settings.share * self.refill * (1 - SCALER_RESERVE)
+        return max(interval / max(apps, 1), 1 / poller_rate)
+
+    def pause(self) -> float:
+        """Seconds the poller waits before its next read: until a 429's Retry-After, and
+        while the bucket is below the floor, until the refill brings it back."""
+        remaining, at, retry_until = self.observed.snapshot()
+        now = time.monotonic()
+        waits = [retry_until - now]
+        if remaining is not None and remaining < self.floor:
+            waits.append((self.floor - remaining) / self.refill - (now - at))
+        return max(0.0, *waits)
+
+    def may_sweep(self) -> bool:
+        """Whether a start-up read of every app may go on back to back: only while the
+        bucket holds more than the part others are owed (1 - share of it) and the floor."""
+        remaining, _, retry_until = self.observed.snapshot()
+        if retry_until > time.monotonic():
+            return False
+        owed = (1 - self.settings.share) * self.settings.rate_limit + self.floor
+        return remaining is None or remaining > owed

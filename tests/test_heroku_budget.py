@@ -1,0 +1,149 @@
+"""The API budget: the formation poller's spend at fleet size, against the fake's bucket."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+import yaml
+
+from dynoscaler import config, heroku_budget
+from dynoscaler.config import HerokuSettings
+from dynoscaler.heroku_budget import Budget
+from exporter.collectors import StaleRead
+from exporter.collectors.formation import FormationSource
+from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
+
+pytestmark = pytest.mark.timeout(90)
+
+KEY = "test-key-budget"
+# Scaled down 80 times so a test runs in seconds: 100 tokens a second.
+RATE_LIMIT = 360_000
+APPS = 100
+
+
+@pytest.fixture
+def fleet(tmp_path, monkeypatch):
+    apps = {f"app-{i:03d}": {"roles": {"web": {"requests": "router"}}} for i in range(APPS)}
+    path = tmp_path / "autoscale.yml"
+    path.write_text(yaml.safe_dump({"apps": apps, "heroku": {"rate_limit": RATE_LIMIT}}))
+    settings = config.load(path)
+    server = FakeHerokuServer(FakeHeroku(settings, KEY, rate_limit=RATE_LIMIT), access_log=False)
+    server.start()
+    monkeypatch.setenv("HEROKU_API_URL", server.url)
+    monkeypatch.setenv("HEROKU_API_KEY", KEY)
+    # Not a full bucket, so the refill is not capped and the spend shows in it.
+    server.fake.bucket.set(200_000)
+    try:
+        yield settings, server
+    finally:
+        server.stop()
+
+
+def _spent(client: str, kind: str) -> float:
+    return heroku_budget.REQUESTS.labels(client, kind)._value.get()
+
+
+def test_a_fleet_of_100_apps_is_read_within_the_budget_and_stays_fresh(fleet):
+    settings, server = fleet
+    budget = Budget(settings.heroku)
+    roles = [role.key for role in settings.roles]
+    # A 10 ms interval per app would be 10,000 reads a second without the budget.
+    source = FormationSource(roles, interval=0.01, timeout=5, budget=budget)
+    source.start()  # every app once, back to back: the bucket holds more than others are owed
+    try:
+        assert len(source.read()) > 2 * APPS  # every app's dynos, no StaleRead
+        remaining, reads = server.fake.bucket.remaining(), _spent("exporter", "formation_read")
+        started = time.monotonic()
+        time.sleep(6)
+        elapsed = time.monotonic() - started
+        spent = remaining + elapsed * RATE_LIMIT / 3600 - server.fake.bucket.remaining()
+        counted = _spent("exporter", "formation_read") - reads
+        poller_share = settings.heroku.share * (1 - heroku_budget.SCALER_RESERVE)
+        allowed = poller_share * RATE_LIMIT / 3600  # 37.5 a second
+        print(
+            f"spent {spent / elapsed:.1f}/s (counted {counted / elapsed:.1f}/s), "
+            f"poller's budget {allowed:.1f}/s"
+        )
+        assert spent / elapsed <= allowed * 1.05
+        assert counted / elapsed <= allowed * 1.05
+        assert spent / elapsed >= allowed * 0.5  # it keeps its pace
+        # A round of 100 apps takes 2.7 s, longer than the 10 ms interval: still fresh.
+        assert source.period() == pytest.approx(APPS / allowed, rel=0.01)
+        assert len(source.read()) > 2 * APPS
+    finally:
+        source.stop()
+
+
+def test_a_low_bucket_and_a_429_pause_the_poller_for_the_refill(fleet):
+    settings, server = fleet
+    roles = [role.key for role in settings.roles]
+    source = FormationSource(roles, interval=0.01, timeout=5, budget=Budget(settings.heroku))
+    source.start()
+    try:
+        server.fake.bucket.set(0)  # someone else emptied it
+        before = {k: _spent("exporter", k) for k in ("formation_read", "rate_limited")}
+        time.sleep(3)
+        after = {k: _spent("exporter", k) for k in ("formation_read", "rate_limited")}
+        # At most one read finds the empty bucket; then the poller waits for the refill
+        # to bring it back to the floor (7,200 tokens at 100 a second: 72 s), no retries.
+        assert after["rate_limited"] - before["rate_limited"] <= 1
+        assert after["formation_read"] - before["formation_read"] <= 1
+        assert source.budget.pause() > 60
+        # The pause stretches the round, so the apps not refused stay fresh.
+        try:
+            samples = source.read()
+        except StaleRead as stale:
+            assert len(stale.down) <= 1  # only the app the 429 answered
+            samples = stale.samples
+        assert len([s for s in samples if s.metric == "dynoscaler_dynos"]) >= APPS - 1
+    finally:
+        source.stop()
+
+
+def test_the_rate_limit_endpoint_takes_no_token(fleet):
+    _, server = fleet
+    before = server.fake.bucket.remaining()
+    for _ in range(20):
+        answer = requests.get(
+            f"{server.url}/account/rate-limits",
+            auth=("", KEY),
+            headers={"Accept": "application/vnd.heroku+json; version=3"},
+            timeout=5,
+        )
+        assert answer.status_code == 200
+    assert server.fake.bucket.remaining() >= before
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kind"),
+    [
+        ("GET", "https://api.heroku.com/apps/shop/formation", "formation_read"),
+        ("PATCH", "https://api.heroku.com/apps/0a1b/formation", "formation_update"),
+        ("PATCH", "https://api.heroku.com/apps/shop/formation/web", "formation_update"),
+        ("GET", "https://api.heroku.com/apps/shop", "app"),
+        ("GET", "https://api.heroku.com/account/rate-limits", "rate_limits"),
+        ("POST", "https://api.heroku.com/apps/shop/webhooks", "webhooks"),
+        ("GET", "https://api.heroku.com/apps/shop/releases", "other"),
+    ],
+)
+def test_each_call_is_counted_by_kind(method, url, kind):
+    assert heroku_budget.kind(method, url) == kind
+
+
+def test_the_poller_pace_adapts_to_the_fleet_and_the_bucket():
+    observed = heroku_budget._Observed()
+    budget = Budget(HerokuSettings(), observed)  # 4,500 an hour, half of it ours
+    assert budget.tokens_per_minute == pytest.approx(37.5)
+    assert budget.read_gap(4, 10) == 2.5  # few apps: each every 10 s
+    assert budget.read_gap(5, 10) == pytest.approx(60 / 28.125)  # from 5 on, slower
+    assert budget.read_gap(500, 10) == pytest.approx(60 / 28.125)  # the poller's 28/min
+    assert budget.pause() == 0
+    observed.note(45.0, None)  # below the floor of 90: wait for 45 tokens of refill
+    assert budget.pause() == pytest.approx(36, abs=0.1)
+    observed.note(0.0, 120.0)  # a 429 asking for 120 s
+    assert budget.pause() == pytest.approx(120, abs=0.1)
+    assert not budget.may_sweep()
+    dedicated = Budget(HerokuSettings(token_scope="dedicated"))
+    assert dedicated.tokens_per_minute == pytest.approx(67.5)
