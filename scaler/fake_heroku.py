@@ -6,7 +6,11 @@ dynoscaler depends on it:
 
 - apps and formations by name or UUID: GET /apps/{app}, GET /apps/{app}/formation,
   GET|PATCH /apps/{app}/formation/{type}, PATCH /apps/{app}/formation (batch
-  {"updates": [{"type", "quantity"[, "size"]}]}), GET /account/rate-limits;
+  {"updates": [{"type", "quantity"[, "size"]}]}), GET /account/rate-limits
+  (which takes no token, as on Heroku);
+- app webhooks (scaler/fake_heroku_webhooks.py): POST|GET /apps/{app}/webhooks,
+  GET|PATCH|DELETE /apps/{app}/webhooks/{id}, and a signed api:formation
+  delivery to each subscription on every formation change;
 - `Accept: application/vnd.heroku+json; version=3` (variants like 3.cedar-acm
   allowed) or 400 missing_version; basic auth (any user, the key as password) or
   Bearer, checked against the key, or 401 unauthorized;
@@ -38,7 +42,9 @@ Admin endpoints outside Heroku's API, without authentication (bind to localhost)
   GET  /__fake__/state     formations, remaining rate limit, pending faults
   GET  /__fake__/requests  every PATCH received: at (unix time), method, path, body, status
                            (None: hung up without an answer)
-  POST /__fake__/reset     formations back to min_dynos, no faults, empty log, full bucket
+  GET  /__fake__/deliveries every webhook delivery attempt: at, webhook, app, url, status
+  POST /__fake__/reset     formations back to min_dynos, no faults, empty log, full bucket,
+                           no webhooks
 
 In-process users (the demo) register formation listeners, called after each
 change as listener(app_name, process_type, old_quantity, new_quantity).
@@ -70,6 +76,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from dynoscaler import config
 from dynoscaler.config import ConfigError
+from scaler.fake_heroku_webhooks import InvalidWebhook, Webhooks
 
 DEFAULT_RATE_LIMIT = 4500  # requests per hour per token, as on api.heroku.com
 DEFAULT_DYNO_LIMIT = 100  # Heroku's default scaling limit for standard dynos per process type
@@ -283,6 +290,7 @@ class FakeHeroku:
         self.dyno_limit = dyno_limit
         self.rate_limit = rate_limit
         self.listeners: list[Listener] = []
+        self.webhooks = Webhooks()
         self._settings = settings
         self._lock = threading.Lock()
         self.reset()
@@ -307,6 +315,7 @@ class FakeHeroku:
             self.bucket = TokenBucket(self.rate_limit)
             self.faults: list[Fault] = []
             self.requests: list[dict[str, Any]] = []
+        self.webhooks.reset()
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -357,6 +366,7 @@ class FakeHeroku:
                 formation.updated_at = stamp
                 changes.append((formation, old))
         for formation, old in changes:
+            self.webhooks.formation_changed(app.id, formation.to_json(), old)
             if formation.quantity != old:
                 self._notify(app.name, formation.type, old, formation.quantity)
         return [formation for formation, _ in changes]
@@ -472,7 +482,7 @@ def create_app(fake: FakeHeroku) -> Flask:
             )
         if _presented_key() != fake.api_key:
             raise ApiError(401, "unauthorized", "Invalid credentials provided.")
-        if not fake.bucket.take():
+        if request.path != "/account/rate-limits" and not fake.bucket.take():
             raise ApiError(
                 429,
                 "rate_limit",
@@ -564,8 +574,51 @@ def create_app(fake: FakeHeroku) -> Flask:
             raise ApiError(422, "invalid_params", "each update needs a type.")
         return jsonify([f.to_json() for f in fake.update(app, updates)])
 
+    _add_webhook_routes(web, fake)
     _add_admin_routes(web, fake)
     return web
+
+
+def _add_webhook_routes(web: Flask, fake: FakeHeroku) -> None:
+    def hook_of(app_id: str, hook_id: str) -> Any:
+        hook = fake.webhooks.get(fake.app(app_id).id, hook_id)
+        if hook is None:
+            raise ApiError(404, "not_found", "Couldn't find that webhook.", resource="webhook")
+        return hook
+
+    def invalid(error: InvalidWebhook) -> ApiError:
+        return ApiError(422, "invalid_params", str(error))
+
+    @web.post("/apps/<app_id>/webhooks")
+    def webhook_create(app_id: str) -> tuple[Response, int]:
+        app = fake.app(app_id)
+        try:
+            hook = fake.webhooks.create(app.id, app.name, _json_object())
+        except InvalidWebhook as error:
+            raise invalid(error) from None
+        return jsonify(hook.to_json()), 201
+
+    @web.get("/apps/<app_id>/webhooks")
+    def webhook_list(app_id: str) -> Response:
+        return jsonify([h.to_json() for h in fake.webhooks.of_app(fake.app(app_id).id)])
+
+    @web.get("/apps/<app_id>/webhooks/<hook_id>")
+    def webhook_info(app_id: str, hook_id: str) -> Response:
+        return jsonify(hook_of(app_id, hook_id).to_json())
+
+    @web.patch("/apps/<app_id>/webhooks/<hook_id>")
+    def webhook_update(app_id: str, hook_id: str) -> Response:
+        hook = hook_of(app_id, hook_id)
+        try:
+            return jsonify(fake.webhooks.update(hook, _json_object()).to_json())
+        except InvalidWebhook as error:
+            raise invalid(error) from None
+
+    @web.delete("/apps/<app_id>/webhooks/<hook_id>")
+    def webhook_delete(app_id: str, hook_id: str) -> Response:
+        hook = hook_of(app_id, hook_id)
+        fake.webhooks.delete(hook)
+        return jsonify(hook.to_json())
 
 
 def _add_admin_routes(web: Flask, fake: FakeHeroku) -> None:
@@ -601,6 +654,10 @@ def _add_admin_routes(web: Flask, fake: FakeHeroku) -> None:
     @web.get("/__fake__/requests")
     def requests_log() -> Response:
         return jsonify(fake.request_log())
+
+    @web.get("/__fake__/deliveries")
+    def deliveries() -> Response:
+        return jsonify(fake.webhooks.deliveries())
 
     @web.post("/__fake__/reset")
     def reset() -> Response:
