@@ -21,6 +21,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "scaler": {"serve": "scaler.serve", "reconcile": "scaler.reconcile"},
     "decisions": "scaler.decisions",
     "exporter": "exporter.cli",
+    "heroku": {"webhooks": "dynoscaler.heroku_webhooks"},
     "bench": {"exporter": "exporter.bench", "webhook": "scaler.bench"},
 }
 
