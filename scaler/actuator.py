@@ -46,7 +46,7 @@ TOKEN_SECONDS = 3600 / 4500
 # answer once it has an earlier one (it never waits on a hanging Heroku).
 PROBE_INTERVAL_SECONDS = 5.0
 PROBE_TIMEOUT_SECONDS = 2.0
-PROBE_WAIT_SECONDS = 0.05
+PROBE_WAIT_SECONDS = 0.02
 
 
 @dataclass
@@ -244,6 +244,11 @@ class Actuator:
         if error is not None:
             raise error
 
+    def start_probe(self) -> None:
+        """Ask Heroku in the background now (`scaler serve` does at each worker's start),
+        so the first /healthz has an answer to give rather than a call to wait for."""
+        self._probe.start()
+
     def _check_now(self) -> None:
         # heroku3's is_authenticated caches its first answer and hides the error,
         # so the check goes through the same session directly.
@@ -350,22 +355,33 @@ class _Probe:
         self._error: HerokuError | None = None
         self._at: float | None = None  # monotonic time of the last answer
         self._running: threading.Event | None = None
+        self._started = 0.0  # monotonic start of the last probe
 
-    def result(self) -> HerokuError | None:
+    def start(self) -> bool:
+        """Start a probe unless one runs or the last answer is recent; True if started."""
         with self._lock:
             now = time.monotonic()
             due = self._at is None or now - self._at >= PROBE_INTERVAL_SECONDS
-            if self._running is None and due:
-                self._running = threading.Event()
-                thread = threading.Thread(target=self._probe, args=(self._running,), daemon=True)
-                thread.start()
+            if self._running is not None or not due:
+                return False
+            self._running = threading.Event()
+            self._started = now
+            threading.Thread(target=self._probe, args=(self._running,), daemon=True).start()
+            return True
+
+    def result(self) -> HerokuError | None:
+        started_here = self.start()
+        with self._lock:
             running, first = self._running, self._at is None
         if running is not None:
-            # The first answer is worth waiting for (the probe's own time-out bounds it).
-            running.wait(PROBE_TIMEOUT_SECONDS + 1 if first else PROBE_WAIT_SECONDS)
+            # Only a first probe started by this very call is waited for (bounded by
+            # its own time-out): an answer is due, and no earlier one exists.
+            wait = PROBE_TIMEOUT_SECONDS + 1 if first and started_here else PROBE_WAIT_SECONDS
+            running.wait(wait)
         with self._lock:
             if self._at is None:
-                return HerokuError("timeout", "Heroku has not answered yet", None, 1)
+                asked = time.monotonic() - self._started
+                return HerokuError("timeout", f"no answer from Heroku yet ({asked:.1f} s)", None, 1)
             return self._error
 
     def _probe(self, done: threading.Event) -> None:

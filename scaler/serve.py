@@ -103,7 +103,12 @@ class _Server(BaseApplication):
 
     def load(self) -> Any:
         # Runs in each worker after the fork: its own store connection and threads.
+        from scaler.actuator import Actuator
         from scaler.app import create_app
         from scaler.deadline import RequestDeadline
 
-        return RequestDeadline(create_app(config.load(self.args.config)))
+        settings = config.load(self.args.config)
+        actuator = Actuator()
+        if not settings.scaler.dry_run:
+            actuator.start_probe()  # /healthz then never waits for a first answer
+        return RequestDeadline(create_app(settings, actuator=actuator))

@@ -176,7 +176,7 @@ def test_target_never_above_a_heroku_limit_that_holds(desired, age, state, polic
         state.limit is not None
         and state.current is not None
         and state.current <= state.limit
-        and (state.limit_until is None or NOW < state.limit_until)
+        and (state.limit_until is None or state.limit_until > NOW)
     )
     if verdict.target is not None and holds:
         assert verdict.target <= state.limit

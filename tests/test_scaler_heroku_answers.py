@@ -266,6 +266,37 @@ def test_a_hanging_heroku_is_cut_off_while_health_and_other_apps_are_served(stac
     assert max(health) < 0.5
 
 
+def test_healthz_stays_fast_while_every_heroku_call_hangs(stack) -> None:
+    stack.fake.admin("POST", "faults", {"hang": True, "seconds": 40, "count": 50})
+    health: list[float] = []
+    statuses: set[int] = set()
+    done = threading.Event()
+
+    def probe_health() -> None:
+        while not done.is_set():
+            started = time.monotonic()
+            statuses.add(requests.get(f"{stack.scaler.url}/healthz", timeout=10).status_code)
+            health.append(time.monotonic() - started)
+            time.sleep(0.05)
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        prober = pool.submit(probe_health)
+        hung = [pool.submit(stack.post, "3") for _ in range(2)]
+        assert [h.result().status_code for h in hung] == [502, 502]
+        time.sleep(2)  # past the background probe's own 2 s time-out
+        done.set()
+        prober.result()
+    health.sort()
+    print(
+        f"\n/healthz while every Heroku call hangs: {len(health)} requests, median "
+        f"{1000 * statistics.median(health):.1f} ms, p95 "
+        f"{1000 * health[int(0.95 * len(health))]:.1f} ms, max {1000 * health[-1]:.1f} ms"
+    )
+    assert 503 in statuses  # it says Heroku is failing, and says it at once
+    assert health[int(0.95 * len(health))] < 0.1
+    assert health[-1] < 0.5
+
+
 def test_a_hung_read_then_a_hung_patch_share_one_budget(stack) -> None:
     stack.fake.admin(
         "POST",
