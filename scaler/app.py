@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from dynoscaler.config import Config, ConfigError
 from dynoscaler.credentials import authorized
@@ -30,6 +30,10 @@ from scaler.store import STORE_ERRORS, Decision, Store
 
 TOKEN_ENV = "DYNOSCALER_WEBHOOK_TOKEN"
 MAX_BODY_BYTES = 1024 * 1024
+# Alertmanager's payload nests 4 deep (payload, alerts, alert, labels). A bound far
+# below the interpreter's recursion limit keeps decoding, validating and recording
+# from recursing near it (a RecursionError would be a 500, retried forever).
+MAX_JSON_DEPTH = 32
 MAX_LIMIT = 1000
 
 
@@ -50,7 +54,9 @@ def create_app(
     scaler = Scaler(config, store, actuator, notify)
 
     app = Flask("scaler")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    # One byte over the cap: a body sent without Content-Length (chunked) is cut
+    # there, not refused, so `alerts` tells a body at the cap from a longer one.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
     app.json.sort_keys = False
 
     @app.before_request
@@ -86,12 +92,22 @@ def create_app(
 
     @app.post("/alerts")
     def alerts() -> Any:
+        body = request.get_data(cache=False)
+        if len(body) > MAX_BODY_BYTES:
+            raise RequestEntityTooLarge()
+        problem = None
         try:
-            payload = json.loads(request.get_data(cache=False))
-            # JSON may escape lone surrogates, which are not text: refuse them here.
-            json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            payload = json.loads(body, parse_constant=_not_json)
+            problem = _too_deep(payload)
+            if problem is None:
+                # JSON may escape lone surrogates, which are not text: refuse them here.
+                json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        except RecursionError:
+            problem = f"nested deeper than {MAX_JSON_DEPTH} levels"
         except (ValueError, UnicodeError) as error:
-            return _error(400, f"body is not JSON text: {error}")
+            problem = str(error)
+        if problem is not None:
+            return _error(400, f"body is not JSON text: {problem}")
         now = time.time()
         try:
             parsed = parse(payload, config, now)
@@ -134,6 +150,25 @@ def create_app(
         return Response(text, content_type="application/yaml")
 
     return app
+
+
+def _not_json(constant: str) -> Any:
+    """json.loads' hook for NaN, Infinity and -Infinity, which JSON (RFC 8259) lacks."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _too_deep(value: Any) -> str | None:
+    """Why a decoded body nests too deep (None: it does not); walked without recursion."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= MAX_JSON_DEPTH:
+                    return f"nested deeper than {MAX_JSON_DEPTH} levels"
+                stack.append((child, depth + 1))
+    return None
 
 
 def _error(status: int, message: str, **extra: Any) -> Response:

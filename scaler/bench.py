@@ -163,7 +163,13 @@ def _body(i: int) -> bytes:
     desired = str(1 + (i // 1000) % 8)
     alert = {
         "status": "firing",
-        "labels": {"alertname": "ScaleRole", "app": "bench", "role": "worker"},
+        "labels": {
+            "alertname": "ScaleRole",
+            "app": "bench",
+            "role": "worker",
+            "severity": "scale",
+            "direction": "up",
+        },
         "annotations": {"desired_dynos": desired},
         "startsAt": "2026-01-01T00:00:00Z",
         "endsAt": "0001-01-01T00:00:00Z",

@@ -83,8 +83,11 @@ def alert(
     name: str = "ScaleRole",
     status: str = "firing",
     ends_at: str = "0001-01-01T00:00:00Z",
+    direction: str = "up",
 ) -> dict[str, Any]:
+    """An alert as Alertmanager's webhook sends it; `ends_at` "0001-...Z" is its firing form."""
     labels = {"alertname": name, "app": app, "role": role, "severity": "scale"}
+    labels["direction"] = direction
     return {
         "status": status,
         "labels": labels,
