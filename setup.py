@@ -24,7 +24,7 @@ setup(
         # heroku3 imports six without declaring it
         "six>=1.16",
         "pyyaml>=6.0",
-        "gunicorn>=22.0",
+        "gunicorn>=24.0",  # the asyncio worker the exporter runs under
         "redis>=5.0",
         # C reply parser: the exporter reads thousands of replies per scrape
         "hiredis>=2.0",

@@ -22,7 +22,11 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "decisions": "scaler.decisions",
     "exporter": "exporter.cli",
     "heroku": {"webhooks": "dynoscaler.heroku_webhooks"},
-    "bench": {"exporter": "exporter.bench", "webhook": "scaler.bench"},
+    "bench": {
+        "exporter": "exporter.bench",
+        "drain": "exporter.bench_drain",
+        "webhook": "scaler.bench",
+    },
 }
 
 

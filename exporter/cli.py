@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from dataclasses import dataclass, field
 
 from prometheus_client.registry import CollectorRegistry
@@ -21,7 +19,7 @@ from exporter.collectors.policy import policy_samples
 from exporter.collectors.rabbitmq import rabbitmq_sources
 from exporter.collectors.redis_source import BACKENDS, redis_sources
 from exporter.logdrain import RouterStats
-from exporter.server import DRAIN_TOKEN_ENV, serve, wsgi_app
+from exporter.server import DRAIN_TOKEN_ENV, listen, serve
 
 _log = logging.getLogger("dynoscaler.exporter")
 
@@ -44,6 +42,10 @@ class Exporter:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.collector)
         return registry
+
+    def start(self) -> None:
+        for poller in self.pollers:
+            poller.start()
 
     def close(self) -> None:
         for poller in self.pollers:
@@ -90,30 +92,21 @@ def run(args: argparse.Namespace) -> int:
             f"{DRAIN_TOKEN_ENV} is not set: roles with `requests: router` take the router log "
             "drain, which needs a secret (docs/exporter.md)"
         )
-    exporter = build(settings)
     try:
-        app = wsgi_app(exporter.registry(), exporter.router, drain_token)
-        server = serve(app, args.bind, args.port)
+        listener = listen(args.bind, args.port)
     except OSError as error:
         print(
             f"dynoscaler exporter: cannot listen on {args.bind}:{args.port}: {error}",
             file=sys.stderr,
         )
-        exporter.close()
         return 1
-    for poller in exporter.pollers:
-        poller.start()
-    # SIGTERM (Heroku, systemd, tests) stops as cleanly as Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    print(
-        f"dynoscaler exporter listening on http://{args.bind}:{server.server_port}/metrics",
-        flush=True,
+    port = listener.getsockname()[1]
+    # gunicorn, one worker: the exporter is built there (docs/exporter.md, "The HTTP server").
+    # SIGTERM (Heroku, systemd, tests) and Ctrl-C stop it cleanly.
+    serve(
+        listener,
+        lambda: build(settings),
+        drain_token,
+        announce=f"dynoscaler exporter listening on http://{args.bind}:{port}/metrics",
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        exporter.close()
     return 0
