@@ -12,6 +12,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from dynoscaler import config
 from dynoscaler.config import ConfigError
+from dynoscaler.heroku_budget import Budget
+from dynoscaler.heroku_webhooks import SECRET_ENV
 from exporter.collector import ExporterCollector
 from exporter.collectors import Queue, Source
 from exporter.collectors.formation import FormationSource
@@ -71,6 +73,8 @@ def build(settings: config.Config) -> Exporter:
                 [role.key for role in settings.roles],
                 settings.exporter.formation_interval,
                 timeout,
+                budget=Budget(settings.heroku),
+                webhooks=bool(os.environ.get(SECRET_ENV)),
             )
         )
     else:

@@ -28,9 +28,13 @@ DRAIN_AUTH = ("heroku", DRAIN_TOKEN)  # basic auth, as a drain URL https://herok
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def write_config(directory: Path, apps: dict[str, Any], **exporter: float) -> Path:
+def write_config(
+    directory: Path, apps: dict[str, Any], heroku: dict[str, Any] | None = None, **exporter: float
+) -> Path:
     path = directory / "autoscale.yml"
     document: dict[str, Any] = {"apps": apps}
+    if heroku:
+        document["heroku"] = heroku
     if exporter:
         document["exporter"] = exporter
     path.write_text(yaml.safe_dump(document))

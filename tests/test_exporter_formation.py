@@ -130,3 +130,19 @@ def test_an_app_heroku_does_not_know_does_not_hide_the_others(tmp_path, fake_her
     assert ("dynoscaler_dynos", labels(app="ghost", role="web")) not in series
     (line,) = running.log_lines("(heroku) is down")
     assert "ghost: HTTPError: 404" in line
+
+
+def test_the_heroku_settings_set_the_pollers_budget(tmp_path, fake_heroku):
+    directory = tmp_path / "exporter"
+    directory.mkdir()
+    heroku = {"budget_share": 0.2, "rate_limit": 9000}
+    config = write_config(directory, APPS, heroku=heroku, formation_interval=1)
+    env = {"HEROKU_API_KEY": KEY, "HEROKU_API_URL": fake_heroku}
+    with exporter(config, env=env) as running:
+        series = running.scrape()
+    # 0.2 of 9,000 tokens an hour: 30 a minute (the defaults would give 37.5).
+    assert series[("dynoscaler_heroku_api_budget_per_minute", labels())] == 30
+    # Two apps, each every second, within the poller's 0.75 of 0.5 a second: 2.67 s a round.
+    assert series[("dynoscaler_heroku_formation_period_seconds", labels())] == pytest.approx(
+        2 / (0.2 * 9000 / 3600 * 0.75)
+    )
