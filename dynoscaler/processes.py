@@ -57,8 +57,8 @@ def wait_until_answering(
         try:
             if requests.get(url, timeout=1).ok or not ok_only:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or too busy starting to answer within the second
         if time.monotonic() > deadline:
             raise NotServing(f"{url} did not answer within {timeout:g}s")
         time.sleep(0.1)
