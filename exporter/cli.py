@@ -20,6 +20,7 @@ from exporter.collectors.formation import FormationSource
 from exporter.collectors.policy import policy_samples
 from exporter.collectors.rabbitmq import rabbitmq_sources
 from exporter.collectors.redis_source import BACKENDS, redis_sources
+from exporter.formation_webhook import FormationWebhook
 from exporter.logdrain import RouterStats
 from exporter.server import DRAIN_TOKEN_ENV, listen, serve
 
@@ -39,6 +40,7 @@ class Exporter:
     collector: ExporterCollector
     router: RouterStats
     pollers: list[FormationSource] = field(default_factory=list)
+    formation_webhook: FormationWebhook | None = None
 
     def registry(self) -> CollectorRegistry:
         registry = CollectorRegistry(auto_describe=False)
@@ -84,7 +86,17 @@ def build(settings: config.Config) -> Exporter:
     collector = ExporterCollector(
         [*sources, *pollers], timeout, static=policy_samples(settings), extra=[router.samples]
     )
-    return Exporter(collector, router, pollers)
+    return Exporter(collector, router, pollers, _webhook(pollers))
+
+
+def _webhook(pollers: list[FormationSource]) -> FormationWebhook | None:
+    """The receiver of POST /heroku/formation, with the secret and the poller it feeds."""
+    secret = os.environ.get(SECRET_ENV, "")
+    if secret and pollers:
+        return FormationWebhook(pollers[0], secret)
+    if secret:
+        _log.warning("%s is set but HEROKU_API_KEY is not: no formation webhooks", SECRET_ENV)
+    return None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,5 +1,7 @@
-"""The exporter's HTTP server: /metrics, /healthz and POST /logs/<app> (router log drain,
-with the drain secret as bearer token or basic auth password: dynoscaler.credentials).
+"""The exporter's HTTP server: /metrics, /healthz, POST /logs/<app> (router log drain,
+with the drain secret as bearer token or basic auth password: dynoscaler.credentials)
+and POST /heroku/formation (Heroku's formation webhooks: exporter.formation_webhook,
+404 while DYNOSCALER_HEROKU_WEBHOOK_SECRET is not set).
 
 gunicorn serves it with one asyncio (ASGI) worker process, so the drain's
 counters, the collectors' caches and the formation poller stay in the one
@@ -25,6 +27,9 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.registry import CollectorRegistry
 
 from dynoscaler.credentials import authorized
+from dynoscaler.heroku_webhooks import SECRET_ENV
+from exporter.formation_webhook import MAX_BODY_BYTES as WEBHOOK_BODY_BYTES
+from exporter.formation_webhook import PATH as WEBHOOK_PATH
 from exporter.logdrain import BadDrainBody, RouterStats
 
 MAX_DRAIN_BODY = 1 << 20  # Logplex batches are a few kilobytes
@@ -53,12 +58,14 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+WSGIApp = Callable[..., Iterable[bytes]]
 
 
 class Served(Protocol):
     """What the server serves: built in the worker process (exporter.cli.Exporter)."""
 
     router: RouterStats
+    formation_webhook: WSGIApp | None  # None: no secret (or no formation poller)
 
     def registry(self) -> CollectorRegistry: ...
 
@@ -67,8 +74,14 @@ class Served(Protocol):
     def close(self) -> None: ...
 
 
-def asgi_app(registry: CollectorRegistry, router: RouterStats, drain_token: str) -> ASGIApp:
-    """/metrics and /healthz open; POST /logs/<app> only with `drain_token`."""
+def asgi_app(
+    registry: CollectorRegistry,
+    router: RouterStats,
+    drain_token: str,
+    webhook: WSGIApp | None = None,
+) -> ASGIApp:
+    """/metrics and /healthz open; POST /logs/<app> only with `drain_token`;
+    POST /heroku/formation to `webhook` (which checks the signature)."""
     metrics = make_wsgi_app(registry)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,6 +109,8 @@ def asgi_app(registry: CollectorRegistry, router: RouterStats, drain_token: str)
                 )
                 return
             await _drain(scope, receive, send, router, path.removeprefix("/logs/"))
+        elif path == WEBHOOK_PATH:
+            await _webhook(scope, receive, send, webhook)
         else:
             await _reply(send, 404, "try /metrics, /healthz or POST /logs/<app>")
 
@@ -118,15 +133,32 @@ async def _drain(scope: Scope, receive: Receive, send: Send, router: RouterStats
     await _reply(send, 200, f"{counted} router request(s) counted")
 
 
-async def _read_body(scope: Scope, receive: Receive, send: Send) -> bytes | None:
-    """The request body, at most MAX_DRAIN_BODY bytes, with or without Content-Length
+async def _webhook(scope: Scope, receive: Receive, send: Send, webhook: WSGIApp | None) -> None:
+    """A formation webhook delivery, answered by the receiver's WSGI app on the event
+    loop (a signature check and a dict update: microseconds)."""
+    if webhook is None:
+        message = f"formation webhooks are not configured (set {SECRET_ENV} and HEROKU_API_KEY)"
+        await _reply(send, 404, message)
+        return
+    body = b""
+    if scope["method"] == "POST":
+        body = await _read_body(scope, receive, send, WEBHOOK_BODY_BYTES)
+        if body is None:
+            return
+    await _send(send, *_call_wsgi(webhook, scope, body))
+
+
+async def _read_body(
+    scope: Scope, receive: Receive, send: Send, limit: int = MAX_DRAIN_BODY
+) -> bytes | None:
+    """The request body, at most `limit` bytes, with or without Content-Length
     (chunked); None once a refusal is sent (or the client has gone)."""
     declared = _header(scope, b"content-length")
     if declared and not declared.isdigit():  # -1, 1e3, ... (gunicorn refuses them first)
         await _reply(send, 400, "Content-Length is not a number", close=True)
         return None
-    if declared and (len(declared) > len(str(MAX_DRAIN_BODY)) or int(declared) > MAX_DRAIN_BODY):
-        await _reply(send, 413, f"body over {MAX_DRAIN_BODY} bytes", close=True)
+    if declared and (len(declared) > len(str(limit)) or int(declared) > limit):
+        await _reply(send, 413, f"body over {limit} bytes", close=True)
         return None
     chunks, size = [], 0
     try:
@@ -137,8 +169,8 @@ async def _read_body(scope: Scope, receive: Receive, send: Send) -> bytes | None
                     return None
                 chunk = message.get("body", b"")
                 size += len(chunk)
-                if size > MAX_DRAIN_BODY:  # chunked, without a length to check first
-                    await _reply(send, 413, f"body over {MAX_DRAIN_BODY} bytes", close=True)
+                if size > limit:  # chunked, without a length to check first
+                    await _reply(send, 413, f"body over {limit} bytes", close=True)
                     return None
                 chunks.append(chunk)
                 if not message.get("more_body", False):
@@ -155,15 +187,16 @@ def _header(scope: Scope, name: bytes) -> str:
     return ""
 
 
-def _call_wsgi(wsgi: Callable[..., Iterable[bytes]], scope: Scope) -> tuple[int, list, bytes]:
-    """Call a WSGI app (prometheus_client's /metrics) for a bodiless ASGI request."""
+def _call_wsgi(wsgi: WSGIApp, scope: Scope, body: bytes = b"") -> tuple[int, list, bytes]:
+    """Call a WSGI app (prometheus_client's /metrics, the formation webhook) for an
+    ASGI request whose body, if any, is read already."""
     environ: dict[str, Any] = {
         "REQUEST_METHOD": scope["method"],
         "SCRIPT_NAME": "",
         "PATH_INFO": scope["path"],
         "QUERY_STRING": scope["query_string"].decode("latin-1"),
         "SERVER_PROTOCOL": f"HTTP/{scope['http_version']}",
-        "wsgi.input": io.BytesIO(),
+        "wsgi.input": io.BytesIO(body),
         "wsgi.errors": sys.stderr,
         "wsgi.url_scheme": scope.get("scheme", "http"),
     }
@@ -172,6 +205,7 @@ def _call_wsgi(wsgi: Callable[..., Iterable[bytes]], scope: Scope) -> tuple[int,
         if name not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
             name = f"HTTP_{name}"
         environ[name] = value.decode("latin-1")
+    environ["CONTENT_LENGTH"] = str(len(body))  # the body as read, chunked or not
     answer: list[Any] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
@@ -307,7 +341,8 @@ class _Gunicorn(BaseApplication):
         # Runs in the worker after the fork: the sources' clients and the poller thread live there.
         self.served = self.build()
         self.served.start()
-        app = asgi_app(self.served.registry(), self.served.router, self.drain_token)
+        served = self.served
+        app = asgi_app(served.registry(), served.router, self.drain_token, served.formation_webhook)
         return self.connections.app(app)
 
     def _worker_ready(self, worker: Any) -> None:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 from exporter_helpers import ROOT, exporter, labels, source_ups, wait_for, write_config
 
+from dynoscaler.heroku_webhooks import SECRET_ENV, SIGNATURE_HEADER, sign
 from dynoscaler.processes import start_announced, stop
 
 pytestmark = pytest.mark.timeout(90)
 
 KEY = "test-key-formation"
+SECRET = "formation-webhook-secret"
+ACCEPT = {"Accept": "application/vnd.heroku+json; version=3"}
 DIALER_REDIS = "redis://127.0.0.1:6379/1"
 APPS = {
     "shop": {"roles": {"web": {"min_dynos": 2, "requests": "router"}}},
@@ -65,14 +71,7 @@ def test_formation_is_polled_published_and_goes_stale(tmp_path, fake_heroku):
         assert series[("dynoscaler_dyno_size_info", size)] == 1
 
         # A scale through the API shows up within a poll interval or two.
-        patched = requests.patch(
-            f"{fake_heroku}/apps/shop/formation",
-            json={"updates": [{"type": "web", "quantity": 5}]},
-            auth=("", KEY),
-            headers={"Accept": "application/vnd.heroku+json; version=3"},
-            timeout=5,
-        )
-        assert patched.status_code == 200
+        _scale_by_hand(fake_heroku, "shop", "web", 5)
         wait_for(lambda: running.scrape()[(dynos, labels(app="shop", role="web"))] == 5)
 
         # Scrapes never call Heroku: 30 scrapes cost at most the one or two polls meanwhile.
@@ -101,6 +100,18 @@ def test_formation_is_polled_published_and_goes_stale(tmp_path, fake_heroku):
         source = f"source {fake_heroku} (heroku)"
         assert len(running.log_lines(f"{source} is down")) == 1
         assert len(running.log_lines(f"{source} is up again")) == 1
+
+
+def _scale_by_hand(url: str, app: str, role: str, quantity: int) -> None:
+    """A PATCH of the formation, as `heroku ps:scale` sends it."""
+    patched = requests.patch(
+        f"{url}/apps/{app}/formation",
+        json={"updates": [{"type": role, "quantity": quantity}]},
+        auth=("", KEY),
+        headers=ACCEPT,
+        timeout=5,
+    )
+    assert patched.status_code == 200
 
 
 def _remaining(url: str) -> int:
@@ -146,3 +157,68 @@ def test_the_heroku_settings_set_the_pollers_budget(tmp_path, fake_heroku):
     assert series[("dynoscaler_heroku_formation_period_seconds", labels())] == pytest.approx(
         2 / (0.2 * 9000 / 3600 * 0.75)
     )
+
+
+def _subscribe(config, fake_heroku: str, url: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), SECRET_ENV: SECRET}
+    env |= {"HEROKU_API_URL": fake_heroku, "HEROKU_API_KEY": KEY}
+    command = [sys.executable, "-m", "dynoscaler", "heroku", "webhooks", "--config", str(config)]
+    done = subprocess.run(
+        [*command, "--url", url], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(": created (api:formation") == len(APPS)
+
+
+def test_formation_webhooks_reach_metrics_in_milliseconds(tmp_path, fake_heroku):
+    directory = tmp_path / "exporter"
+    directory.mkdir()
+    # An hour between reads (and 300 s at least with webhooks): no change below is a read.
+    config = write_config(directory, APPS, formation_interval=3600)
+    env = {"HEROKU_API_KEY": KEY, "HEROKU_API_URL": fake_heroku, SECRET_ENV: SECRET}
+    web = ("dynoscaler_dynos", labels(app="shop", role="web"))
+    with exporter(config, env=env) as running:
+        series = running.scrape()
+        assert series[web] == 2
+        assert series[("dynoscaler_heroku_formation_period_seconds", labels())] >= 300
+        receiver = f"{running.url}/heroku/formation"
+        _subscribe(config, fake_heroku, receiver)
+
+        delays = []
+        for quantity in range(3, 23):
+            started = time.monotonic()
+            _scale_by_hand(fake_heroku, "shop", "web", quantity)
+            wait_for(lambda q=quantity: running.scrape()[web] == q, timeout=5, interval=0.01)
+            delays.append(time.monotonic() - started)
+        p50, worst = (f"{s * 1000:.0f} ms" for s in (statistics.median(delays), max(delays)))
+        print(f"{len(delays)} changes by hand on /metrics: p50 {p50}, max {worst}")
+        assert max(delays) < 2
+
+        # A forged delivery (another secret) and an unsigned one: 401, nothing changes.
+        body = json.dumps(
+            {
+                "resource": "formation",
+                "action": "update",
+                "data": {"app": {"name": "shop"}, "type": "web", "quantity": 40, "size": "eco"},
+            }
+        ).encode()
+        for headers in ({SIGNATURE_HEADER: sign("not-the-secret", body)}, {}):
+            forged = requests.post(receiver, data=body, headers=headers, timeout=5)
+            assert forged.status_code == 401
+        assert running.scrape()[web] == 22
+        assert requests.get(receiver, timeout=5).status_code == 405
+    deliveries = requests.get(f"{fake_heroku}/__fake__/deliveries", timeout=5).json()
+    assert [d["status"] for d in deliveries] == [204] * 20
+
+
+def test_without_the_secret_the_webhook_route_says_it_is_not_configured(tmp_path, fake_heroku):
+    directory = tmp_path / "exporter"
+    directory.mkdir()
+    config = write_config(directory, APPS, formation_interval=1)
+    env = {"HEROKU_API_KEY": KEY, "HEROKU_API_URL": fake_heroku}
+    with exporter(config, env=env) as running:
+        answer = requests.post(f"{running.url}/heroku/formation", data=b"{}", timeout=5)
+        period = running.scrape()[("dynoscaler_heroku_formation_period_seconds", labels())]
+    assert answer.status_code == 404
+    assert f"formation webhooks are not configured (set {SECRET_ENV}" in answer.text
+    assert period < 300  # polled at formation_interval: no webhook reconciliation pace
