@@ -62,6 +62,9 @@ class QueueSettings:
     name: str
     backend: str
     url: str
+    # The backend's key prefix when not its default: RQ's RQ_KEY_PREFIX, the Resque
+    # namespace, kombu's global_keyprefix (Celery on Redis).
+    prefix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -509,11 +512,32 @@ def http_url_problem(url: str) -> str | None:
     return _url_problem(url, ("http", "https"), "an HTTP URL")
 
 
+def _through_management_api(backend: str, url: str) -> bool:
+    """RabbitMQ, and Celery on RabbitMQ (a celery queue with an http(s) URL): the
+    exporter reads them through the management API."""
+    return backend == "rabbitmq" or (
+        backend == "celery" and urlsplit(url).scheme in ("http", "https")
+    )
+
+
+def queue_prefix_problem(queue: QueueSettings) -> str | None:
+    """Why a queue's `prefix` means nothing for its backend, or None: only RQ
+    (RQ_KEY_PREFIX), Resque (the namespace) and Celery on Redis (kombu's
+    global_keyprefix) put a prefix before their keys."""
+    if queue.prefix is None:
+        return None
+    if _through_management_api(queue.backend, queue.url):
+        said = "celery on RabbitMQ" if queue.backend == "celery" else queue.backend
+    elif queue.backend not in ("rq", "resque", "celery"):
+        said = queue.backend
+    else:
+        return None
+    return f"a key prefix means nothing for {said} (only rq, resque and celery on Redis have one)"
+
+
 def queue_url_problem(backend: str, url: str) -> str | None:
     """Why the exporter cannot read a queue of `backend` at `url`, or None."""
-    # RabbitMQ, and Celery on RabbitMQ (a celery queue with an http(s) URL): the
-    # exporter reads them through the management API.
-    if backend == "rabbitmq" or (backend == "celery" and urlsplit(url).scheme in ("http", "https")):
+    if _through_management_api(backend, url):
         return _url_problem(url, ("http", "https"), "a RabbitMQ management API URL")
     # The Redis-based backends: the exporter opens the URL with redis-py's from_url,
     # whose parser this is.
@@ -566,6 +590,9 @@ def _check_values(settings: Config, path: str, sources: dict[Where, list[_Refere
         for index, queue in enumerate(role.queues):
             if problem := queue_url_problem(queue.backend, queue.url):
                 where = ("apps", role.app, "roles", role.role, "queues", index, "url")
+                problems.append((where, problem))
+            if problem := queue_prefix_problem(queue):
+                where = ("apps", role.app, "roles", role.role, "queues", index, "prefix")
                 problems.append((where, problem))
     if problem := store_problem(settings.scaler.store):
         problems.append((("scaler", "store"), problem))

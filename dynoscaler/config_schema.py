@@ -45,6 +45,8 @@ QUEUE = {
         "name": {"type": "string", "minLength": 1},
         "backend": {"enum": list(BACKENDS)},
         "url": {"type": "string", "minLength": 1},
+        # The backend's key prefix: rq, resque and celery on Redis (config.queue_prefix_problem).
+        "prefix": {"type": "string", "minLength": 1},
     },
 }
 

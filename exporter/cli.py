@@ -60,7 +60,7 @@ class Exporter:
 def build(settings: config.Config) -> Exporter:
     timeout = settings.exporter.source_timeout
     pairs = [
-        (queue.url, Queue(role.app, role.role, queue.name, queue.backend))
+        (queue.url, Queue(role.app, role.role, queue.name, queue.backend, prefix=queue.prefix))
         for role in settings.roles
         for queue in role.queues
     ]

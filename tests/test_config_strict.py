@@ -292,3 +292,45 @@ def test_a_few_aliases_are_fine(tmp_path):
 def test_names_must_be_text(tmp_path):
     text = BASE.replace("      consumer:", "      on:")
     assert "apps.shop.roles: name True is not text (quote it)" in refused(tmp_path, text)
+
+
+# -- queue key prefixes ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("backend", "url", "prefix"),
+    [
+        ("rq", "redis://127.0.0.1:6379/0", "shop-rq"),  # RQ_KEY_PREFIX
+        ("resque", "redis://127.0.0.1:6379/0", "resque:shop"),  # the Resque namespace
+        ("celery", "redis://127.0.0.1:6379/0", "shop:"),  # kombu's global_keyprefix
+    ],
+)
+def test_a_queue_prefix_is_read_where_the_backend_has_one(tmp_path, backend, url, prefix):
+    entry = f"{{name: default, backend: {backend}, url: {url!r}, prefix: {prefix!r}}}"
+    text = BASE.replace('{name: default, backend: sidekiq, url: "redis://127.0.0.1:6379/0"}', entry)
+    (queue,) = config.load(write(tmp_path, text), {}).role("shop", "worker").queues
+    assert (queue.backend, queue.prefix) == (backend, prefix)
+
+
+@pytest.mark.parametrize(
+    ("backend", "url", "said"),
+    [
+        ("sidekiq", "redis://127.0.0.1:6379/0", "sidekiq"),
+        ("redis_list", "redis://127.0.0.1:6379/0", "redis_list"),
+        ("rabbitmq", "http://guest:guest@127.0.0.1:15672/%2F", "rabbitmq"),
+        ("celery", "http://guest:guest@127.0.0.1:15672/%2F", "celery on RabbitMQ"),
+    ],
+)
+def test_a_queue_prefix_is_refused_where_it_means_nothing(tmp_path, backend, url, said):
+    entry = f"{{name: default, backend: {backend}, url: {url!r}, prefix: shop}}"
+    text = BASE.replace('{name: default, backend: sidekiq, url: "redis://127.0.0.1:6379/0"}', entry)
+    message = refused(tmp_path, text)
+    assert (
+        f"apps.shop.roles.worker.queues.0.prefix: a key prefix means nothing for {said}" in message
+    )
+
+
+def test_an_empty_queue_prefix_is_refused(tmp_path):
+    entry = '{name: default, backend: rq, url: "redis://127.0.0.1:6379/0", prefix: ""}'
+    text = BASE.replace('{name: default, backend: sidekiq, url: "redis://127.0.0.1:6379/0"}', entry)
+    assert "queues.0.prefix" in refused(tmp_path, text)

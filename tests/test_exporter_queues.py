@@ -294,3 +294,30 @@ def test_custom_key_prefixes(db1):
     assert figures[("dynoscaler_queue_depth", "twilio")] == 1
     assert figures[("dynoscaler_queue_depth", "reports")] == 1
     assert figures[("dynoscaler_jobs_completed", "")] == 2
+
+
+def test_a_queue_prefix_in_the_settings_reaches_the_exporter(tmp_path, db1):
+    """An RQ queue under RQ_KEY_PREFIX, enqueued by the real rq library: the running
+    exporter reads its depth where the settings' `prefix` says."""
+    enqueue = (
+        "from redis import Redis; from rq import Queue;"
+        f"q = Queue('reports', connection=Redis.from_url('{REDIS_DB1}'));"
+        "[q.enqueue('math.sqrt', n) for n in range(6)]; print(len(q))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", enqueue],
+        env={**os.environ, "RQ_KEY_PREFIX": "shop-rq"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    RQQueue("reports", connection=db1).enqueue("math.sqrt", 1)  # the default prefix: not it
+    entry = {"name": "reports", "backend": "rq", "url": REDIS_DB1, "prefix": "shop-rq"}
+    apps = {"shop": {"roles": {"worker": {"queues": [entry]}}}}
+    with exporter(write_config(tmp_path, apps)) as running:
+        series = running.scrape()
+    assert series[("dynoscaler_queue_depth", queue("shop", "worker", "reports", "rq"))] == int(
+        done.stdout
+    )
+    assert int(done.stdout) == 6
