@@ -85,7 +85,7 @@ def parse(payload: Any, config: Config, now: float) -> Parsed:
         raise PayloadError([f"{_where(e.absolute_path)}: {_cut(e.message)}" for e in errors[:10]])
     parsed, problems = Parsed(), []
     stale_after = config.scaler.stale_after
-    wanted: dict[tuple[str, str], list[tuple[int, dict[str, Any], Age]]] = {}
+    wanted: dict[tuple[str, str], list[tuple[int, dict[str, Any], Age, bool]]] = {}
     for index, alert in enumerate(payload["alerts"]):
         name = alert["labels"]["alertname"]
         if alert["status"] != "firing":
@@ -106,13 +106,15 @@ def parse(payload: Any, config: Config, now: float) -> Parsed:
             age = observed_at(alert, now, stale_after)
             if age.at is None:
                 age = Age(None, f"alerts.{index}: {age.why}")
-            wanted.setdefault((app, role), []).append((desired, _inputs(alert), age))
+            down = alert["labels"]["direction"] == "down"
+            wanted.setdefault((app, role), []).append((desired, _inputs(alert), age, down))
     if problems:
         raise PayloadError(problems)
     for (app, role), asks in wanted.items():
         # Several alerts for one role in one payload: the largest count wins
         # (the safe side of a deadline); all of them are recorded. The data is
-        # as old as the oldest alert's, and of unknown age if any alert's is.
+        # as old as the oldest alert's, and of unknown age if any alert's is;
+        # it may lower the formation only if every alert says direction="down".
         desired = max(a[0] for a in asks)
         observed = [a[2].at for a in asks]
         at = None if None in observed else min(observed)
@@ -120,7 +122,8 @@ def parse(payload: Any, config: Config, now: float) -> Parsed:
         unknown = [a[2].why for a in asks if a[2].at is None]
         if unknown:
             inputs["age_unknown"] = unknown
-        parsed.scale.setdefault(app, []).append(RoleInput(role, Request(desired, at), inputs))
+        request = Request(desired, at, scale_down_allowed=all(a[3] for a in asks))
+        parsed.scale.setdefault(app, []).append(RoleInput(role, request, inputs))
     return parsed
 
 

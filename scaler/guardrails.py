@@ -29,10 +29,15 @@ class Request:
     desired: the count the rules computed (None when the input carries none).
     observed_at: Unix time of the data behind `desired`; None when unknown or
     missing. Data older than `stale_after` never causes a scale-down.
+    scale_down_allowed: False for an input that asks only to scale up (a
+    ScaleRole alert with direction="up"): its count never lowers a formation,
+    even one Heroku confirms above it, since Alertmanager's inhibitions while
+    the exporter is down match only direction="down".
     """
 
     desired: int | None
     observed_at: float | None
+    scale_down_allowed: bool = True
 
 
 @dataclass(frozen=True)
@@ -188,8 +193,10 @@ def _in_flight(state: State, now: float) -> int | None:
 def _scale_down_refusal(
     request: Request, state: State, policy: Policy, now: float, stale_after: float
 ) -> str | None:
+    if not request.scale_down_allowed:
+        return "no scale-down: the input asks only to scale up"
     if request.observed_at is None:
-        return "no scale-down: input data missing"
+        return "no scale-down: input data missing or of unknown age"
     if is_stale(request.observed_at, now, stale_after):
         age = now - request.observed_at
         return f"no scale-down: input data {age:.0f}s old (stale after {stale_after:g}s)"

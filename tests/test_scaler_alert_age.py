@@ -136,7 +136,7 @@ def test_no_scale_down_on_data_of_unknown_age(client, case) -> None:
     ends_at = unknown_ages(time.time())[case]
     decision = post(client, ask("2", "down", ends_at))
     assert (decision["from"], decision["to"]) == (5, None)
-    assert decision["reason"] == "no scale-down: input data missing"
+    assert decision["reason"] == "no scale-down: input data missing or of unknown age"
 
 
 @pytest.mark.parametrize("case", list(unknown_ages(time.time())))

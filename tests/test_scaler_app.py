@@ -364,11 +364,26 @@ def test_store_failure_is_a_json_503(env) -> None:
     assert response.json == {"error": "decision store unavailable: OperationalError"}
 
 
+def test_a_scale_up_alert_never_lowers_the_count(env) -> None:
+    # The formation is above what the rules saw (a person scaled by hand): an
+    # alert with direction="up" must not take it down; Alertmanager's
+    # inhibitions while the exporter is down match only direction="down".
+    client, _, _ = env
+    post(client, payload(alert("shop", "worker", "4")))
+    response = post(client, payload(alert("shop", "worker", "2", direction="up")))
+    [decision] = response.json["decisions"]
+    assert (decision["from"], decision["to"]) == (4, None)
+    assert decision["reason"] == "no scale-down: the input asks only to scale up"
+    response = post(client, payload(alert("shop", "worker", "2", direction="down")))
+    [decision] = response.json["decisions"]
+    assert decision["reason"].startswith("no scale-down: cooldown")  # past the direction check
+
+
 def test_no_scale_down_on_an_alert_whose_data_ended(env) -> None:
     client, _, _ = env
     post(client, payload(alert("shop", "worker", "4")))
     ended = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 600))
-    response = post(client, payload(alert("shop", "worker", "2", ends_at=ended)))
+    response = post(client, payload(alert("shop", "worker", "2", ends_at=ended, direction="down")))
     [decision] = response.json["decisions"]
     assert (decision["from"], decision["to"]) == (4, None)
     assert re.fullmatch(

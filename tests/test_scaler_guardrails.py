@@ -65,7 +65,25 @@ def test_no_scale_down_on_stale_data() -> None:
 
 def test_no_scale_down_on_missing_data_time() -> None:
     verdict = decide(Request(2, None), State(current=5), POLICY, NOW, STALE)
-    assert (verdict.target, verdict.reason) == (None, "no scale-down: input data missing")
+    assert (verdict.target, verdict.reason) == (
+        None,
+        "no scale-down: input data missing or of unknown age",
+    )
+
+
+def test_an_input_asking_only_to_scale_up_never_lowers_the_count() -> None:
+    up_only = Request(2, NOW, scale_down_allowed=False)
+    verdict = decide(up_only, State(current=5), POLICY, NOW, STALE)
+    assert (verdict.target, verdict.reason) == (
+        None,
+        "no scale-down: the input asks only to scale up",
+    )
+    assert (
+        decide(
+            Request(7, NOW, scale_down_allowed=False), State(current=5), POLICY, NOW, STALE
+        ).target
+        == 7
+    )
 
 
 def test_scale_up_on_stale_data_is_allowed() -> None:

@@ -116,7 +116,10 @@ def test_reconcile_decides_like_the_webhook(prometheus, tmp_path) -> None:
     wait_for(url, 'dynoscaler_source_up{backend="rq"}', 0)
     wait_for(url, worker, 2)
     down = dynoscaler("scaler", "reconcile", "--once", "--config", str(settings))
-    assert "shop/worker: no scale-down: input data missing (none)" in down.stdout.splitlines()
+    assert (
+        "shop/worker: no scale-down: input data missing or of unknown age (none)"
+        in down.stdout.splitlines()
+    )
 
     # Only a source feeding web is down now: worker's own source is back, so it scales.
     page.values.update(rq_up=1.0, web_up=0.0)
