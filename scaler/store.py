@@ -149,7 +149,7 @@ def process_identity() -> str:
     global _IDENTITY
     pid = os.getpid()
     if _IDENTITY is None or _IDENTITY[0] != pid:
-        _IDENTITY = (pid, f"{socket.gethostname()}|{_boot_id()}|{pid}|{_start_time(pid)}")
+        _IDENTITY = (pid, f"{socket.gethostname()}|{_boot_id()}|{pid}|{_process_stat(pid)[1]}")
     return _IDENTITY[1]
 
 
@@ -174,8 +174,11 @@ def owner_alive(owner: str | None) -> bool | None:
         return False
     except (ValueError, PermissionError, OSError):
         return None
+    state, started = _process_stat(pid)
+    if state in ("Z", "X"):
+        return False  # killed, not yet reaped by its parent (gunicorn's master)
     # A pid reused by a later process has another start time.
-    return not start or _start_time(pid) == start
+    return not start or started == start
 
 
 def _boot_id() -> str:
@@ -186,16 +189,17 @@ def _boot_id() -> str:
         return ""
 
 
-def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks since boot (/proc/PID/stat field 22)."""
+def _process_stat(pid: int) -> tuple[str, str]:
+    """The process's state letter and start time in clock ticks since boot
+    (/proc/PID/stat fields 3 and 22); empty strings when unreadable."""
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as file:
             stat = file.read()
     except OSError:
-        return ""
+        return "", ""
     # The command name may hold spaces and parentheses: fields follow the last ")".
     fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else ""
+    return (fields[0] if fields else "", fields[19] if len(fields) > 19 else "")
 
 
 # What a store call raises when the database is unavailable.

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import psycopg2
@@ -208,6 +209,21 @@ def dead_process() -> str:
         start = file.read().rsplit(")", 1)[1].split()[19]
     child.wait()
     return f"{host}|{boot}|{child.pid}|{start}"
+
+
+def test_a_killed_process_not_yet_reaped_is_not_alive() -> None:
+    # gunicorn's master reaps a killed worker a moment later; until then the
+    # pid is a zombie's, whose /proc entry keeps its start time.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    host, boot, _, _ = process_identity().split("|")
+    with open(f"/proc/{child.pid}/stat", encoding="utf-8") as file:
+        start = file.read().rsplit(")", 1)[1].split()[19]
+    owner = f"{host}|{boot}|{child.pid}|{start}"
+    assert owner_alive(owner) is True
+    child.kill()
+    time.sleep(0.3)  # dead, and not waited for: a zombie
+    assert owner_alive(owner) is False
+    child.wait()
 
 
 def test_a_pid_reused_by_another_process_is_not_the_owner() -> None:
