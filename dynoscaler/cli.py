@@ -26,6 +26,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "exporter": "exporter.bench",
         "drain": "exporter.bench_drain",
         "webhook": "scaler.bench",
+        "rules": "dynoscaler.bench_rules",
     },
 }
 

@@ -1,0 +1,336 @@
+"""Time the rules on one real Prometheus at N roles, with an hour of history.
+
+    dynoscaler bench rules --roles 500
+    dynoscaler bench rules --roles 2000 --seconds 90
+
+N roles are N/2 apps of two roles (worker, urgent), one queue each, serving
+the whole metric contract of docs/ARCHITECTURE.md that a queue role has: the
+seven policy gauges, dynos, queue depth, in progress, oldest age, completions,
+the job duration histogram with the project's buckets, and source_up. The
+counters grow with wall-clock time, so the history and the live page agree.
+
+The job duration histogram gets `--history` seconds of history (default an
+hour: the S99 rule reads it over 1h), every other series the last 10 minutes
+(the longest window read on them), at `--history-step`; they are written as
+OpenMetrics and backfilled with `promtool tsdb create-blocks-from openmetrics`.
+Prometheus then starts with prometheus/prometheus.yml (its 5 s intervals)
+and the project's rules, scraping a live page of the same series, and after
+`--warmup` seconds every group's and rule's last evaluationTime
+(/api/v1/rules) is sampled each interval for `--seconds`. Printed per group:
+median and max evaluation time and their share of the interval, iterations
+and missed iterations (prometheus_rule_group_iterations_missed_total), the
+10 rules taking longest (median), and the ScaleRole alerts firing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+import yaml
+
+from dynoscaler.processes import free_port, stop, wait_until_answering
+from exporter.metrics import DURATION_BUCKETS
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS = "/usr/bin/prometheus"
+PROMTOOL = "/usr/bin/promtool"
+INTERVAL = 5.0  # prometheus/prometheus.yml's scrape and evaluation interval
+ROLES = ("worker", "urgent")
+POLICY = {
+    "min_dynos": 0,
+    "max_dynos": 20,
+    "target_deadline_seconds": 60,
+    "concurrency": 4,
+    "boot_seconds": 10,
+    "miss_ratio": 0.01,
+    "scale_down_window_seconds": 60,
+}
+SHORT_HISTORY = 600.0  # the longest window the rules read on a series other than the histogram
+
+
+@dataclass(frozen=True)
+class Role:
+    """One synthetic queue role: λ jobs/s of mean length S (exponential), the rest fixed."""
+
+    app: str
+    role: str
+    rate: float
+    seconds: float
+    depth: int
+    age: int
+
+    @property
+    def labels(self) -> str:
+        return f'app="{self.app}",role="{self.role}"'
+
+    @property
+    def queue(self) -> str:
+        return f'{self.labels},queue="default",backend="sidekiq"'
+
+
+def roles(count: int) -> list[Role]:
+    """`count` roles, varied loads; every one wants more than its 1 dyno (ScaleRole fires)."""
+    return [
+        Role(f"app{n // 2}", ROLES[n % 2], 1.0 + n % 7, 2.0 + n % 5, (7 * n) % 50, n % 11)
+        for n in range(count)
+    ]
+
+
+def gauges(role: Role) -> list[tuple[str, float]]:
+    """The series whose values do not depend on time."""
+    policy = [(f"dynoscaler_policy_{k}{{{role.labels}}}", float(v)) for k, v in POLICY.items()]
+    return policy + [
+        (f"dynoscaler_dynos{{{role.labels}}}", 1.0),
+        (f"dynoscaler_queue_depth{{{role.queue}}}", float(role.depth)),
+        (f"dynoscaler_queue_in_progress{{{role.queue}}}", role.rate * role.seconds),
+        (f"dynoscaler_queue_oldest_age_seconds{{{role.queue}}}", float(role.age)),
+        (f'dynoscaler_source_up{{{role.labels},source="redis://h/0",backend="sidekiq"}}', 1.0),
+    ]
+
+
+def histogram(role: Role, elapsed: float) -> list[tuple[str, float]]:
+    """Completions and the duration histogram after `elapsed` seconds of λ."""
+    done = role.rate * elapsed
+    name = "dynoscaler_job_duration_seconds"
+    buckets = [
+        (f'{name}_bucket{{{role.queue},le="{le}"}}', done * (1 - math.exp(-le / role.seconds)))
+        for le in DURATION_BUCKETS
+    ]
+    return [
+        *buckets,
+        (f'{name}_bucket{{{role.queue},le="+Inf"}}', done),
+        (f"{name}_sum{{{role.queue}}}", done * role.seconds),
+        (f"{name}_count{{{role.queue}}}", done),
+    ]
+
+
+def counters(role: Role, elapsed: float) -> list[tuple[str, float]]:
+    return [(f"dynoscaler_jobs_completed_total{{{role.queue}}}", role.rate * elapsed)]
+
+
+def page(all_roles: list[Role], origin: float) -> bytes:
+    """The live metrics page: every series at now."""
+    elapsed = time.time() - origin
+    lines = []
+    for role in all_roles:
+        for series, value in gauges(role) + counters(role, elapsed) + histogram(role, elapsed):
+            lines.append(f"{series} {value:.6f}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_history(
+    out: IO[str], all_roles: list[Role], origin: float, end: float, span: float, step: float
+) -> int:
+    """OpenMetrics lines, series by series, up to `end`; returns the sample count."""
+    count = 0
+    for role in all_roles:
+        kinds = (
+            (span, lambda at, role=role: histogram(role, at - origin)),
+            (
+                min(span, SHORT_HISTORY),
+                lambda at, role=role: counters(role, at - origin) + gauges(role),
+            ),
+        )
+        for length, values in kinds:
+            times = [end - length + i * step for i in range(int(length // step) + 1)]
+            rows = [values(at) for at in times]
+            for index, (series, _) in enumerate(rows[0]):
+                out.write(
+                    "".join(
+                        f"{series} {row[index][1]:.6f} {at:.3f}\n"
+                        for row, at in zip(rows, times, strict=True)
+                    )
+                )
+            count += len(times) * len(rows[0])
+    out.write("# EOF\n")
+    return count
+
+
+def backfill(all_roles: list[Role], origin: float, span: float, step: float, data: Path) -> int:
+    """Write the history and turn it into TSDB blocks under `data`; returns the sample count."""
+    source = data.parent / "history.om"
+    with source.open("w", encoding="utf-8") as out:
+        count = write_history(out, all_roles, origin, time.time() - step, span, step)
+    command = [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)]
+    subprocess.run(command, check=True, capture_output=True, timeout=1800)
+    source.unlink()
+    return count
+
+
+class _Page(BaseHTTPRequestHandler):
+    body: bytes = b""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.server.render()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def serve(all_roles: list[Role], origin: float) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    server.render = lambda: page(all_roles, origin)  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def prometheus_config(target: str) -> dict[str, Any]:
+    """prometheus/prometheus.yml scraping `target`; no scaler and no Alertmanager to reach."""
+    config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text("utf-8"))
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    jobs["dynoscaler-exporter"]["static_configs"] = [{"targets": [target]}]
+    config["scrape_configs"] = [jobs["dynoscaler-exporter"]]
+    del config["alerting"]
+    return config
+
+
+def start_prometheus(directory: Path, target: str) -> tuple[subprocess.Popen, str]:
+    shutil.copytree(ROOT / "prometheus" / "rules", directory / "rules")
+    (directory / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(target)), "utf-8")
+    port = free_port()
+    log = (directory / "prometheus.log").open("w")
+    process = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until_answering(f"{url}/-/ready", process, timeout=300, ok_only=True)
+    return process, url
+
+
+def groups(url: str) -> list[dict[str, Any]]:
+    answer = requests.get(f"{url}/api/v1/rules", timeout=10).json()
+    return answer["data"]["groups"]
+
+
+def self_metrics(url: str, name: str) -> dict[str, float]:
+    """Prometheus' own counter `name` per rule group, from its /metrics page."""
+    found = {}
+    for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line[len(name) :].rsplit(" ", 1)
+            group = labels.split('rule_group="', 1)[1].split('"', 1)[0].rsplit(";", 1)[-1]
+            found[group] = float(value)
+    return found
+
+
+def firing(url: str) -> int:
+    query = 'count(ALERTS{alertname="ScaleRole",alertstate="firing"})'
+    result = requests.get(f"{url}/api/v1/query", params={"query": query}, timeout=10).json()
+    return int(float(result["data"]["result"][0]["value"][1])) if result["data"]["result"] else 0
+
+
+def sample(url: str, seconds: float) -> dict[str, dict[str, list[float]]]:
+    """Per group: its evaluation times, and each rule's, one sample per new evaluation."""
+    times: dict[str, dict[str, list[float]]] = {}
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for group in groups(url):
+            if seen.get(group["name"]) == group["lastEvaluation"]:
+                continue
+            seen[group["name"]] = group["lastEvaluation"]
+            found = times.setdefault(group["name"], {"": []})
+            found[""].append(group["evaluationTime"])
+            for rule in group["rules"]:
+                name = rule["name"] + _rule_suffix(rule)
+                found.setdefault(name, []).append(rule["evaluationTime"])
+        time.sleep(INTERVAL / 2)
+    return times
+
+
+def _rule_suffix(rule: dict[str, Any]) -> str:
+    direction = rule.get("labels", {}).get("direction")
+    return f"{{direction={direction}}}" if direction else ""
+
+
+def report(
+    times: dict[str, dict[str, list[float]]], missed: dict[str, float], ran: dict[str, float]
+) -> Iterator[str]:
+    for name, rules in sorted(times.items()):
+        own = rules[""]
+        median, worst = statistics.median(own), max(own)
+        yield (
+            f"group {name}: {median:.3f} s median, {worst:.3f} s max per evaluation"
+            f" ({100 * median / INTERVAL:.1f}%, {100 * worst / INTERVAL:.1f}% of {INTERVAL:g} s);"
+            f" samples {len(own)}, iterations {ran.get(name, 0):.0f},"
+            f" missed {missed.get(name, 0):.0f}"
+        )
+        ranked = sorted(((statistics.median(v), k) for k, v in rules.items() if k), reverse=True)[
+            :10
+        ]
+        for seconds, rule in ranked:
+            yield f"  {seconds * 1000:8.1f} ms  {rule}"
+    both = sum(statistics.median(rules[""]) for rules in times.values())
+    yield f"all groups: {both:.3f} s median ({100 * both / INTERVAL:.1f}% of {INTERVAL:g} s)"
+
+
+def _load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--roles", type=int, default=500, help="roles (two per app)")
+    parser.add_argument("--history", type=float, default=3600, help="seconds of histogram history")
+    parser.add_argument("--history-step", type=float, default=15, help="seconds between samples")
+    parser.add_argument("--warmup", type=float, default=30, help="seconds before sampling")
+    parser.add_argument("--seconds", type=float, default=60, help="seconds of sampling")
+
+
+def run(args: argparse.Namespace) -> int:
+    all_roles = roles(args.roles)
+    origin = time.time() - args.history - 60
+    print(
+        f"rules at {args.roles} roles ({math.ceil(args.roles / 2)} apps x 2 roles), histogram"
+        f" history {args.history:g} s at {args.history_step:g} s; load average {_load()}",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-rules-") as name:
+        directory = Path(name)
+        started = time.monotonic()
+        samples = 0
+        if args.history > 0:
+            samples = backfill(
+                all_roles, origin, args.history, args.history_step, directory / "data"
+            )
+        print(f"backfilled {samples} samples in {time.monotonic() - started:.0f} s", flush=True)
+        server = serve(all_roles, origin)
+        process, url = start_prometheus(directory, f"127.0.0.1:{server.server_port}")
+        try:
+            time.sleep(args.warmup)
+            times = sample(url, args.seconds)
+            missed = self_metrics(url, "prometheus_rule_group_iterations_missed_total")
+            ran = self_metrics(url, "prometheus_rule_group_iterations_total")
+            alerts = firing(url)
+        finally:
+            stop(process, timeout=30)
+            server.shutdown()
+    for line in report(times, missed, ran):
+        print(line)
+    print(f"ScaleRole firing: {alerts}; load average after {_load()}")
+    return 0

@@ -1,0 +1,60 @@
+"""`dynoscaler bench rules` runs and reports itself complete (no timings asserted)."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+
+import pytest
+from rules_support import ROOT
+
+from dynoscaler.bench_rules import histogram, roles, write_history
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
+
+GROUPS = ("dynoscaler_alerts", "dynoscaler_capacity", "dynoscaler_heroku_budget")
+
+
+def test_history_is_one_block_of_samples_per_series_in_time_order() -> None:
+    out = io.StringIO()
+    count = write_history(out, roles(2), origin=0.0, end=1000.0, span=900.0, step=300.0)
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "# EOF" and len(lines) == count + 1
+    bucket = [line for line in lines if 'app="app0",role="worker"' in line and 'le="+Inf"' in line]
+    # the histogram gets the whole span (4 samples), the others the last 10 minutes (3)
+    assert [line.rsplit(" ", 1)[1] for line in bucket] == [
+        "100.000",
+        "400.000",
+        "700.000",
+        "1000.000",
+    ]
+    depth = [
+        line for line in lines if line.startswith('dynoscaler_queue_depth{app="app0",role="worker"')
+    ]
+    assert [line.rsplit(" ", 1)[1] for line in depth] == ["400.000", "700.000", "1000.000"]
+
+
+def test_histogram_buckets_are_cumulative_up_to_the_count() -> None:
+    values = [value for _, value in histogram(roles(1)[0], 60.0)]
+    buckets, total, count = values[:-2], values[-2], values[-1]
+    assert buckets == sorted(buckets) and buckets[-1] == count == 60.0
+    assert total == pytest.approx(count * 2.0)
+
+
+def test_bench_reports_every_group_with_no_missed_iteration() -> None:
+    command = [sys.executable, "-m", "dynoscaler", "bench", "rules", "--roles", "20"]
+    command += ["--history", "300", "--warmup", "6", "--seconds", "15"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=150)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for group in GROUPS:
+        line = re.search(rf"^group {group}: .* missed (\d+)$", out, re.M)
+        assert line is not None, out
+        assert line[1] == "0", out
+    assert re.search(r"^ +[0-9.]+ ms  app_role:dynoscaler_desired_dynos$", out, re.M), out
+    assert re.search(r"^ +[0-9.]+ ms  ScaleRole\{direction=up\}$", out, re.M), out
+    assert re.search(r"^all groups: [0-9.]+ s median", out, re.M), out
+    firing = re.search(r"^ScaleRole firing: (\d+);", out, re.M)
+    assert firing is not None and int(firing[1]) > 0, out
