@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -26,6 +27,8 @@ from dynoscaler.processes import (
 TOKEN = "test-token-0123456789"
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
+ALERTMANAGER_YML = Path(__file__).resolve().parent.parent / "alertmanager" / "alertmanager.yml"
 
 SETTINGS: dict[str, Any] = {
     "defaults": {"min_dynos": 1, "max_dynos": 10, "cooldown": 60, "max_step": 3},
@@ -117,6 +120,20 @@ def payload(*alerts: dict[str, Any]) -> dict[str, Any]:
 HEROKU_KEY = "fake-heroku-key"
 
 
+def scaler_environment(fake: FakeHerokuProcess, directory: Path) -> dict[str, str]:
+    """The scaler's environment: this one, the webhook token, `fake` as Heroku, and a new
+    PROMETHEUS_MULTIPROC_DIR below `directory`."""
+    metrics_dir = directory / f"metrics-{uuid.uuid4().hex[:6]}"
+    metrics_dir.mkdir()
+    return {
+        **os.environ,
+        "DYNOSCALER_WEBHOOK_TOKEN": TOKEN,
+        "HEROKU_API_URL": fake.url,
+        "HEROKU_API_KEY": HEROKU_KEY,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+
+
 class FakeHerokuProcess:
     """`dynoscaler fake-heroku` as a subprocess on a free port, with its admin API."""
 
@@ -166,3 +183,64 @@ class ScalerProcess:
 
     def close(self) -> None:
         stop(self.process)
+
+
+@contextlib.contextmanager
+def dry_run_scaler(directory: Path) -> Iterator[str]:
+    """`dynoscaler scaler serve` in dry run on SETTINGS, with a SQLite store and its metrics
+    in `directory`; yields its URL, stopped after."""
+    path = write_settings(directory, f"sqlite:///{directory / 's.sqlite3'}", dry_run=True)
+    env = {
+        **os.environ,
+        "DYNOSCALER_WEBHOOK_TOKEN": TOKEN,
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+    }
+    server = ScalerProcess(path, env)
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@contextlib.contextmanager
+def alertmanager(
+    directory: Path,
+    scaler_url: str,
+    people_url: str,
+    token: str = TOKEN,
+    group_wait: str | None = None,
+    stderr: int = subprocess.PIPE,
+) -> Iterator[str]:
+    """alertmanager/alertmanager.yml in a real Alertmanager on a free port; yields its URL.
+
+    Its receivers post to `scaler_url` (dynoscaler-scaler) and `people_url` (people) with
+    `token` (written to `directory`/webhook-token); `group_wait`, if given, replaces the
+    root route's. Everything else is the file's own.
+    """
+    settings = yaml.safe_load(ALERTMANAGER_YML.read_text("utf-8"))
+    if group_wait is not None:
+        settings["route"]["group_wait"] = group_wait
+    receivers = {r["name"]: r["webhook_configs"][0] for r in settings["receivers"]}
+    receivers["dynoscaler-scaler"]["url"] = scaler_url
+    receivers["people"]["url"] = people_url
+    (directory / "webhook-token").write_text(token, encoding="utf-8")
+    (directory / "alertmanager.yml").write_text(yaml.safe_dump(settings), encoding="utf-8")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            ALERTMANAGER,
+            f"--config.file={directory / 'alertmanager.yml'}",
+            f"--storage.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(f"{url}/-/ready", process, ok_only=True)
+        yield url
+    finally:
+        stop(process)

@@ -7,23 +7,18 @@ route's group_wait is cut to 1s so ops alerts arrive quickly. Everything else
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-import yaml
 from exporter_helpers import wait_for
-from rules_support import ROOT
+from scaler_support import alertmanager as run_alertmanager
 from support import Receiver
-
-from dynoscaler.processes import free_port, stop, wait_until_answering
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 
-ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 TOKEN = "s3cret-token"
 
 
@@ -39,32 +34,10 @@ def webhook() -> Iterator[Receiver]:
 @pytest.fixture
 def alertmanager(tmp_path: Path, webhook: Receiver) -> Iterator[str]:
     address = webhook.url
-    config = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text("utf-8"))
-    config["route"]["group_wait"] = "1s"
-    receivers = {r["name"]: r["webhook_configs"][0] for r in config["receivers"]}
-    receivers["dynoscaler-scaler"]["url"] = f"{address}/alerts"
-    receivers["people"]["url"] = f"{address}/people"
-    (tmp_path / "webhook-token").write_text(TOKEN, encoding="utf-8")
-    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            ALERTMANAGER,
-            f"--config.file={tmp_path / 'alertmanager.yml'}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_answering(f"{url}/-/ready", process, ok_only=True)
+    with run_alertmanager(
+        tmp_path, f"{address}/alerts", f"{address}/people", token=TOKEN, group_wait="1s"
+    ) as url:
         yield url
-    finally:
-        stop(process)
 
 
 def alert(labels: dict[str, str], **annotations: str) -> dict:

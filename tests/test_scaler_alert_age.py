@@ -11,7 +11,6 @@ age the only thing between 5 dynos and 2.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -21,23 +20,22 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 from exporter_helpers import wait_for
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from rules_support import ROOT
 from scaler_support import (
-    HEROKU_KEY,
     TOKEN,
     FakeHerokuProcess,
     ScalerProcess,
     alert,
+    alertmanager,
     payload,
+    scaler_environment,
     write_settings,
 )
 
 from dynoscaler import config
-from dynoscaler.processes import free_port, stop, wait_until_answering
+from dynoscaler.processes import free_port
 from scaler.alerts import ZERO_TIME, parse
 from scaler.app import create_app
 from scaler.guardrails import Policy, State, decide
@@ -285,8 +283,6 @@ def test_webhook_scales_down_only_on_a_known_fresh_age(client, kind, delta, offs
 
 # --- the real path: Alertmanager -> gunicorn scaler -> fake Heroku ------------------
 
-ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
-
 
 @pytest.fixture
 def real_path(tmp_path) -> Iterator[tuple[str, ScalerProcess, FakeHerokuProcess]]:
@@ -294,41 +290,13 @@ def real_path(tmp_path) -> Iterator[tuple[str, ScalerProcess, FakeHerokuProcess]
     fake = FakeHerokuProcess(settings)
     processes: list = [fake]
     try:
-        metrics = tmp_path / "metrics"
-        metrics.mkdir()
-        env = {
-            **os.environ,
-            "DYNOSCALER_WEBHOOK_TOKEN": TOKEN,
-            "HEROKU_API_URL": fake.url,
-            "HEROKU_API_KEY": HEROKU_KEY,
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics),
-        }
-        scaler = ScalerProcess(settings, env)
+        scaler = ScalerProcess(settings, scaler_environment(fake, tmp_path))
         processes.append(scaler)
-        am = yaml.safe_load((ROOT / "alertmanager" / "alertmanager.yml").read_text("utf-8"))
-        receivers = {r["name"]: r["webhook_configs"][0] for r in am["receivers"]}
-        receivers["dynoscaler-scaler"]["url"] = f"{scaler.url}/alerts"
-        receivers["people"]["url"] = f"http://127.0.0.1:{free_port()}/people"
-        (tmp_path / "webhook-token").write_text(TOKEN, encoding="utf-8")
-        (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(am), encoding="utf-8")
-        port = free_port()
-        alertmanager = subprocess.Popen(
-            [
-                ALERTMANAGER,
-                f"--config.file={tmp_path / 'alertmanager.yml'}",
-                f"--storage.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_answering(f"{url}/-/ready", alertmanager, ok_only=True)
+        people = f"http://127.0.0.1:{free_port()}/people"
+        with alertmanager(
+            tmp_path, f"{scaler.url}/alerts", people, stderr=subprocess.DEVNULL
+        ) as url:
             yield url, scaler, fake
-        finally:
-            stop(alertmanager)
     finally:
         for process in reversed(processes):
             process.close()

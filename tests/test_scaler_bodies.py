@@ -8,12 +8,11 @@ Alertmanager send it again for ever. Deep nesting (a RecursionError, 500, from
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import pytest
 import requests
-from scaler_support import TOKEN, ScalerProcess, alert, payload, write_settings
+from scaler_support import TOKEN, alert, dry_run_scaler, payload
 
 pytestmark = pytest.mark.timeout(90)
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
@@ -21,18 +20,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
-    directory = tmp_path_factory.mktemp("bodies")
-    path = write_settings(directory, f"sqlite:///{directory / 's.sqlite3'}", dry_run=True)
-    env = {
-        **os.environ,
-        "DYNOSCALER_WEBHOOK_TOKEN": TOKEN,
-        "PROMETHEUS_MULTIPROC_DIR": str(directory),
-    }
-    server = ScalerProcess(path, env)
-    try:
-        yield server.url
-    finally:
-        server.close()
+    with dry_run_scaler(tmp_path_factory.mktemp("bodies")) as url:
+        yield url
 
 
 def send(server: str, body) -> requests.Response:

@@ -14,7 +14,6 @@ import signal
 import statistics
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +29,7 @@ from scaler_support import (
     ScalerProcess,
     alert,
     payload,
+    scaler_environment,
     write_settings,
 )
 from support import Receiver
@@ -47,18 +47,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def environment(fake: FakeHerokuProcess, tmp_path) -> dict[str, str]:
-    metrics_dir = tmp_path / f"metrics-{uuid.uuid4().hex[:6]}"
-    metrics_dir.mkdir()
-    return {
-        **os.environ,
-        "DYNOSCALER_WEBHOOK_TOKEN": TOKEN,
-        "HEROKU_API_URL": fake.url,
-        "HEROKU_API_KEY": HEROKU_KEY,
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-    }
-
-
 class Stack:
     def __init__(self, tmp_path, workers: int = 2) -> None:
         self.receiver = Receiver()
@@ -70,7 +58,7 @@ class Stack:
         )
         self.fake = FakeHerokuProcess(settings)
         try:
-            self.scaler = ScalerProcess(settings, environment(self.fake, tmp_path), workers)
+            self.scaler = ScalerProcess(settings, scaler_environment(self.fake, tmp_path), workers)
         except BaseException:
             self.fake.close()
             self.receiver.close()

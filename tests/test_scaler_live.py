@@ -8,9 +8,7 @@ one PostgreSQL store taking one action for duplicated alerts.
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,30 +16,18 @@ import pytest
 import requests
 from scaler_support import (
     FIXTURES,
-    HEROKU_KEY,
     TOKEN,
     FakeHerokuProcess,
     ScalerProcess,
     alert,
     payload,
     postgres_database,
+    scaler_environment,
     write_settings,
 )
 from support import Receiver
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def environment(fake: FakeHerokuProcess, tmp_path) -> dict[str, str]:
-    metrics_dir = tmp_path / f"metrics-{uuid.uuid4().hex[:6]}"
-    metrics_dir.mkdir()
-    return {
-        **os.environ,
-        "DYNOSCALER_WEBHOOK_TOKEN": TOKEN,
-        "HEROKU_API_URL": fake.url,
-        "HEROKU_API_KEY": HEROKU_KEY,
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-    }
 
 
 @pytest.fixture
@@ -54,7 +40,7 @@ def stack(tmp_path) -> Iterator[tuple[ScalerProcess, FakeHerokuProcess, Receiver
     )
     fake = FakeHerokuProcess(settings, "--dyno-limit", "8")
     try:
-        scaler = ScalerProcess(settings, environment(fake, tmp_path))
+        scaler = ScalerProcess(settings, scaler_environment(fake, tmp_path))
         try:
             yield scaler, fake, receiver
         finally:
@@ -162,7 +148,7 @@ def test_ha_pair_on_postgresql_takes_one_action(tmp_path, postgres_store) -> Non
     fake = FakeHerokuProcess(settings)
     pair: list[ScalerProcess] = []
     try:
-        pair = [ScalerProcess(settings, environment(fake, tmp_path)) for _ in range(2)]
+        pair = [ScalerProcess(settings, scaler_environment(fake, tmp_path)) for _ in range(2)]
         body = payload(alert("shop", "worker", "4"), alert("shop", "web", "5"))
         with ThreadPoolExecutor(max_workers=8) as pool:
             answers = list(pool.map(lambda i: pair[i % 2].post(body), range(16)))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from scaler_support import TOKEN, ScalerProcess, alert, payload, write_settings
+from scaler_support import TOKEN, alert, dry_run_scaler, payload, write_settings
 
 pytestmark = pytest.mark.timeout(90)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -18,17 +18,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @pytest.fixture
 def server(tmp_path) -> Iterator[str]:
-    path = write_settings(tmp_path, f"sqlite:///{tmp_path / 's.sqlite3'}", dry_run=True)
-    env = {
-        **os.environ,
-        "DYNOSCALER_WEBHOOK_TOKEN": TOKEN,
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-    }
-    server = ScalerProcess(path, env)
-    try:
-        yield server.url
-    finally:
-        server.close()
+    with dry_run_scaler(tmp_path) as url:
+        yield url
 
 
 def test_gunicorn_serves_and_metrics_add_up_over_workers(server) -> None:
