@@ -32,6 +32,8 @@ setup(
         "psycopg2-binary>=2.9",
         "numpy>=1.26",
         "matplotlib>=3.8",
+        # the OTLP/HTTP receiver of Fir's telemetry drains (exporter/otlp.py)
+        "opentelemetry-proto>=1.27",
     ],
     extras_require={
         "test": [
@@ -43,6 +45,9 @@ setup(
             "celery>=5.4",
             "pika>=1.3",
             "schemathesis>=4.0",
+            # OTLP bodies as Fir's telemetry drains send them (tests/test_exporter_otlp.py)
+            "opentelemetry-sdk>=1.27",
+            "opentelemetry-exporter-otlp-proto-http>=1.27",
         ],
     },
     entry_points={"console_scripts": ["dynoscaler=dynoscaler.cli:main"]},

@@ -31,8 +31,9 @@ from collections.abc import Iterable
 from exporter.metrics import DURATION_BUCKETS, HistogramSample, Sample
 
 _QUOTED = re.compile(rb'"[^"]*"')
-# A dyno= value's role (web.1 -> web), and a service= value (always a finite float).
-_ROLE = re.compile(rb"[^ .]+")
+# A dyno= value's role: Cedar's web.1 -> web, Fir's web-12a34b56d-e78f9 -> web (the
+# last two dash-separated parts name the dyno); and a service= value (a finite float).
+_ROLE = re.compile(rb"([^ .]+)\.|([^ .]+)-[0-9a-z]+-[0-9a-z]+(?![^ ])")
 _SERVICE = re.compile(rb"(\d{1,15}(?:\.\d{1,15})?)ms(?![^ ])")
 _BLANKS = b" \r\n"
 
@@ -82,7 +83,22 @@ def router_fields(
     router = body.find(b" heroku router - ", start, end)
     if router < 0 or body.count(b" ", start, router) != 2:
         return None
-    fields = router + 15  # the space before the first field
+    return _fields(body, router + 15, end)  # from the space before the first field
+
+
+def router_message_fields(message: bytes) -> tuple[bytes, float] | None:
+    """router_fields of a router line's message alone, without its syslog header
+    (`at=info method=GET ... dyno=web.1 ... service=12ms ...`): the body of a Fir
+    router log record (exporter/otlp.py). None unless it starts with `at=`."""
+    if not message.startswith(b"at="):
+        return None
+    line = b" " + message.rstrip(b"\r\n")
+    return _fields(line, 0, len(line))
+
+
+def _fields(body: bytes, fields: int, end: int) -> tuple[bytes, float] | None:
+    """The role and service time of the router fields body[fields:end], where
+    body[fields] is the space before the first field."""
     dyno, service = body.rfind(b" dyno=", fields, end), body.rfind(b" service=", fields, end)
     if body.rfind(b'"', fields, end) > min(dyno, service):  # a quote after one of them
         return _quoted_router_fields(body[fields:end])
@@ -105,7 +121,7 @@ def _role_and_seconds(line: bytes, dyno: int, service: int, end: int) -> tuple[b
     role, seconds = _ROLE.match(line, dyno, end), _SERVICE.match(line, service, end)
     if role is None or seconds is None:
         return None
-    return role.group(), float(seconds.group(1)) / 1000
+    return role.group(1) or role.group(2), float(seconds.group(1)) / 1000
 
 
 def router_request(line: str) -> tuple[str, float] | None:
@@ -131,12 +147,17 @@ class RouterStats:
 
         A body that is not Logplex framing raises BadDrainBody and counts nothing.
         """
+        spans = frame_spans(body)  # all of them first: a bad body counts nothing
+        return self._count(app, (router_fields(body, start, end) for start, end in spans))
+
+    def receive_messages(self, app: str, messages: Iterable[bytes]) -> int:
+        """Count the router lines among messages without syslog headers (Fir's router
+        log records: router_message_fields); returns how many were counted."""
+        return self._count(app, (router_message_fields(message) for message in messages))
+
+    def _count(self, app: str, found: Iterable[tuple[bytes, float] | None]) -> int:
         roles = self._roles.get(app, {})
-        requests = []
-        for start, end in frame_spans(body):
-            found = router_fields(body, start, end)
-            if found is not None and found[0] in roles:
-                requests.append((roles[found[0]], found[1]))
+        requests = [(roles[f[0]], f[1]) for f in found if f is not None and f[0] in roles]
         with self._lock:
             for (counts, total), seconds in requests:
                 counts[bisect_left(DURATION_BUCKETS, seconds)] += 1

@@ -1,5 +1,6 @@
 """The exporter's HTTP server: /metrics, /healthz, POST /logs/<app> (router log drain,
-with the drain secret as bearer token or basic auth password: dynoscaler.credentials)
+with the drain secret as bearer token or basic auth password: dynoscaler.credentials),
+POST /otlp/<app>/v1/logs (Fir's telemetry drains, the same secret: exporter.otlp)
 and POST /heroku/formation (Heroku's formation webhooks: exporter.formation_webhook,
 404 while DYNOSCALER_HEROKU_WEBHOOK_SECRET is not set).
 
@@ -28,6 +29,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from dynoscaler.credentials import authorized
 from dynoscaler.heroku_webhooks import SECRET_ENV
+from exporter import otlp
 from exporter.formation_webhook import MAX_BODY_BYTES as WEBHOOK_BODY_BYTES
 from exporter.formation_webhook import PATH as WEBHOOK_PATH
 from exporter.logdrain import BadDrainBody, RouterStats
@@ -80,7 +82,8 @@ def asgi_app(
     drain_token: str,
     webhook: WSGIApp | None = None,
 ) -> ASGIApp:
-    """/metrics and /healthz open; POST /logs/<app> only with `drain_token`;
+    """/metrics and /healthz open; POST /logs/<app> and /otlp/<app>/v1/logs only with
+    `drain_token`;
     POST /heroku/formation to `webhook` (which checks the signature)."""
     metrics = make_wsgi_app(registry)
 
@@ -95,7 +98,7 @@ def asgi_app(
             await _send(send, status, headers, body)
         elif path == "/healthz":
             await _reply(send, 200, "ok")
-        elif path.startswith("/logs/"):
+        elif path.startswith(("/logs/", otlp.PREFIX)):
             if method != "POST":
                 await _reply(send, 405, "POST a log drain batch")
                 return
@@ -108,19 +111,23 @@ def asgi_app(
                     [(b"www-authenticate", b'Basic realm="dynoscaler log drain"')],
                 )
                 return
-            await _drain(scope, receive, send, router, path.removeprefix("/logs/"))
+            if path.startswith("/logs/"):
+                await _drain(scope, receive, send, router, path.removeprefix("/logs/"))
+            else:
+                await _otlp(scope, receive, send, router, path)
         elif path == WEBHOOK_PATH:
             await _webhook(scope, receive, send, webhook)
         else:
-            await _reply(send, 404, "try /metrics, /healthz or POST /logs/<app>")
+            await _reply(
+                send, 404, "try /metrics, /healthz, POST /logs/<app> or /otlp/<app>/v1/logs"
+            )
 
     return app
 
 
 async def _drain(scope: Scope, receive: Receive, send: Send, router: RouterStats, app: str) -> None:
     if app not in router.apps:
-        message = f"app {app!r} has no role with `requests: router` in the settings"
-        await _reply(send, 404, message)
+        await _reply(send, 404, _no_router_roles(app))
         return
     body = await _read_body(scope, receive, send)
     if body is None:
@@ -131,6 +138,35 @@ async def _drain(scope: Scope, receive: Receive, send: Send, router: RouterStats
         await _reply(send, 400, f"not a Logplex body: {error}")
         return
     await _reply(send, 200, f"{counted} router request(s) counted")
+
+
+async def _otlp(scope: Scope, receive: Receive, send: Send, router: RouterStats, path: str) -> None:
+    """A Fir telemetry drain's OTLP logs request (exporter.otlp), answered with an
+    ExportLogsServiceResponse in its own encoding."""
+    found = otlp.route(path)
+    if found is None or found[1] != otlp.LOGS:
+        await _reply(send, 404, f"try POST {otlp.PREFIX}<app>{otlp.LOGS} (OTLP logs)")
+        return
+    if found[0] not in router.apps:
+        await _reply(send, 404, _no_router_roles(found[0]))
+        return
+    body = await _read_body(scope, receive, send)
+    if body is None:
+        return
+    content_type, encoding = _header(scope, b"content-type"), _header(scope, b"content-encoding")
+    try:
+        _, answer, media = otlp.receive_logs(router, found[0], body, content_type, encoding)
+    except otlp.BadOtlpBody as error:
+        await _reply(send, _OTLP_REFUSALS.get(type(error), 400), str(error))
+        return
+    await _send(send, 200, [(b"content-type", media.encode())], answer)
+
+
+_OTLP_REFUSALS = {otlp.UnsupportedMediaType: 415, otlp.TooLarge: 413}
+
+
+def _no_router_roles(app: str) -> str:
+    return f"app {app!r} has no role with `requests: router` in the settings"
 
 
 async def _webhook(scope: Scope, receive: Receive, send: Send, webhook: WSGIApp | None) -> None:
