@@ -145,7 +145,8 @@ async def _otlp(scope: Scope, receive: Receive, send: Send, router: RouterStats,
     ExportLogsServiceResponse in its own encoding."""
     found = otlp.route(path)
     if found is None or found[1] != otlp.LOGS:
-        await _reply(send, 404, f"try POST {otlp.PREFIX}<app>{otlp.LOGS} (OTLP logs)")
+        message = f"try POST {otlp.PREFIX}<app>{otlp.LOGS}: only logs are read: --signals logs"
+        await _reply(send, 404, message)
         return
     if found[0] not in router.apps:
         await _reply(send, 404, _no_router_roles(found[0]))

@@ -252,6 +252,7 @@ def test_refusals(tmp_path):
     }
     assert len(bomb) < MAX_DRAIN_BODY  # under the body cap: refused for what it inflates to
     assert "DYNOSCALER_DRAIN_TOKEN" in answers["wrong secret"].text
+    assert "only logs are read: --signals logs" in answers["metrics"].text
     assert counted == 0
 
 
