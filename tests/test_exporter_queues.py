@@ -236,14 +236,13 @@ def test_rabbitmq_queue_through_management_api(tmp_path, rabbit_queue):
     assert not [key for key in series if ("queue", f"{name}-absent") in key[1]]
 
 
-def test_custom_key_prefixes(db1):
-    """RQ's RQ_KEY_PREFIX, kombu's global_keyprefix and a Resque namespace, read as each names
-    its keys (the queue's `prefix`); the same queue names under the default prefixes differ."""
-    url = exporter_helpers.REDIS_DB1
+def enqueue_under_rq_key_prefix(jobs: int) -> str:
+    """Enqueue `jobs` jobs on RQ's queue "reports" in db1 from a child process run with
+    RQ_KEY_PREFIX=shop-rq (rq reads it at import); what it printed: len(queue)."""
     enqueue = (
-        "import sys; from redis import Redis; from rq import Queue;"
-        f"q = Queue('reports', connection=Redis.from_url('{url}'));"
-        "[q.enqueue('math.sqrt', n) for n in range(4)]; print(len(q))"
+        "from redis import Redis; from rq import Queue;"
+        f"q = Queue('reports', connection=Redis.from_url('{REDIS_DB1}'));"
+        f"[q.enqueue('math.sqrt', n) for n in range({jobs})]; print(len(q))"
     )
     done = subprocess.run(
         [sys.executable, "-c", enqueue],
@@ -253,7 +252,14 @@ def test_custom_key_prefixes(db1):
         timeout=30,
         check=True,
     )
-    assert done.stdout.strip() == "4" and db1.llen("shop-rq:queue:reports") == 4
+    return done.stdout.strip()
+
+
+def test_custom_key_prefixes(db1):
+    """RQ's RQ_KEY_PREFIX, kombu's global_keyprefix and a Resque namespace, read as each names
+    its keys (the queue's `prefix`); the same queue names under the default prefixes differ."""
+    url = exporter_helpers.REDIS_DB1
+    assert enqueue_under_rq_key_prefix(4) == "4" and db1.llen("shop-rq:queue:reports") == 4
     RQQueue("reports", connection=db1).enqueue("math.sqrt", 1)  # the default prefix: another queue
 
     app = Celery("shop", broker=url)
@@ -299,25 +305,13 @@ def test_custom_key_prefixes(db1):
 def test_a_queue_prefix_in_the_settings_reaches_the_exporter(tmp_path, db1):
     """An RQ queue under RQ_KEY_PREFIX, enqueued by the real rq library: the running
     exporter reads its depth where the settings' `prefix` says."""
-    enqueue = (
-        "from redis import Redis; from rq import Queue;"
-        f"q = Queue('reports', connection=Redis.from_url('{REDIS_DB1}'));"
-        "[q.enqueue('math.sqrt', n) for n in range(6)]; print(len(q))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", enqueue],
-        env={**os.environ, "RQ_KEY_PREFIX": "shop-rq"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
+    enqueued = enqueue_under_rq_key_prefix(6)
     RQQueue("reports", connection=db1).enqueue("math.sqrt", 1)  # the default prefix: not it
     entry = {"name": "reports", "backend": "rq", "url": REDIS_DB1, "prefix": "shop-rq"}
     apps = {"shop": {"roles": {"worker": {"queues": [entry]}}}}
     with exporter(write_config(tmp_path, apps)) as running:
         series = running.scrape()
     assert series[("dynoscaler_queue_depth", queue("shop", "worker", "reports", "rq"))] == int(
-        done.stdout
+        enqueued
     )
-    assert int(done.stdout) == 6
+    assert int(enqueued) == 6
