@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ REDIS_DB1 = "redis://127.0.0.1:6379/1"  # the exporter tests' database
 RABBITMQ_API = "http://guest:guest@127.0.0.1:15672/%2F"
 DRAIN_TOKEN = "drain-secret"  # every exporter() started here takes the log drain with it
 DRAIN_AUTH = ("heroku", DRAIN_TOKEN)  # basic auth, as a drain URL https://heroku:secret@... sends
+HEROKU_ACCEPT = {"Accept": "application/vnd.heroku+json; version=3"}
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -52,6 +54,16 @@ def redis_db1() -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(name="hung_server")
+def hung_tcp_port() -> Iterator[int]:
+    """The hung_server fixture: a TCP port that accepts connections (kernel backlog) but
+    never answers. A test module imports it to use it, as db1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield sock.getsockname()[1]
 
 
 class RunningExporter:
@@ -112,12 +124,40 @@ def wait_for(check: Callable[[], Any], timeout: float = 20.0, interval: float = 
         time.sleep(interval)
 
 
+def scale_by_hand(url: str, key: str, app: str, role: str, quantity: int) -> None:
+    """A PATCH of the formation on the (fake) Heroku at `url`, as `heroku ps:scale` sends it."""
+    patched = requests.patch(
+        f"{url}/apps/{app}/formation",
+        json={"updates": [{"type": role, "quantity": quantity}]},
+        auth=("", key),
+        headers=HEROKU_ACCEPT,
+        timeout=5,
+    )
+    assert patched.status_code == 200
+
+
 def labels(**values: str) -> frozenset[tuple[str, str]]:
     return frozenset(values.items())
 
 
 def queue(app: str, role: str, name: str, backend: str) -> frozenset[tuple[str, str]]:
     return labels(app=app, role=role, queue=name, backend=backend)
+
+
+def worker_queues(directory: Path, backend: str, *names: str) -> Path:
+    """autoscale.yml with shop/worker's queues `names`, all on `backend` in db1."""
+    queues = [{"name": name, "backend": backend, "url": REDIS_DB1} for name in names]
+    return write_config(directory, {"shop": {"roles": {"worker": {"queues": queues}}}})
+
+
+def queue_figures(series: Series, name: str, backend: str) -> dict[str, float | None]:
+    """shop/worker's queue `name` on `backend` in `series`: depth, in_progress and
+    oldest_age_seconds, None where there is no series."""
+    found = queue("shop", "worker", name, backend)
+    return {
+        metric: series.get((f"dynoscaler_queue_{metric}", found))
+        for metric in ("depth", "in_progress", "oldest_age_seconds")
+    }
 
 
 def source_ups(series: Series) -> dict[tuple[str, str, str, str], float]:

@@ -12,7 +12,15 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from exporter_helpers import ROOT, exporter, labels, source_ups, wait_for, write_config
+from exporter_helpers import (
+    ROOT,
+    exporter,
+    labels,
+    scale_by_hand,
+    source_ups,
+    wait_for,
+    write_config,
+)
 
 from dynoscaler.heroku_webhooks import SECRET_ENV, SIGNATURE_HEADER, sign
 from dynoscaler.processes import start_announced, stop
@@ -21,7 +29,6 @@ pytestmark = pytest.mark.timeout(90)
 
 KEY = "test-key-formation"
 SECRET = "formation-webhook-secret"
-ACCEPT = {"Accept": "application/vnd.heroku+json; version=3"}
 DIALER_REDIS = "redis://127.0.0.1:6379/1"
 APPS = {
     "shop": {"roles": {"web": {"min_dynos": 2, "requests": "router"}}},
@@ -71,7 +78,7 @@ def test_formation_is_polled_published_and_goes_stale(tmp_path, fake_heroku):
         assert series[("dynoscaler_dyno_size_info", size)] == 1
 
         # A scale through the API shows up within a poll interval or two.
-        _scale_by_hand(fake_heroku, "shop", "web", 5)
+        scale_by_hand(fake_heroku, KEY, "shop", "web", 5)
         wait_for(lambda: running.scrape()[(dynos, labels(app="shop", role="web"))] == 5)
 
         # Scrapes never call Heroku: 30 scrapes cost at most the one or two polls meanwhile.
@@ -100,18 +107,6 @@ def test_formation_is_polled_published_and_goes_stale(tmp_path, fake_heroku):
         source = f"source {fake_heroku} (heroku)"
         assert len(running.log_lines(f"{source} is down")) == 1
         assert len(running.log_lines(f"{source} is up again")) == 1
-
-
-def _scale_by_hand(url: str, app: str, role: str, quantity: int) -> None:
-    """A PATCH of the formation, as `heroku ps:scale` sends it."""
-    patched = requests.patch(
-        f"{url}/apps/{app}/formation",
-        json={"updates": [{"type": role, "quantity": quantity}]},
-        auth=("", KEY),
-        headers=ACCEPT,
-        timeout=5,
-    )
-    assert patched.status_code == 200
 
 
 def _remaining(url: str) -> int:
@@ -187,7 +182,7 @@ def test_formation_webhooks_reach_metrics_in_milliseconds(tmp_path, fake_heroku)
         delays = []
         for quantity in range(3, 23):
             started = time.monotonic()
-            _scale_by_hand(fake_heroku, "shop", "web", quantity)
+            scale_by_hand(fake_heroku, KEY, "shop", "web", quantity)
             wait_for(lambda q=quantity: running.scrape()[web] == q, timeout=5, interval=0.01)
             delays.append(time.monotonic() - started)
         p50, worst = (f"{s * 1000:.0f} ms" for s in (statistics.median(delays), max(delays)))

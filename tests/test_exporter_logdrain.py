@@ -12,7 +12,14 @@ import time
 
 import pytest
 import requests
-from exporter_helpers import DRAIN_AUTH, DRAIN_TOKEN, exporter, labels, write_config
+from exporter_helpers import (
+    DRAIN_AUTH,
+    DRAIN_TOKEN,
+    exporter,
+    hung_tcp_port,  # noqa: F401 (the hung_server fixture)
+    labels,
+    write_config,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -361,15 +368,6 @@ def test_the_listen_backlog_is_the_exporters(tmp_path):
         ).stdout.split()
     assert listing[0] == "LISTEN"
     assert int(listing[2]) == BACKLOG  # a listening socket's Send-Q is its backlog
-
-
-@pytest.fixture
-def hung_server():
-    """A TCP port that accepts connections (kernel backlog) but never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield sock.getsockname()[1]
 
 
 def test_batches_are_answered_while_a_scrape_waits_on_a_hung_source(tmp_path, hung_server):

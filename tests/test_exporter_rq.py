@@ -16,29 +16,15 @@ import pytest
 import redis
 from exporter_helpers import (
     exporter,
-    queue,
+    queue_figures,
     redis_db1,  # noqa: F401 (the db1 fixture)
     wait_for,
-    write_config,
+    worker_queues,
 )
 from rq import Queue
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _config(tmp_path, *names: str):
-    url = exporter_helpers.REDIS_DB1
-    queues = [{"name": name, "backend": "rq", "url": url} for name in names]
-    return write_config(tmp_path, {"shop": {"roles": {"worker": {"queues": queues}}}})
-
-
-def _figures(series: dict, name: str) -> dict[str, float | None]:
-    labels = queue("shop", "worker", name, "rq")
-    return {
-        metric: series.get((f"dynoscaler_queue_{metric}", labels))
-        for metric in ("depth", "in_progress", "oldest_age_seconds")
-    }
 
 
 def _oldest_waiting(rq_queue: Queue, at: float) -> float:
@@ -69,8 +55,8 @@ def test_enqueue_at_front_keeps_the_oldest_job_s_age(tmp_path, db1):
     reports.enqueue("math.sqrt", 9)
     reports.enqueue("math.sqrt", 16, at_front=True)
     reports.enqueue("math.sqrt", 25, at_front=True)  # the head now
-    with exporter(_config(tmp_path, "reports")) as running:
-        found = _figures(running.scrape(), "reports")
+    with exporter(worker_queues(tmp_path, "rq", "reports")) as running:
+        found = queue_figures(running.scrape(), "reports", "rq")
         scraped_at = time.time()
     assert found["depth"] == len(reports) == 4
     assert found["oldest_age_seconds"] == pytest.approx(
@@ -86,8 +72,8 @@ def test_an_expired_job_at_the_head_does_not_hide_the_oldest_age(tmp_path, db1):
     reports.enqueue("math.sqrt", 9)
     wait_for(lambda: not db1.exists(gone.key), timeout=10)
     time.sleep(1.0)
-    with exporter(_config(tmp_path, "reports")) as running:
-        found = _figures(running.scrape(), "reports")
+    with exporter(worker_queues(tmp_path, "rq", "reports")) as running:
+        found = queue_figures(running.scrape(), "reports", "rq")
         scraped_at = time.time()
     assert found["depth"] == len(reports) == 2  # rq's count keeps the stale id too
     assert len(reports.jobs) == 1  # rq skips it
@@ -113,8 +99,8 @@ def test_a_crashed_worker_s_job_is_not_in_progress(tmp_path, db1):
         # Time passes: the dead worker's entry reaches its expiry (its heartbeat stopped).
         (entry,) = [m for m in db1.zrange(registry.key, 0, -1) if crashed_job.id in m.decode()]
         db1.zadd(registry.key, {entry: time.time() - 5}, xx=True)
-        with exporter(_config(tmp_path, "reports")) as running:
-            found = _figures(running.scrape(), "reports")
+        with exporter(worker_queues(tmp_path, "rq", "reports")) as running:
+            found = queue_figures(running.scrape(), "reports", "rq")
         assert found["in_progress"] == 1
         assert len(registry) == 1  # rq's count, after its cleanup took the abandoned entry
         assert crashed_job.id in reports.failed_job_registry
@@ -132,8 +118,8 @@ def test_due_scheduled_jobs_count_while_no_worker_runs_the_scheduler(tmp_path, d
     time.sleep(3.0)
     due = scheduled.get_jobs_to_schedule()
     assert len(due) == 2 and len(scheduled) == 3
-    with exporter(_config(tmp_path, "reports")) as running:
-        found = _figures(running.scrape(), "reports")
+    with exporter(worker_queues(tmp_path, "rq", "reports")) as running:
+        found = queue_figures(running.scrape(), "reports", "rq")
         scraped_at = time.time()
         first_due = min(scheduled.get_scheduled_time(job_id).timestamp() for job_id in due)
         assert found["depth"] == len(reports) + len(due) == 3
@@ -144,7 +130,7 @@ def test_due_scheduled_jobs_count_while_no_worker_runs_the_scheduler(tmp_path, d
         # A worker with the scheduler moves the due jobs into the queue and runs them all.
         worker = _worker("reports", burst=True, scheduler=True)
         assert worker.wait(timeout=60) == 0
-        found = _figures(running.scrape(), "reports")
+        found = queue_figures(running.scrape(), "reports", "rq")
     assert len(reports) == 0 and len(scheduled) == 1
     assert found == {"depth": 0, "in_progress": 0, "oldest_age_seconds": 0}
 
@@ -158,8 +144,8 @@ def test_the_oldest_of_many_at_front_jobs(tmp_path, db1):
         reports.enqueue("math.sqrt", number, at_front=True)
     client: redis.Redis = db1
     assert client.llen("rq:queue:reports") == 251
-    with exporter(_config(tmp_path, "reports")) as running:
-        found = _figures(running.scrape(), "reports")
+    with exporter(worker_queues(tmp_path, "rq", "reports")) as running:
+        found = queue_figures(running.scrape(), "reports", "rq")
         scraped_at = time.time()
     assert found["oldest_age_seconds"] == pytest.approx(
         _oldest_waiting(reports, scraped_at), abs=1.0

@@ -20,10 +20,10 @@ import pytest
 import redis
 from exporter_helpers import (
     exporter,
-    queue,
+    queue_figures,
     redis_db1,  # noqa: F401 (the db1 fixture)
     wait_for,
-    write_config,
+    worker_queues,
 )
 
 from dynoscaler.processes import stop
@@ -119,20 +119,6 @@ class Sidekiq:
         return done.stdout
 
 
-def _config(tmp_path: Path, *names: str) -> Path:
-    url = exporter_helpers.REDIS_DB1
-    queues = [{"name": name, "backend": "sidekiq", "url": url} for name in names]
-    return write_config(tmp_path, {"shop": {"roles": {"worker": {"queues": queues}}}})
-
-
-def _figures(series: dict, name: str) -> dict[str, float | None]:
-    labels = queue("shop", "worker", name, "sidekiq")
-    return {
-        metric: series.get((f"dynoscaler_queue_{metric}", labels))
-        for metric in ("depth", "in_progress", "oldest_age_seconds")
-    }
-
-
 def _expected(api: dict, name: str, scraped_at: float) -> dict[str, float]:
     """What Sidekiq's API says, due scheduled jobs and retries counted as waiting work."""
     figures, later = api["queues"][name], scraped_at - api["at"]
@@ -171,18 +157,20 @@ def test_sidekiq_6_jobs_in_progress_and_the_oldest_past_a_garbage_tail(tmp_path,
             timeout=30,
         )
         assert db1.keys("*:workers") and not db1.keys("*:work")  # Sidekiq 6's layout
-        with exporter(_config(tmp_path, "default", "mailers")) as running:
+        with exporter(worker_queues(tmp_path, "sidekiq", "default", "mailers")) as running:
             series = running.scrape()
             scraped_at = time.time()
             for name in ("default", "mailers"):
-                _assert_close(_figures(series, name), _expected(api, name, scraped_at))
-            assert _figures(series, "default")["in_progress"] == 2
+                _assert_close(
+                    queue_figures(series, name, "sidekiq"), _expected(api, name, scraped_at)
+                )
+            assert queue_figures(series, "default", "sidekiq")["in_progress"] == 2
 
             # Garbage at the tail (the oldest end): the age is the next job's.
             db1.rpush("queue:default", b"\x00 not a job")
             series = running.scrape()
             expected = _expected(api, "default", time.time())
-            found = _figures(series, "default")
+            found = queue_figures(series, "default", "sidekiq")
             assert found["depth"] == expected["depth"] + 1
             assert found["oldest_age_seconds"] == pytest.approx(
                 expected["oldest_age_seconds"], abs=1.0
@@ -211,14 +199,15 @@ def test_due_scheduled_jobs_and_retries_count_at_zero_dynos(tmp_path, db1):
     time.sleep(max(1.5, retry_due - time.time() + 0.5))
     api = sidekiq.api("default", "mailers")
     assert api["queues"]["default"]["due"] == 1 and api["queues"]["mailers"]["due"] == 1
-    with exporter(_config(tmp_path, "default", "mailers")) as running:
+    with exporter(worker_queues(tmp_path, "sidekiq", "default", "mailers")) as running:
         series = running.scrape()
         scraped_at = time.time()
     for name in ("default", "mailers"):
-        _assert_close(_figures(series, name), _expected(api, name, scraped_at))
-    assert _figures(series, "default")["depth"] == 1  # the retry; the job due in an hour is not
+        _assert_close(queue_figures(series, name, "sidekiq"), _expected(api, name, scraped_at))
+    # the retry; the job due in an hour is not
+    assert queue_figures(series, "default", "sidekiq")["depth"] == 1
     # The retry waits since its due time, longer than the list's job in `mailers`.
-    assert _figures(series, "default")["oldest_age_seconds"] >= 1.0
+    assert queue_figures(series, "default", "sidekiq")["oldest_age_seconds"] >= 1.0
 
 
 def test_a_running_sidekiq_moves_what_was_counted_as_due(tmp_path, db1):
@@ -226,13 +215,13 @@ def test_a_running_sidekiq_moves_what_was_counted_as_due(tmp_path, db1):
     sidekiq = Sidekiq(tmp_path)
     sidekiq.ruby("SlowJob.perform_in(1, 30)")
     time.sleep(1.5)
-    with exporter(_config(tmp_path, "default")) as running:
-        assert _figures(running.scrape(), "default")["depth"] == 1
+    with exporter(worker_queues(tmp_path, "sidekiq", "default")) as running:
+        assert queue_figures(running.scrape(), "default", "sidekiq")["depth"] == 1
         server = sidekiq.start("default")
         try:
             # Sidekiq's poller first runs 10-15 s after the process starts.
             def moved_and_running() -> bool:
-                found = _figures(running.scrape(), "default")
+                found = queue_figures(running.scrape(), "default", "sidekiq")
                 assert found["depth"] + found["in_progress"] <= 1
                 return found["in_progress"] == 1
 
@@ -253,8 +242,8 @@ def test_hand_made_sidekiq_7_work_hash_and_8_milliseconds(tmp_path, db1):
     job = {"queue": "default", "class": "HardJob", "args": [], "jid": "a1"}
     client.lpush("queue:default", json.dumps({**job, "enqueued_at": int((now - 20) * 1000)}))
     client.zadd("retry", {json.dumps({**job, "jid": "r1", "retry_count": 0}): now - 40.5})
-    with exporter(_config(tmp_path, "default")) as running:
-        found = _figures(running.scrape(), "default")
+    with exporter(worker_queues(tmp_path, "sidekiq", "default")) as running:
+        found = queue_figures(running.scrape(), "default", "sidekiq")
         scraped_at = time.time()
     assert found["depth"] == 2
     assert found["in_progress"] == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import uuid
@@ -16,6 +15,7 @@ from exporter_helpers import (
     RABBITMQ_API,
     REDIS_DB1,
     exporter,
+    hung_tcp_port,  # noqa: F401 (the hung_server fixture)
     labels,
     redis_db1,  # noqa: F401 (the db1 fixture)
     source_ups,
@@ -41,15 +41,6 @@ def queue_labels(name: str, backend: str) -> frozenset[tuple[str, str]]:
 def worker(url: str, backend: str) -> frozenset[tuple[str, str]]:
     """source_up labels of shop/worker's queues on `url`."""
     return labels(source=url, backend=backend, app="shop", role="worker")
-
-
-@pytest.fixture
-def hung_server():
-    """A TCP port that accepts connections (kernel backlog) but never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield sock.getsockname()[1]
 
 
 def test_dead_and_hung_redis_are_down_and_a_dead_one_recovers(tmp_path, db1, hung_server):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from exporter_helpers import HEROKU_ACCEPT, scale_by_hand
 from werkzeug.serving import make_server
 
 from dynoscaler import config
@@ -27,7 +28,6 @@ pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "test-key-webhooks"
 SECRET = "webhook-secret-0123"
-ACCEPT = {"Accept": "application/vnd.heroku+json; version=3"}
 SETTINGS = """
 apps:
   shop:
@@ -81,17 +81,6 @@ def dynos(source: FormationSource) -> dict[tuple[str, ...], float]:
     return {s.labels: s.value for s in samples if s.metric == "dynoscaler_dynos"}
 
 
-def scale_by_hand(fake: FakeHerokuServer, app: str, role: str, quantity: int) -> None:
-    answer = requests.patch(
-        f"{fake.url}/apps/{app}/formation",
-        json={"updates": [{"type": role, "quantity": quantity}]},
-        auth=("", KEY),
-        headers=ACCEPT,
-        timeout=5,
-    )
-    assert answer.status_code == 200
-
-
 def wait_for(check, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while not (result := check()) and time.monotonic() < deadline:
@@ -104,7 +93,7 @@ def test_a_change_by_hand_is_pushed_in_seconds_once_subscribed(setup):
     path, fake, source, url = setup
     assert dynos(source)[("shop", "web")] == 2
 
-    scale_by_hand(fake, "shop", "web", 3)  # no subscription yet: unseen for an hour
+    scale_by_hand(fake.url, KEY, "shop", "web", 3)  # no subscription yet: unseen for an hour
     time.sleep(1)
     assert dynos(source)[("shop", "web")] == 2
 
@@ -114,13 +103,13 @@ def test_a_change_by_hand_is_pushed_in_seconds_once_subscribed(setup):
     again = subscribe(path, fake, url)  # idempotent: the same subscriptions, updated
     assert again.returncode == 0, again.stderr
     assert again.stdout.count(": updated (api:formation") == 2
-    listed = requests.get(f"{fake.url}/apps/shop/webhooks", auth=("", KEY), headers=ACCEPT)
+    listed = requests.get(f"{fake.url}/apps/shop/webhooks", auth=("", KEY), headers=HEROKU_ACCEPT)
     (hook,) = listed.json()
     assert (hook["url"], hook["include"], hook["level"]) == (url, ["api:formation"], "sync")
     assert "secret" not in hook
 
     started = time.monotonic()
-    scale_by_hand(fake, "shop", "worker", 7)
+    scale_by_hand(fake.url, KEY, "shop", "worker", 7)
     wait_for(lambda: dynos(source).get(("shop", "worker")) == 7)
     seen = time.monotonic() - started
     print(f"a change by hand seen {seen * 1000:.0f} ms after the PATCH's answer")
@@ -185,7 +174,7 @@ def test_the_fakes_webhook_endpoints_answer_as_herokus(setup):
     base = f"{fake.url}/apps/dialer/webhooks"
 
     def call(method: str, where: str, body=None) -> requests.Response:
-        return requests.request(method, where, json=body, auth=("", KEY), headers=ACCEPT)
+        return requests.request(method, where, json=body, auth=("", KEY), headers=HEROKU_ACCEPT)
 
     hook = {"include": ["api:formation"], "level": "notify", "url": url, "secret": SECRET}
     created = call("POST", base, hook)
