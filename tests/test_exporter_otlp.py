@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -282,3 +284,25 @@ def test_any_body_is_counted_or_refused_as_a_bad_otlp_body(body, content_type, e
     total = sum(s.value for s in stats.samples() if s.metric == "dynoscaler_router_requests")
     assert total == counted
     assert media == content_type
+
+
+def test_healthz_and_drain_batches_are_answered_while_a_large_otlp_body_decodes(tmp_path):
+    # 1 MiB gzipped can hold 16 MiB of JSON records: seconds of decoding, off the event loop.
+    record = MessageToJson(request_of(FIR_MESSAGES[:1]), indent=None)
+    count = (otlp.MAX_DECOMPRESSED - 1000) // len(record)
+    request = request_of(FIR_MESSAGES[:1] * count)
+    large = gzip.compress(MessageToJson(request, indent=None).encode())
+    assert len(large) < MAX_DRAIN_BODY
+    config = write_config(tmp_path, {"shop": {"roles": ROLES}})
+    with exporter(config) as running, ThreadPoolExecutor(1) as pool:
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        started = time.monotonic()
+        decoding = pool.submit(otlp_post, f"{running.url}/otlp/shop/v1/logs", large, headers)
+        time.sleep(0.3)
+        healthz = requests.get(f"{running.url}/healthz", timeout=30)
+        drained = post(f"{running.url}/logs/shop", logplex(LINES[:1]))
+        answered = time.monotonic() - started
+        finished = decoding.result(timeout=55)
+        took = time.monotonic() - started
+    assert (healthz.status_code, drained.status_code, finished.status_code) == (200, 200, 200)
+    assert answered < took - 0.5, (answered, took)  # the small requests did not wait
