@@ -258,10 +258,23 @@ def test_refusals(tmp_path):
     assert counted == 0
 
 
+OTLP_KEYS = st.sampled_from(
+    ["resourceLogs", "scopeLogs", "logRecords", "body", "stringValue", "bytesValue",
+     "timeUnixNano", "severityNumber", "attributes", "key", "value", "kvlistValue", "x"]
+)  # fmt: skip
+# JSON documents of OTLP's keys with values of any type and nesting
+OTLP_SHAPED_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(OTLP_KEYS, inner)),
+    max_leaves=30,
+).map(lambda value: json.dumps({"resourceLogs": value}).encode())
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.one_of(
         st.binary(max_size=400),
+        OTLP_SHAPED_JSON,
         st.lists(st.sampled_from(FIR_MESSAGES), max_size=4).map(
             lambda messages: request_of(messages).SerializeToString()
         ),
