@@ -67,7 +67,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
@@ -76,7 +75,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from dynoscaler import config
 from dynoscaler.config import ConfigError
-from scaler.fake_heroku_webhooks import InvalidWebhook, Webhooks
+from scaler.fake_heroku_webhooks import InvalidWebhook, Webhooks, heroku_now
 
 DEFAULT_RATE_LIMIT = 4500  # requests per hour per token, as on api.heroku.com
 DEFAULT_DYNO_LIMIT = 100  # Heroku's default scaling limit for standard dynos per process type
@@ -97,10 +96,6 @@ class ApiError(Exception):
     def __init__(self, status: int, error_id: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.error_id, self.message, self.extra = status, error_id, message, extra
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -296,7 +291,7 @@ class FakeHeroku:
         self.reset()
 
     def reset(self) -> None:
-        created = _now()
+        created = heroku_now()
         apps: dict[str, App] = {}
         for role in self._settings.roles:
             app = apps.setdefault(role.app, App(name=role.app, created_at=created))
@@ -356,7 +351,7 @@ class FakeHeroku:
         with self._lock:
             planned = [(self.formation(app, u["type"]), *self._validate(app, u)) for u in updates]
             changes = []
-            stamp = _now()
+            stamp = heroku_now()
             for formation, quantity, size in planned:
                 old = formation.quantity
                 if quantity is not None:

@@ -45,7 +45,8 @@ SYNC_ATTEMPTS = 3
 DELIVERY_TIMEOUT_SECONDS = 5.0
 
 
-def _now() -> str:
+def heroku_now() -> str:
+    """The time now as Heroku's API writes created_at and updated_at (also fake_heroku's)."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -59,8 +60,8 @@ class Webhook:
     secret: str | None = None
     authorization: str | None = None
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    created_at: str = field(default_factory=_now)
-    updated_at: str = field(default_factory=_now)
+    created_at: str = field(default_factory=heroku_now)
+    updated_at: str = field(default_factory=heroku_now)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -138,7 +139,7 @@ class Webhooks:
         with self._lock:
             for key, value in values.items():
                 setattr(hook, key, value)
-            hook.updated_at = _now()
+            hook.updated_at = heroku_now()
             return hook
 
     def delete(self, hook: Webhook) -> None:
@@ -187,7 +188,7 @@ class Webhooks:
 
 def _event(hook: Webhook, formation: dict[str, Any], old: int) -> bytes:
     event_id = str(uuid.uuid4())
-    stamp = _now()
+    stamp = heroku_now()
     body = {
         "action": "update",
         "actor": {"email": "owner@example.com", "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, "owner"))},
