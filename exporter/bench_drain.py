@@ -403,18 +403,21 @@ def _servers(kinds: list[str], config: Path) -> Iterator[dict[str, DrainServer]]
         yield {kind: stack.enter_context(drain_server(kind, config)) for kind in kinds}
 
 
+def _heading(title: str, header: str) -> None:
+    """A table's title after a blank line, its column header and a rule as wide."""
+    print(f"\n{title}")
+    print(header + "\n" + "-" * len(header))
+
+
 def _throughput(args: argparse.Namespace, servers: list[str], urls: dict[str, DrainServer]) -> bool:
-    print(
-        f"\nThroughput: {args.connections} keep-alive connections, {args.rounds} rounds of "
+    _heading(
+        f"Throughput: {args.connections} keep-alive connections, {args.rounds} rounds of "
         f"{args.seconds:g} s per server taking turns. lines/s: the median round's; "
         "per CPU-second: lines counted per second of the server's own CPU time (what one "
-        "core holds, however busy the machine)"
-    )
-    header = (
+        "core holds, however busy the machine)",
         f"{'lines/batch':>11} | {'server':>8} | {'lines/s':>8} | {'CPU/POST':>8} | "
-        f"{'per CPU-second':>14} | {'ours: lines/s, per CPU-s':>24}"
+        f"{'per CPU-second':>14} | {'ours: lines/s, per CPU-s':>24}",
     )
-    print(header + "\n" + "-" * len(header))
     good = True
     for lines in args.batches:
         rates: dict[str, list[float]] = {kind: [] for kind in servers}
@@ -455,15 +458,12 @@ def _throughput(args: argparse.Namespace, servers: list[str], urls: dict[str, Dr
 def _concurrency(
     args: argparse.Namespace, servers: list[str], urls: dict[str, DrainServer]
 ) -> bool:
-    print(
-        f"\nConcurrency: senders start together, {args.posts} POSTs of 10 lines each, "
-        "a new connection per POST"
-    )
-    header = (
+    _heading(
+        f"Concurrency: senders start together, {args.posts} POSTs of 10 lines each, "
+        "a new connection per POST",
         f"{'senders':>7} | {'server':>8} | {'POSTs':>6} | {'conn. errors':>12} | {'5xx':>4} | "
-        f"{'p50 ms':>8} | {'p99 ms':>8} | {'lines counted':>16} | {'p99 vs ours':>11}"
+        f"{'p50 ms':>8} | {'p99 ms':>8} | {'lines counted':>16} | {'p99 vs ours':>11}",
     )
-    print(header + "\n" + "-" * len(header))
     good = True
     for senders in args.senders:
         p99_ours = float("nan")
