@@ -146,8 +146,8 @@ def staffing_beta(miss_ratio: float) -> float:
     """Square-root staffing margin: the normal quantile z with P(Z > z) = miss_ratio."""
     p = min(max(miss_ratio, _MISS_RATIO_FLOOR), 0.5)
     t = math.sqrt(-2.0 * math.log(p))
-    numerator = _C[0] + _C[1] * t + _C[2] * t * t
-    denominator = 1.0 + _D[0] * t + _D[1] * t * t + _D[2] * t * t * t
+    numerator = _C[0] + t * (_C[1] + _C[2] * t)  # Horner form, as the rules compute it
+    denominator = 1.0 + t * (_D[0] + t * (_D[1] + _D[2] * t))
     return t - numerator / denominator
 
 

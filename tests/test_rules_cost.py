@@ -46,3 +46,10 @@ def test_the_hour_long_s99_is_evaluated_once_a_minute() -> None:
     (tail,) = [g for g in groups("capacity.yml") if g["name"] == "dynoscaler_duration_tail"]
     assert tail["interval"] == "1m"
     assert [r["record"] for r in tail["rules"]] == ["app_role:dynoscaler_processing_seconds:p99_1h"]
+
+
+def test_staffing_beta_is_in_horner_form() -> None:
+    (group,) = [g for g in groups("capacity.yml") if g["name"] == "dynoscaler_capacity"]
+    (beta,) = [r for r in group["rules"] if r.get("record") == "app_role:dynoscaler_staffing_beta"]
+    # t - (c0 + t·(c1 + c2·t)) / (1 + t·(d0 + t·(d1 + d2·t))): t read 6 times, was 12
+    assert beta["expr"].count("app_role:dynoscaler_miss_ratio_t") == 6
