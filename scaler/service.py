@@ -189,7 +189,7 @@ class Scaler:
                 known = stored[role].limit
                 if role not in held and None not in (count, known) and count > known.count:
                     limits[role] = None  # Heroku ran more: the limit is gone
-        decisions = self._acted_decisions(
+        decisions = self._decisions(
             inputs, settings, source, verdicts, states, result, second, retry, held, deadline
         )
         changed = {
@@ -258,56 +258,6 @@ class Scaler:
         account = getattr(self.actuator, "account", "")
         return json.dumps({"settings": recorded, "account": account}, sort_keys=True)
 
-    def _acted_decisions(
-        self,
-        inputs: list[RoleInput],
-        settings: dict[str, RoleSettings],
-        source: str,
-        verdicts: dict[str, Verdict],
-        states: dict[str, State],
-        result: Result,
-        second: Result | None,
-        retry: dict[str, Verdict],
-        held: set[str],
-        deadline: Deadline,
-    ) -> list[Decision]:
-        late = deadline.outcome()
-        if late:
-            log.warning("Heroku answered after the caller gave up (%s)", late)
-        decisions = []
-        for i in inputs:
-            verdict = verdicts[i.role]
-            current = states[i.role].current
-            if verdict.target is None:
-                decisions.append(
-                    self._decision(i, settings, source, current, None, verdict.reason, "none")
-                )
-                continue
-            to, reason, outcome, answer = (
-                verdict.target,
-                verdict.reason,
-                result.outcome,
-                result.answer,
-            )
-            if result.outcome == LIMIT:
-                refusal = f"; Heroku refused it: {result.answer.get('message')}"
-                reason += refusal
-                if second is not None and i.role in retry:
-                    to = retry[i.role].target
-                    reason += f"; then {retry[i.role].reason}"
-                    answer = {**second.answer, "refused": result.answer}
-                    outcome = second.outcome
-                    if second.outcome == SUCCESS and i.role in held:
-                        outcome = LIMIT
-                elif second is not None:
-                    answer = {**result.answer, "then": second.answer}
-            decisions.append(
-                self._decision(
-                    i, settings, source, current, to, reason, outcome, {**answer, **late}
-                )
-            )
-        return decisions
-
     def _without_heroku(
         self, app: str, inputs: list[RoleInput], settings: dict[str, RoleSettings], source: str
     ) -> list[Decision] | None:
@@ -372,21 +322,51 @@ class Scaler:
         verdicts: dict[str, Verdict],
         states: dict[str, State],
         result: Result | None,
+        second: Result | None = None,
+        retry: dict[str, Verdict] | None = None,
+        held: set[str] | None = None,
+        deadline: Deadline | None = None,
     ) -> list[Decision]:
+        """A decision per role: outcome "none" where nothing was sent (no target, or
+        `result` None); else what Heroku answered to `result`, and at its limit to the
+        `second` batch of the roles in `retry` (`held`: roles held at a learned limit)."""
+        late = deadline.outcome() if deadline is not None else {}
+        if late:
+            log.warning("Heroku answered after the caller gave up (%s)", late)
+        retry = retry or {}
+        held = held or set()
         decisions = []
         for i in inputs:
             verdict = verdicts[i.role]
-            acted = verdict.target is not None and result is not None
+            current = states[i.role].current
+            if verdict.target is None or result is None:
+                decisions.append(
+                    self._decision(
+                        i, settings, source, current, verdict.target, verdict.reason, "none"
+                    )
+                )
+                continue
+            to, reason, outcome, answer = (
+                verdict.target,
+                verdict.reason,
+                result.outcome,
+                result.answer,
+            )
+            if result.outcome == LIMIT:
+                refusal = f"; Heroku refused it: {result.answer.get('message')}"
+                reason += refusal
+                if second is not None and i.role in retry:
+                    to = retry[i.role].target
+                    reason += f"; then {retry[i.role].reason}"
+                    answer = {**second.answer, "refused": result.answer}
+                    outcome = second.outcome
+                    if second.outcome == SUCCESS and i.role in held:
+                        outcome = LIMIT
+                elif second is not None:
+                    answer = {**result.answer, "then": second.answer}
             decisions.append(
                 self._decision(
-                    i,
-                    settings,
-                    source,
-                    states[i.role].current,
-                    verdict.target,
-                    verdict.reason,
-                    result.outcome if acted else "none",
-                    result.answer if acted else None,
+                    i, settings, source, current, to, reason, outcome, {**answer, **late}
                 )
             )
         return decisions
