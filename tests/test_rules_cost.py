@@ -18,7 +18,7 @@ def test_scale_role_annotations_run_no_query_per_firing_alert() -> None:
     assert len(rules) == 2
     for rule in rules:
         annotations = rule["annotations"]
-        assert set(annotations) == {"summary", "desired_dynos"}
+        assert set(annotations) == {"desired_dynos"}
         assert not [text for text in annotations.values() if "query" in text]
         # the one annotation the scaler acts on keeps its name and form
         assert annotations["desired_dynos"] == '{{ printf "%.0f" $value }}'
