@@ -82,7 +82,11 @@ def probe(
     test = {
         "rule_files": [str(path) for path in sorted(RULES.glob("*.yml"))],
         "evaluation_interval": f"{STEP}s",
-        "group_eval_order": ["dynoscaler_duration_tail", "dynoscaler_capacity", "dynoscaler_alerts"],
+        "group_eval_order": [
+            "dynoscaler_duration_tail",
+            "dynoscaler_capacity",
+            "dynoscaler_alerts",
+        ],
         "tests": [
             {
                 "interval": f"{STEP}s",
