@@ -25,19 +25,11 @@ from pathlib import Path
 import requests
 import yaml
 
+from dynoscaler.bench_rules import POLICY
 from dynoscaler.processes import free_port, stop, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = "/usr/bin/prometheus"
-POLICY = {
-    "min_dynos": 0,
-    "max_dynos": 20,
-    "target_deadline_seconds": 60,
-    "concurrency": 4,
-    "boot_seconds": 10,
-    "miss_ratio": 0.01,
-    "scale_down_window_seconds": 60,
-}
 
 
 def exposition(apps: int, started: float) -> bytes:
