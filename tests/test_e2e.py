@@ -141,6 +141,21 @@ def decisions(stack: Stack) -> list[dict[str, Any]]:
     return list(reversed(Store(stack.store).decisions(APP, ROLE, limit=10_000)))
 
 
+def successes_recorded(
+    stack: Stack, enough: Callable[[list[dict[str, Any]]], bool]
+) -> list[dict[str, Any]]:
+    """The successful decisions once `enough` holds of them.
+
+    A decision is written when Heroku has answered, a moment after the fake saw the PATCH.
+    """
+
+    def recorded() -> list[dict[str, Any]]:
+        success = [d for d in decisions(stack) if d["outcome"] == "success"]
+        return success if success and enough(success) else []
+
+    return wait_for("the PATCH's decision in the log", recorded, 10, stack)
+
+
 def report_reaction(stack: Stack, producer: Producer, patch: dict[str, Any]) -> None:
     reaction = patch["at"] - producer.at(producer.scenario.load_starts_at)
     print(f"\n{stack.options.mode}: spike -> formation PATCH {stack.describe_reaction(reaction)}")
@@ -221,7 +236,7 @@ def test_reconcile_mode_scales_without_alertmanager(loops):
     assert "alertmanager" not in stack.children
     patch = wait_for("a scale-up PATCH", lambda: scaled_up(stack, producer), WARMUP + 60, stack)
     report_reaction(stack, producer, patch)
-    success = [d for d in decisions(stack) if d["outcome"] == "success"]
+    success = successes_recorded(stack, lambda success: len(success) >= 1)
     assert success[0]["source"] == "reconcile"
     assert success[0]["to_count"] == measure.quantities(patch)[ROLE]
 
@@ -251,7 +266,7 @@ def test_spike_scales_up_through_alertmanager(loops):
     report_reaction(stack, producer, patch)
     asked = measure.quantities(patch)[ROLE]
     assert MIN < asked <= MAX
-    webhook = [d for d in decisions(stack) if d["outcome"] == "success"]
+    webhook = successes_recorded(stack, lambda success: len(success) >= 1)
     assert webhook[0]["source"] == "webhook"
     assert webhook[0]["to_count"] == asked
 
@@ -304,7 +319,7 @@ def test_dead_exporter_causes_no_scale_down(loops):
 def test_scales_back_down_after_the_load_ends(loops, phases):
     stack, _ = loops["am"]
     wait_for("the formation back at min_dynos", lambda: worker_quantity(stack) == MIN, 150, stack)
-    success = [d for d in decisions(stack) if d["outcome"] == "success"]
+    success = successes_recorded(stack, lambda success: success[-1]["to_count"] == MIN)
     assert (success[-1]["source"], success[-1]["to_count"]) == ("webhook", MIN)
     assert success[-1]["time"] > phases["scaler restarted"]
     # One PATCH per successful decision, same counts, in order, across the scaler's
