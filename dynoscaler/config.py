@@ -31,6 +31,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from dynoscaler.config_schema import POLICY_PROPERTIES, SCHEMA
+from dynoscaler.prices import Prices
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "min_dynos": 0,
@@ -140,6 +141,7 @@ class Config:
     exporter: ExporterSettings = field(default_factory=ExporterSettings)
     scaler: ScalerSettings = field(default_factory=ScalerSettings)
     heroku: HerokuSettings = field(default_factory=HerokuSettings)
+    prices: Prices = field(default_factory=Prices)
 
     def role(self, app: str, role: str) -> RoleSettings | None:
         return next((r for r in self.roles if r.app == app and r.role == role), None)
@@ -179,6 +181,7 @@ def parse(document: Any, path: str, environ: Mapping[str, str]) -> Config:
         exporter=ExporterSettings(**expanded.get("exporter", {})),
         scaler=ScalerSettings(**scaler, notifiers=notifiers),
         heroku=HerokuSettings(**expanded.get("heroku", {})),
+        prices=Prices(expanded.get("prices", {})),
     )
     _check_values(settings, path, sources)
     return settings

@@ -127,6 +127,13 @@ SCALER = {
     },
 }
 
+# Dollars per dyno-hour per dyno type, over dynoscaler.prices' table.
+PRICES = {
+    "type": "object",
+    "propertyNames": {"type": "string", "pattern": "^[A-Za-z0-9.-]+$"},
+    "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1_000},
+}
+
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -146,5 +153,6 @@ SCHEMA: dict[str, Any] = {
         "exporter": EXPORTER,
         "scaler": SCALER,
         "heroku": HEROKU,
+        "prices": PRICES,
     },
 }
