@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from dynoscaler.durations import duration_seconds
 
 
 def quantities(patch: dict[str, Any]) -> dict[str, int]:
@@ -42,18 +43,6 @@ def reaction_time(
     """Seconds from the start of a spike to the formation PATCH that answers it."""
     patch = first_scale_up(patches, role, spike_at, initial)
     return None if patch is None else patch["at"] - spike_at
-
-
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-
-
-def duration_seconds(text: str) -> float:
-    """A Prometheus duration such as 15s, 1m30s or 500ms, in seconds."""
-    parts = _DURATION_PART.findall(text.strip())
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        raise ValueError(f"not a Prometheus duration: {text!r}")
-    return sum(float(number) * _UNITS[unit] for number, unit in parts)
 
 
 def alert_for_seconds(
