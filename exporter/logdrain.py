@@ -12,6 +12,14 @@ process type (web.1 -> web), if the settings give that role `requests: router`.
 Other lines (the app's own output, other roles) are ignored, so a drain cannot
 create series the settings do not name.
 
+Heroku's error lines count per role and code in dynoscaler_router_errors_total:
+the router's `at=error code=H12 ... dyno=web.1 ...` (H10 app crashed, H12
+request timeout, H13 connection closed, ...) and a dyno's own `heroku web.1 -
+Error R14 (Memory quota exceeded)` (R10 boot timeout, R14/R15 memory). A code
+is a letter and two digits ([HRL][0-9][0-9], at most 300 values), never a path,
+request id or address. A router error no dyno took (H10 has `dyno=`) is the
+`web` role's: on Heroku only the web process type takes HTTP traffic.
+
 A field is `key=value` after a space; a quoted value ("...") may hold spaces
 and never counts as a field, so a client's path or X-Forwarded-For header
 (`path="..."`, `fwd="..."`) cannot pass for a dyno or a service time. Where a
@@ -36,6 +44,13 @@ _QUOTED = re.compile(rb'"[^"]*"')
 _ROLE = re.compile(rb"([^ .]+)\.|([^ .]+)-[0-9a-z]+-[0-9a-z]+(?![^ ])")
 _SERVICE = re.compile(rb"(\d{1,15}(?:\.\d{1,15})?)ms(?![^ ])")
 _BLANKS = b" \r\n"
+# A router error's code (after ` code=`) or a dyno error line's (after ` - Error `).
+_CODE = re.compile(rb"([HRL][0-9][0-9])(?![^ ])")
+_DYNO_ERROR = re.compile(rb"<\d{1,3}>\d+ [^ ]+ [^ ]+ heroku ([^ ]+) - Error ([HRL][0-9][0-9]) ")
+# The codes every router role has a series for from the start (at 0), so that
+# rate() sees their first error; others appear when first seen.
+STANDING_CODES = ("H10", "H12", "H13", "R14", "R15")
+WEB_ROLE = b"web"
 
 
 class BadDrainBody(ValueError):
@@ -124,6 +139,52 @@ def _role_and_seconds(line: bytes, dyno: int, service: int, end: int) -> tuple[b
     return role.group(1) or role.group(2), float(seconds.group(1)) / 1000
 
 
+def error_fields(body: bytes, start: int = 0, end: int | None = None) -> tuple[bytes, bytes] | None:
+    """(process type, code) of the Heroku error line body[start:end]: a router line
+    with `at=error code=...`, or a dyno's `heroku web.1 - Error R14 ...`; None for
+    any other line."""
+    if end is None:
+        end = len(body)
+    router = body.find(b" heroku router - at=error ", start, end)
+    if router >= 0:
+        if body.count(b" ", start, router) != 2:
+            return None
+        return _error_of(body, router + 15, end)
+    if body.find(b" - Error ", start, end) < 0:  # most lines: one scan, no regex
+        return None
+    found = _DYNO_ERROR.match(body, start, end)
+    if found is None:
+        return None
+    role = _ROLE.match(found.group(1) + b" ")
+    return None if role is None else (role.group(1) or role.group(2), found.group(2))
+
+
+def error_message_fields(message: bytes) -> tuple[bytes, bytes] | None:
+    """error_fields of a router error's message alone (`at=error code=H12 ...`): the
+    body of a Fir router log record (exporter/otlp.py)."""
+    if not message.startswith(b"at=error "):
+        return None
+    line = b" " + message.rstrip(b"\r\n")
+    return _error_of(line, 0, len(line))
+
+
+def _error_of(body: bytes, fields: int, end: int) -> tuple[bytes, bytes] | None:
+    """The role and code of the router error fields body[fields:end] (body[fields] is the
+    space before the first field), quoted values left out."""
+    fields_ = _QUOTED.sub(b'""', body[fields:end]) + b" "
+    code = fields_.rfind(b" code=")
+    found = _CODE.match(fields_, code + 6) if code >= 0 else None
+    if found is None:
+        return None
+    dyno = fields_.rfind(b" dyno=")
+    role = _ROLE.match(fields_, dyno + 6) if dyno >= 0 else None
+    if role is not None:
+        return role.group(1) or role.group(2), found.group(1)
+    if dyno >= 0 and fields_.startswith(b" ", dyno + 6):  # dyno= empty: no dyno took it
+        return WEB_ROLE, found.group(1)
+    return None
+
+
 def router_request(line: str) -> tuple[str, float] | None:
     """(process type, service seconds) of a router line; None for any other line."""
     found = router_fields(line.encode("utf-8", "surrogateescape"))
@@ -131,7 +192,8 @@ def router_request(line: str) -> tuple[str, float] | None:
 
 
 class RouterStats:
-    """Request counts and service-time histograms per (app, role), kept in memory."""
+    """Request counts, service-time histograms and error counts per (app, role), kept
+    in memory."""
 
     def __init__(self, roles: Iterable[tuple[str, str]]) -> None:
         self._lock = threading.Lock()
@@ -141,18 +203,25 @@ class RouterStats:
         self._roles: dict[str, dict[bytes, tuple[list[int], list[float]]]] = {}
         for (app, role), stats in self._stats.items():
             self._roles.setdefault(app, {})[role.encode()] = stats
+        # (app, role, code) -> errors; the standing codes of every role from the start
+        self._errors: dict[tuple[str, str, str], int] = {
+            (app, role, code): 0 for app, role in self._stats for code in STANDING_CODES
+        }
 
     def receive(self, app: str, body: bytes) -> int:
-        """Count the router lines of one drain POST; returns how many were counted.
+        """Count the router lines of one drain POST; returns how many requests were counted.
 
         A body that is not Logplex framing raises BadDrainBody and counts nothing.
         """
         spans = frame_spans(body)  # all of them first: a bad body counts nothing
+        self._count_errors(app, (error_fields(body, start, end) for start, end in spans))
         return self._count(app, (router_fields(body, start, end) for start, end in spans))
 
     def receive_messages(self, app: str, messages: Iterable[bytes]) -> int:
         """Count the router lines among messages without syslog headers (Fir's router
-        log records: router_message_fields); returns how many were counted."""
+        log records: router_message_fields); returns how many requests were counted."""
+        messages = list(messages)
+        self._count_errors(app, (error_message_fields(message) for message in messages))
         return self._count(app, (router_message_fields(message) for message in messages))
 
     def _count(self, app: str, found: Iterable[tuple[bytes, float] | None]) -> int:
@@ -164,11 +233,23 @@ class RouterStats:
                 total[0] += seconds
         return len(requests)
 
+    def _count_errors(self, app: str, found: Iterable[tuple[bytes, bytes] | None]) -> None:
+        roles = self._roles.get(app, {})
+        errors = [(f[0].decode(), f[1].decode()) for f in found if f is not None and f[0] in roles]
+        if not errors:
+            return
+        with self._lock:
+            for role, code in errors:
+                key = (app, role, code)
+                self._errors[key] = self._errors.get(key, 0) + 1
+
     def samples(self) -> list[Sample | HistogramSample]:
         with self._lock:
             snapshot = [(key, tuple(c), t[0]) for key, (c, t) in self._stats.items()]
+            errors = list(self._errors.items())
         samples: list[Sample | HistogramSample] = []
         for key, counts, total in snapshot:
             samples.append(Sample("dynoscaler_router_requests", key, sum(counts)))
             samples.append(HistogramSample("dynoscaler_router_service_seconds", key, counts, total))
+        samples += [Sample("dynoscaler_router_errors", key, count) for key, count in errors]
         return samples

@@ -77,6 +77,11 @@ FAMILIES: dict[str, Family] = {
     "dynoscaler_router_service_seconds": Family(
         "histogram", "Heroku router service time of web requests", ROLE_LABELS
     ),
+    "dynoscaler_router_errors": Family(
+        "counter",
+        "Heroku error lines (H10, H12, R14, ...) in the router log drain per role and code",
+        (*ROLE_LABELS, "code"),
+    ),
     "dynoscaler_heroku_api_requests": Family(
         "counter",
         "Heroku Platform API calls of this process by client and kind (dynoscaler.heroku_budget)",

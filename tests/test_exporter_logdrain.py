@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.bench_drain import concurrent_load
-from exporter.logdrain import BadDrainBody, RouterStats
+from exporter.logdrain import STANDING_CODES, BadDrainBody, RouterStats
 from exporter.server import BACKLOG, BODY_SECONDS, MAX_DRAIN_BODY
 
 pytestmark = pytest.mark.timeout(60)
@@ -89,6 +89,45 @@ def test_router_lines_become_request_counts_and_service_times(tmp_path):
     assert series[("dynoscaler_router_service_seconds_sum", web)] == pytest.approx(31.524)
     assert series[("dynoscaler_router_service_seconds_count", api)] == 1
     assert not [key for key in series if ("role", "admin") in key[1]]
+    errors = "dynoscaler_router_errors_total"
+    assert before[(errors, labels(app="shop", role="web", code="H12"))] == 0
+    assert series[(errors, labels(app="shop", role="web", code="H12"))] == 1
+    assert series[(errors, labels(app="shop", role="web", code="H10"))] == 1  # dyno= empty
+    assert series[(errors, labels(app="shop", role="api", code="H12"))] == 0
+
+
+DYNO = "<45>1 2026-11-23T10:00:07+00:00 host heroku {dyno} - Error {code} (Memory quota exceeded)"
+
+
+@pytest.mark.parametrize(
+    ("line", "counted"),
+    [
+        (LINES[2], ("web", "H12")),
+        (LINES[4], ("web", "H10")),  # no dyno took it: the web role's
+        (
+            ROUTER.format(n=7) + 'at=error code=H13 desc="Connection closed without response" '
+            "method=GET path=/ dyno=api.1 connect=0ms service=2ms status=503",
+            ("api", "H13"),
+        ),
+        (DYNO.format(dyno="web.2", code="R14"), ("web", "R14")),
+        (DYNO.format(dyno="web-12a34b56d-e78f9", code="R15"), ("web", "R15")),
+        (DYNO.format(dyno="admin.1", code="R14"), None),  # a role not scaled on requests
+        (LINES[0], None),
+        # the app's own output, and codes in quoted values, are not Heroku's errors
+        (DYNO.format(dyno="web.1", code="R14").replace("heroku web.1", "app web.1"), None),
+        (ROUTER.format(n=8) + 'at=error desc="code=H12 x" dyno=web.1 service=1ms', None),
+        (ROUTER.format(n=8) + "at=error code=H12x dyno=web.1 service=1ms", None),
+        (ROUTER.format(n=8) + "at=error code=/etc/passwd dyno=web.1 service=1ms", None),
+    ],
+)
+def test_error_lines_count_per_role_and_code(line, counted):
+    stats = RouterStats([("shop", "web"), ("shop", "api")])
+    stats.receive("shop", logplex([line]))
+    errors = {
+        s.labels[1:]: s.value for s in stats.samples() if s.metric == "dynoscaler_router_errors"
+    }
+    standing = {(role, code): 0 for role in ("web", "api") for code in STANDING_CODES}
+    assert errors == (standing if counted is None else {**standing, counted: 1})
 
 
 @pytest.mark.parametrize(
