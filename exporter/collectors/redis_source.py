@@ -38,8 +38,10 @@ from exporter.collectors import (
     ReadError,
     Source,
     address,
+    bullmq,
     by_url,
     celery,
+    dramatiq,
     feeds,
     redis_list,
     resque,
@@ -57,6 +59,8 @@ BACKENDS: dict[str, ModuleType] = {
     "rq": rq,
     "celery": celery,
     "redis_list": redis_list,
+    "bullmq": bullmq,
+    "dramatiq": dramatiq,
 }
 
 Command = tuple[Any, ...]
@@ -166,9 +170,9 @@ def _feed(queue: Queue) -> Feed:
 def redis_sources(queues: Sequence[tuple[str, Queue]], timeout: float) -> list[Source]:
     """One source per Redis URL, from (url, queue) pairs of the BACKENDS.
 
-    A Celery queue whose URL is a RabbitMQ management API (http or https: Celery
-    on RabbitMQ) is read through that API instead, with Celery's meaning of its
-    figures (rabbitmq.py).
+    A Celery or Dramatiq queue whose URL is a RabbitMQ management API (http or
+    https: on RabbitMQ) is read through that API instead, with that library's
+    meaning of its figures (rabbitmq.py).
     """
     on_rabbitmq = [pair for pair in queues if urlsplit(pair[0]).scheme in ("http", "https")]
     on_redis = [pair for pair in queues if pair not in on_rabbitmq]

@@ -1,0 +1,202 @@
+"""BullMQ read as BullMQ sees it: queues filled and worked by the real library (its Python
+port, which runs BullMQ's own Lua scripts on the same Redis layout), figures compared with
+its own counts (`getJobCounts`) and jobs (`timestamp` + `delay`). Redis DB 12."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+from bullmq import Job, Worker
+from bullmq import Queue as BullQueue
+from exporter_helpers import wait_for
+
+from exporter.collectors import Feed, PartialRead, Queue
+from exporter.collectors.redis_source import RedisSource
+
+pytestmark = pytest.mark.timeout(60)
+
+URL = "redis://127.0.0.1:6379/12"
+
+
+@pytest.fixture(name="db12")
+def redis_db12() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def _figures(*queues: Queue) -> dict[tuple[str, str], float]:
+    samples = RedisSource(URL, queues, timeout=2).read()
+    return {(s.metric.removeprefix("dynoscaler_"), s.labels[2]): s.value for s in samples}
+
+
+def _oldest_ready(jobs: list[Job], now: float) -> float:
+    """BullMQ's ready time of the oldest job (timestamp + delay, ms) as an age in seconds."""
+    return now - min(job.timestamp + job.delay for job in jobs) / 1000
+
+
+def test_waiting_jobs_as_bullmq_counts_them(db12):
+    """FIFO, LIFO, prioritized, due and future delayed jobs, then a paused queue."""
+
+    async def scenario() -> None:
+        mail = BullQueue("mail", {"connection": URL})
+        await mail.add("first", {})
+        await asyncio.sleep(1.0)
+        await mail.add("high", {}, {"priority": 1})
+        await mail.add("low", {}, {"priority": 9})
+        await mail.add("last-in", {}, {"lifo": True})  # the tail, taken first
+        due = await mail.add("soon", {}, {"delay": 300})
+        await mail.add("later", {}, {"delay": 60_000})
+        await asyncio.sleep(0.5)
+        found = _figures(Queue("shop", "worker", "mail", "bullmq"))
+        now = time.time()
+        counts = await mail.getJobCounts("wait", "prioritized", "delayed", "active")
+        waiting = await mail.getJobs(["wait", "prioritized"])
+        assert counts == {"wait": 2, "prioritized": 2, "delayed": 2, "active": 0}
+        assert found[("queue_depth", "mail")] == counts["wait"] + counts["prioritized"] + 1
+        assert found[("queue_in_progress", "mail")] == 0
+        oldest = _oldest_ready([*waiting, due], now)
+        assert found[("queue_oldest_age_seconds", "mail")] == pytest.approx(oldest, abs=1.0)
+        assert oldest >= 1.4
+        assert ("jobs_completed", "mail") not in found  # no worker with metrics yet
+
+        await mail.pause()  # paused jobs are still waiting work
+        paused = _figures(Queue("shop", "worker", "mail", "bullmq"))
+        assert paused[("queue_depth", "mail")] == found[("queue_depth", "mail")]
+        await mail.close()
+
+    asyncio.run(scenario())
+
+
+def test_jobs_in_progress_and_completed_with_a_real_worker(db12):
+    async def scenario() -> None:
+        mail = BullQueue("mail", {"connection": URL})
+        for number in range(5):
+            await mail.add("send", {"n": number})
+        release = asyncio.Event()
+
+        async def process(job: Job, token: str) -> None:
+            await release.wait()
+
+        options = {"connection": URL, "concurrency": 2, "metrics": {"maxDataPoints": 10}}
+        worker = Worker("mail", process, options)
+        queue = Queue("shop", "worker", "mail", "bullmq")
+        await asyncio.wait_for(_until(lambda: mail.getJobCountByTypes("active"), 2), 10)
+        found = _figures(queue)
+        counts = await mail.getJobCounts("wait", "active")
+        assert (
+            (found[("queue_depth", "mail")], found[("queue_in_progress", "mail")])
+            == (
+                counts["wait"],
+                counts["active"],
+            )
+            == (3, 2)
+        )
+        release.set()
+        await asyncio.wait_for(_until(lambda: mail.getCompletedCount(), 5), 10)
+        done = _figures(queue)
+        assert done[("jobs_completed", "mail")] == await mail.getCompletedCount() == 5
+        assert done[("queue_depth", "mail")] == done[("queue_in_progress", "mail")] == 0
+        assert done[("queue_oldest_age_seconds", "mail")] == 0
+        await worker.close()
+        await mail.close()
+
+    asyncio.run(scenario())
+
+
+async def _until(count, expected: int) -> None:
+    while await count() < expected:
+        await asyncio.sleep(0.05)
+
+
+_CRASHING_WORKER = textwrap.dedent(
+    f"""
+    import asyncio
+    from bullmq import Worker
+
+    async def process(job, token):
+        print("started", flush=True)
+        await asyncio.sleep(60)
+
+    async def main():
+        Worker("mail", process, {{"connection": "{URL}", "lockDuration": 1000}})
+        await asyncio.sleep(60)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_stalled_job_of_a_dead_worker_is_waiting_not_in_progress(db12):
+    """A worker killed mid-job leaves its job in `active`; once its lock expires BullMQ's
+    stalled check moves it back to wait, so it is waiting work (aged from its add)."""
+
+    async def add() -> Job:
+        mail = BullQueue("mail", {"connection": URL})
+        job = await mail.add("send", {})
+        await mail.close()
+        return job
+
+    job = asyncio.run(add())
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _CRASHING_WORKER], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stdout.readline().strip() == "started"
+        live = _figures(Queue("shop", "worker", "mail", "bullmq"))
+        assert (live[("queue_depth", "mail")], live[("queue_in_progress", "mail")]) == (0, 1)
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+    wait_for(lambda: not db12.exists(f"bull:mail:{job.id}:lock"), timeout=5, interval=0.1)
+    found = _figures(Queue("shop", "worker", "mail", "bullmq"))
+    assert db12.lrange("bull:mail:active", 0, -1) == [job.id.encode()]  # BullMQ: still active
+    assert (found[("queue_depth", "mail")], found[("queue_in_progress", "mail")]) == (1, 0)
+    expected = time.time() - job.timestamp / 1000
+    assert found[("queue_oldest_age_seconds", "mail")] == pytest.approx(expected, abs=1.0)
+
+
+def test_a_custom_prefix(db12):
+    async def scenario() -> None:
+        mail = BullQueue("mail", {"connection": URL, "prefix": "shop-bull"})
+        await mail.add("send", {})
+        await mail.add("send", {})
+        await mail.close()
+
+    asyncio.run(scenario())
+    prefixed = _figures(Queue("shop", "worker", "mail", "bullmq", prefix="shop-bull"))
+    default = _figures(Queue("shop", "worker", "mail", "bullmq"))
+    assert (prefixed[("queue_depth", "mail")], default[("queue_depth", "mail")]) == (2, 0)
+
+
+def test_a_bad_key_costs_only_its_own_queue(db12):
+    async def scenario() -> None:
+        mail = BullQueue("mail", {"connection": URL})
+        await mail.add("send", {})
+        await mail.close()
+
+    asyncio.run(scenario())
+    db12.set("bull:broken:active", "a string, not a list")
+    db12.hset("bull:mail:garbage", "timestamp", "not a number")  # no age, no error
+    db12.lpush("bull:mail:wait", "garbage")
+    queues = [Queue("shop", "worker", "mail", "bullmq"), Queue("shop", "cron", "broken", "bullmq")]
+    with pytest.raises(PartialRead) as caught:
+        RedisSource(URL, queues, timeout=2).read()
+    (error,) = caught.value.errors
+    assert error.message.startswith("Lua script on bull:broken:: WRONGTYPE")
+    assert error.message.endswith("queue broken of shop/cron left out")
+    assert error.feeds == {Feed("bullmq", "shop", "cron")}
+    figures = {(s.metric, s.labels[2]): s.value for s in caught.value.samples}
+    assert figures[("dynoscaler_queue_depth", "mail")] == 2
+    assert ("dynoscaler_queue_oldest_age_seconds", "mail") in figures
