@@ -171,19 +171,38 @@ def test_dynoscaler_pools_the_processing_time_of_the_last_10_minutes_for_the_col
     assert alone.processing_seconds_10m == pytest.approx(20.0)
 
 
-def test_scale_role_is_heard_after_group_wait_then_every_repeat_interval():
-    alert = ScaleAlert(group_wait=5, repeat_interval=10)
-    assert alert.delay(0, desired=3, current=2) == 5  # fires at once
-    assert alert.delay(15, desired=4, current=2) == 10  # next repeat at 25
-    assert alert.delay(30, desired=4, current=3) == 5  # and at 35
+def test_a_changed_count_reaches_the_scaler_at_the_repeat_every_second_flush():
+    """Resend delay 5 s = the evaluation interval: Prometheus sends every 10 s; group_wait
+    0, group_interval = repeat_interval = 10 s: a firing alert is re-notified every 20 s."""
+    alert = ScaleAlert(resend_delay=5, group_wait=0, group_interval=10, repeat_interval=10)
+    assert alert.delay(0, desired=3, current=2) == 0  # fires: a new group, flushed at once
+    assert alert.delay(5, desired=4, current=2) is None  # not re-sent yet: 4 never arrives
+    assert alert.delay(10, desired=4, current=2) == 10  # sent; the flush at 10 is no repeat
+    assert alert.delay(15, desired=5, current=2) is None
+    assert alert.delay(20, desired=5, current=2) == 0  # the repeat, 20 s after the first
+    assert alert.delay(30, desired=6, current=2) == 10  # the next one at 40
 
 
-def test_scale_role_sends_nothing_once_resolved_and_starts_afresh_on_a_new_direction():
-    alert = ScaleAlert(group_wait=5, repeat_interval=10)
-    assert alert.delay(0, desired=1, current=2) == 5  # down fires at once too
-    assert alert.delay(15, desired=2, current=2) is None  # resolved: nothing sent
-    assert alert.delay(30, desired=1, current=2) == 5  # a new firing: group_wait again
-    assert alert.delay(45, desired=3, current=2) == 5  # the up alert: group_wait
+def test_scale_role_fires_again_at_its_groups_next_flush_while_the_group_lives():
+    alert = ScaleAlert(resend_delay=5, group_wait=0, group_interval=10, repeat_interval=10)
+    assert alert.delay(0, desired=1, current=2) == 0  # down
+    assert alert.delay(5, desired=2, current=2) is None  # resolved: nothing to act on
+    assert alert.delay(15, desired=1, current=2) == 5  # down again: the group's flush at 20
+    assert alert.delay(25, desired=3, current=2) == 5  # up: a new alert, the flush at 30
+    assert alert.delay(30, desired=2, current=2) is None  # resolved at 30
+    # Prometheus re-sends a resolved alert for 15 minutes; after that the group is gone
+    # and a new one is flushed after group_wait
+    assert alert.delay(925, desired=3, current=2) == 5  # the group's flush at 930
+    assert alert.delay(935, desired=2, current=2) is None
+    assert alert.delay(1840, desired=3, current=2) == 0
+
+
+def test_scale_role_heard_after_group_wait_in_a_new_group():
+    alert = ScaleAlert(resend_delay=5, group_wait=3, group_interval=10, repeat_interval=30)
+    assert alert.delay(0, desired=3, current=2) == 3
+    # flushes at 13, 23, 33, 43: the first more than 30 s after the one at 3 is at 43
+    assert alert.delay(10, desired=4, current=2) == 43 - 10
+    assert alert.delay(20, desired=4, current=2) == 43 - 20
 
 
 def test_dynoscaler_sends_nothing_while_desired_equals_the_formation():
@@ -243,3 +262,30 @@ def test_dynoscaler_reads_the_99th_percentile_of_the_last_hours_jobs():
     assert inputs.processing_seconds_p99 == pytest.approx(45 + 15 * 0.9)
     # an hour after the jobs the window holds no increase: unknown, as PromQL's NaN
     assert policy.inputs(view, 3645.0, current=0).processing_seconds_p99 is None
+
+
+def test_dynoscaler_records_the_99th_percentile_once_a_minute_as_its_rule_group_does():
+    policy = build("dynoscaler", _context(min_dynos=0))
+    assert policy.params["job_quantile_interval"] == 60.0  # capacity.yml's tail group
+    completions = Completions()  # ten 4 s jobs, done at 20 s
+    completions.started(np.full(10, 20.0), np.full(10, 4.0))
+    view = View(capacity=20, scrape_interval=15)
+    tails = {}  # evaluation time -> S₉₉ read, an evaluation after each scrape
+    for i in range(6):
+        completions.count_until(i * 15.0)
+        view.record(
+            i * 15.0,
+            depth=0.0,
+            in_progress=0.0,
+            oldest_age=0.0,
+            dynos=0.0,
+            completed=completions.count,
+            duration_count=completions.count,
+            duration_sum=completions.work,
+            duration_bucket=completions.buckets,
+        )
+        tails[i * 15.0] = policy.inputs(view, i * 15.0, current=0).processing_seconds_p99
+    # the jobs are in the scrape at 30 s, but the group records S₉₉ at 0 s and 60 s;
+    # rank 9.9 of the 10 jobs, all in the bucket (2.5, 5]
+    assert tails[30.0] is None and tails[45.0] is None
+    assert tails[60.0] == tails[75.0] == pytest.approx(2.5 + 2.5 * 0.99)

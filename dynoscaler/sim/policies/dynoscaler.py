@@ -5,17 +5,21 @@ Every rule evaluation (5 s) computes, from the scraped series only:
   S = rate(duration_sum[1m]) / rate(duration_count[1m])   (unknown while nothing completes;
       at zero dynos the last S measured within 10m)
   S₁₀ = the sum over 10m of the recorded numerators / of the denominators (cold-start window)
-  S₉₉ = histogram_quantile(0.99, rate(duration_bucket[1h]))             (cold-start window)
+  S₉₉ = histogram_quantile(0.99, rate(duration_bucket[1h]))             (cold-start window;
+      recorded once a minute, its rule group's interval, and read as last recorded)
   dλ/dt = deriv(λ[5m]) over the recorded λ series, 0 until λ was recorded a minute ago
 then required_capacity() and the ScaleDownStabiliser (max over the role's
 scale_down_window, rounded as the rules round it). ScaleRole reaches the scaler,
 where the guardrails apply (cooldown, max_step, clamp), when Alertmanager
-notifies (dynoscaler.sim.alerting: `group_wait`, `repeat_interval`) and `delay`
+notifies (dynoscaler.sim.alerting.ScaleAlert: Prometheus' `resend_delay`, the
+scale route's `group_wait`, `group_interval` and `repeat_interval`) and `delay`
 seconds after that (the webhook and the Heroku API; 0 by default);
 DeadlineUnmeetable pages people as Prometheus and Alertmanager would
 (dynoscaler.sim.alerting.Pager): once the model's unmeetable flag has held at
-every evaluation for `flag_for` seconds (its `for: 1m`), `flag_delay` seconds
-later (the ops route's group_wait of 30 s), if it still holds then.
+every evaluation for `flag_for` seconds (its `for:`), `flag_delay` seconds
+later (the ops route's group_wait), if it still holds then. The intervals,
+the alert's `for:` and the routes' timings default to the project's own files
+(dynoscaler.sim.alert_config), so a change there shows here.
 """
 
 from __future__ import annotations
@@ -23,37 +27,49 @@ from __future__ import annotations
 from collections import deque
 
 from dynoscaler.model import RoleInputs, ScaleDownStabiliser, required_capacity, rules_window
+from dynoscaler.sim.alert_config import shipped
 from dynoscaler.sim.alerting import ScaleAlert
 from dynoscaler.sim.observe import View, slope
 from dynoscaler.sim.policies.base import Context, Decision, Policy
+
+_PATH = shipped()
 
 
 class Dynoscaler(Policy):
     name = "dynoscaler"
     guarded = True
     defaults = {
-        "interval": 5.0,
+        "interval": _PATH.evaluation_interval,
         "rate_window": 60.0,
         "slope_window": 300.0,
         "slope_history": 60.0,
         "s_memory": 600.0,
         "job_quantile": 0.99,
         "job_quantile_window": 3600.0,
-        "group_wait": 0.0,
-        "repeat_interval": 10.0,
-        "flag_for": 60.0,
-        "flag_delay": 30.0,
+        "job_quantile_interval": _PATH.tail_interval,
+        "resend_delay": _PATH.resend_delay,
+        "group_wait": _PATH.scale_group_wait,
+        "group_interval": _PATH.scale_group_interval,
+        "repeat_interval": _PATH.scale_repeat_interval,
+        "flag_for": _PATH.page_for,
+        "flag_delay": _PATH.page_group_wait,
     }
 
     def __init__(self, context: Context, **params: float) -> None:
         super().__init__(context, **params)
         self.stabiliser = ScaleDownStabiliser(rules_window(context.role.scale_down_window))
-        self.alert = ScaleAlert(self.params["group_wait"], self.params["repeat_interval"])
+        self.alert = ScaleAlert(
+            self.params["resend_delay"],
+            self.params["group_wait"],
+            self.params["group_interval"],
+            self.params["repeat_interval"],
+        )
         self._rates: deque[tuple[float, float]] = deque()  # the recorded λ series
         # (time, duration_sum increase, duration_count increase) of each evaluation
         # that measured S, the last s_memory seconds: the rules' S parts, recorded
         self._measured: deque[tuple[float, float, float]] = deque()
         self._work_total = self._jobs_total = 0.0  # their sums (S₁₀'s numerator, denominator)
+        self._tail: tuple[float, float | None] | None = None  # S₉₉ as last recorded: (at, value)
 
     def inputs(self, view: View, now: float, current: int) -> RoleInputs:
         window = self.params["rate_window"]
@@ -69,9 +85,7 @@ class Dynoscaler(Policy):
             arrival_rate=rate,
             processing_seconds=processing,
             processing_seconds_10m=self._pooled(),
-            processing_seconds_p99=view.duration_quantile(
-                self.params["job_quantile"], now, self.params["job_quantile_window"]
-            ),
+            processing_seconds_p99=self._processing_tail(view, now),
             backlog=view.latest("depth"),
             in_progress=view.latest("in_progress"),
             oldest_age_seconds=view.latest("oldest_age"),
@@ -103,6 +117,16 @@ class Dynoscaler(Policy):
             _, work, jobs = self._measured[-1]
             return work / jobs
         return None
+
+    def _processing_tail(self, view: View, now: float) -> float | None:
+        """S₉₉ as its own rule group records it, every job_quantile_interval seconds; the
+        capacity group reads the last value (absent when the last evaluation had none)."""
+        if self._tail is None or now >= self._tail[0] + self.params["job_quantile_interval"]:
+            quantile = view.duration_quantile(
+                self.params["job_quantile"], now, self.params["job_quantile_window"]
+            )
+            self._tail = (now, quantile)
+        return self._tail[1]
 
     def _pooled(self) -> float | None:
         """S over the completions of the last s_memory seconds (the rules' S pooled over
