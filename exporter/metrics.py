@@ -57,6 +57,11 @@ FAMILIES: dict[str, Family] = {
     "dynoscaler_queue_oldest_age_seconds": Family(
         "gauge", "Time in queue of the oldest waiting job (0 when empty)", QUEUE_LABELS
     ),
+    "dynoscaler_queue_paused": Family(
+        "gauge",
+        "1 while the library has the queue paused (its jobs then count as not waiting)",
+        QUEUE_LABELS,
+    ),
     "dynoscaler_jobs_completed": Family(
         "counter", "Jobs finished, where the backend counts them", QUEUE_LABELS
     ),

@@ -1,0 +1,60 @@
+"""What the SQL job libraries' queries share: the row they return and the two SQL dialects.
+
+Every backend module (solid_queue, good_job, delayed_job, que) has `DIALECTS`
+(the databases the library runs on) and `statement(dialect) -> str`: one
+SELECT for all the configured queues of that library in one database, with
+the parameters `names` (the queue names), `now`, and `since`/`until` (the
+window of finished jobs to count), giving one row per queue that has anything:
+
+    queue, depth, since (epoch seconds of the oldest waiting job's time, or
+    NULL), in_progress, paused (0 or 1), finished (jobs finished in the window)
+
+`union(dialect, parts)` adds up the per-table parts of a backend into that row.
+Times are passed in and read back as epoch seconds: a value the exporter's
+Python could not hold (PostgreSQL's -infinity, MariaDB's zero date) becomes a
+number or NULL the source can refuse for its own queue, never a failed fetch.
+Rails writes its `datetime` columns in UTC; the sessions run in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str  # "postgresql" or "mysql" (MySQL and MariaDB)
+    _time: str  # a time from an epoch-seconds parameter
+    _epoch: str  # a time as epoch seconds
+    names: str  # "column <names>": the column is one of the configured queues
+
+    def time(self, parameter: str) -> str:
+        return self._time.format(f"%({parameter})s")
+
+    def epoch(self, expression: str) -> str:
+        return self._epoch.format(expression)
+
+    def seconds_before(self, parameter: str, seconds: int) -> str:
+        if self.name == "postgresql":
+            return f"({self.time(parameter)} - interval '{seconds} seconds')"
+        return f"({self.time(parameter)} - INTERVAL {seconds} SECOND)"
+
+
+POSTGRESQL = Dialect(
+    "postgresql", "to_timestamp({})", "extract(epoch from {})::float8", "= ANY(%(names)s)"
+)
+MYSQL = Dialect("mysql", "FROM_UNIXTIME({})", "UNIX_TIMESTAMP({})", "IN %(names)s")
+
+
+def union(dialect: Dialect, parts: Sequence[str]) -> str:
+    """One row per queue from parts that each select (queue, depth, since, busy, paused, finished).
+
+    `since` in the parts is a time; the result gives the earliest as epoch seconds.
+    """
+    body = "\n  UNION ALL\n  ".join(parts)
+    return (
+        "SELECT queue, SUM(depth), "
+        f"{dialect.epoch('MIN(since)')}, SUM(busy), MAX(paused), SUM(finished)\n"
+        f"FROM (\n  {body}\n) AS parts\nGROUP BY queue"
+    )

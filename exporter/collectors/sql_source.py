@@ -1,0 +1,263 @@
+"""One SQL database: every queue of every SQL job library on it, one statement per library.
+
+The queue URL is the database's: `postgresql://` (or `postgres://`, read with
+psycopg 3) or `mysql://` (also `mysql2://`, `trilogy://`, `mariadb://`, as Rails
+and Heroku's add-ons write them; read with PyMySQL) for MySQL and MariaDB.
+One connection per URL, opened on the first read and again after it breaks,
+read-only, in UTC, each statement cut off at STATEMENT_SHARE of the source's
+time-out (PostgreSQL's `statement_timeout`, MariaDB's `max_statement_time`,
+MySQL's `max_execution_time`), so a slow query ends on the server before the
+scrape gives up on it.
+
+Each library's statement (exporter/collectors/sql.py) is one SELECT for all its
+queues in this database: one round trip and one snapshot per library. What one
+statement cannot do costs only that library's queues here (a missing table:
+their series left out, their roles' source_up 0); a queue whose figures cannot
+be right (waiting jobs without a readable time: PostgreSQL's -infinity,
+MariaDB's zero date) costs only its own queue. Both are ReadErrors, logged and
+counted by the collector.
+
+Completions: the libraries that keep finished jobs (Solid Queue, GoodJob) stamp
+them with `finished_at`. The source counts, on each read, the jobs finished
+between the end of the last counted window and FINISHED_LAG seconds ago, and
+adds them to a counter of its own (0 when the exporter starts, a counter reset
+for rate()). The lag leaves time for the worker's transaction to commit:
+a job whose row commits more than FINISHED_LAG after its `finished_at`, or
+whose worker's clock is that far behind the exporter's, is not counted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from exporter.collectors import (
+    Feed,
+    PartialRead,
+    Queue,
+    ReadError,
+    address,
+    by_url,
+    delayed_job,
+    feeds,
+    good_job,
+    que,
+    solid_queue,
+)
+from exporter.collectors.sql import MYSQL, POSTGRESQL, Dialect
+from exporter.metrics import Sample
+
+BACKENDS: dict[str, ModuleType] = {
+    "solid_queue": solid_queue,
+    "good_job": good_job,
+    "delayed_job": delayed_job,
+    "que": que,
+}
+POSTGRESQL_SCHEMES = ("postgresql", "postgres")
+MYSQL_SCHEMES = ("mysql", "mysql2", "trilogy", "mariadb")
+STATEMENT_SHARE = 0.8
+FINISHED_LAG = 5.0
+
+
+def dialect_of(url: str) -> Dialect | None:
+    scheme = urlsplit(url).scheme
+    if scheme in POSTGRESQL_SCHEMES:
+        return POSTGRESQL
+    return MYSQL if scheme in MYSQL_SCHEMES else None
+
+
+class _Database(Protocol):
+    def query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]: ...
+
+    def broken(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class _PostgreSQL:
+    def __init__(self, url: str, timeout: float) -> None:
+        import psycopg
+
+        statement_ms = max(1, int(timeout * STATEMENT_SHARE * 1000))
+        self.connection = psycopg.connect(
+            url,
+            autocommit=True,
+            connect_timeout=max(1, math.ceil(timeout)),
+            application_name="dynoscaler-exporter",
+            options=(
+                f"-c statement_timeout={statement_ms} -c default_transaction_read_only=on "
+                "-c TimeZone=UTC"
+            ),
+        )
+
+    def query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            return cursor.fetchall()
+
+    def broken(self) -> bool:
+        return self.connection.broken or self.connection.closed
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class _MySQL:
+    def __init__(self, url: str, timeout: float) -> None:
+        import pymysql
+
+        parts = urlsplit(url)
+        socket = parse_qs(parts.query).get("socket") or parse_qs(parts.query).get("unix_socket")
+        self.connection = pymysql.connect(
+            host=parts.hostname or "localhost",
+            port=parts.port or 3306,
+            user=unquote(parts.username or ""),
+            password=unquote(parts.password or ""),
+            database=unquote(parts.path.lstrip("/")) or None,
+            unix_socket=socket[0] if socket else None,
+            connect_timeout=max(1, math.ceil(timeout)),
+            read_timeout=math.ceil(timeout),
+            write_timeout=math.ceil(timeout),
+            autocommit=True,
+        )
+        seconds = timeout * STATEMENT_SHARE
+        limit = (
+            f"max_statement_time = {seconds:.3f}"
+            if "MariaDB" in self.connection.get_server_info()
+            else f"max_execution_time = {max(1, int(seconds * 1000))}"
+        )
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SET SESSION time_zone = '+00:00', SESSION {limit}")
+            cursor.execute("SET SESSION TRANSACTION READ ONLY")
+
+    def query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, parameters)
+            return list(cursor.fetchall())
+
+    def broken(self) -> bool:
+        return not self.connection.open
+
+    def close(self) -> None:
+        if self.connection.open:
+            self.connection.close()
+
+
+class SqlSource:
+    def __init__(self, url: str, queues: Sequence[Queue], timeout: float) -> None:
+        dialect = dialect_of(url)
+        if dialect is None:
+            raise ValueError(f"{address(url)} is not a PostgreSQL or MySQL URL")
+        self.address = address(url)
+        self.feeds = feeds(queues)
+        self.url, self.timeout, self.dialect = url, timeout, dialect
+        self.parts = [
+            (backend, BACKENDS[backend], [q for q in queues if q.backend == backend])
+            for backend in sorted({queue.backend for queue in queues})
+        ]
+        self.database: _Database | None = None
+        # per backend: the end of the last window of finished jobs counted
+        self.counted_until: dict[str, float] = {}
+        self.completed: Counter[tuple[str, ...]] = Counter()
+
+    def read(self) -> list[Sample]:
+        if self.database is None or self.database.broken():
+            self._connect()
+        now = time.time()
+        until = now - FINISHED_LAG
+        samples: list[Sample] = []
+        errors: list[ReadError] = []
+        for backend, module, queues in self.parts:
+            parameters = {
+                "names": [queue.name for queue in queues],
+                "now": now,
+                "since": self.counted_until.get(backend, until),
+                "until": until,
+            }
+            try:
+                rows = self._query(module.statement(self.dialect), parameters)
+            except _StatementFailed as failure:
+                names = ", ".join(f"{q.name} of {q.app}/{q.role}" for q in queues)
+                message = f"{backend}: {failure}: queues {names} left out"
+                errors.append(ReadError(backend, message, frozenset(_feed(q) for q in queues)))
+                continue
+            self.counted_until[backend] = until
+            found = {str(row[0]): row for row in rows}
+            for queue in queues:
+                row = found.get(queue.name, (queue.name, 0, None, 0, 0, 0))
+                try:
+                    samples += self._samples(queue, row, now)
+                except ValueError as problem:
+                    where = f"queue {queue.name} of {queue.app}/{queue.role}"
+                    message = f"{backend}: {problem}: {where} left out"
+                    errors.append(ReadError(backend, message, frozenset({_feed(queue)})))
+        if errors:
+            raise PartialRead(list(samples), errors)
+        return samples
+
+    def close(self) -> None:
+        if self.database is not None:
+            self.database.close()
+
+    def _connect(self) -> None:
+        self.close()
+        self.database = None
+        opened = _PostgreSQL if self.dialect is POSTGRESQL else _MySQL
+        self.database = opened(self.url, self.timeout)
+
+    def _query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        assert self.database is not None
+        try:
+            return self.database.query(sql, parameters)
+        except Exception as error:
+            if self.database.broken():
+                raise  # the connection is gone: the whole source is down, reconnect next read
+            raise _StatementFailed(_first_line(error)) from error
+
+    def _samples(self, queue: Queue, row: tuple[Any, ...], now: float) -> list[Sample]:
+        _, depth, since, busy, paused, finished = row
+        depth, busy, finished, paused = int(depth), int(busy), int(finished), int(paused)
+        if depth > 0 and (since is None or not math.isfinite(float(since))):
+            raise ValueError(f"{depth} waiting job(s) without a readable time")
+        labels = queue.labels
+        if paused:  # its jobs wait for someone to resume the queue, not for a dyno
+            depth, since = 0, None
+        age = 0.0 if depth == 0 else max(0.0, now - float(since))
+        self.completed[labels] += finished
+        samples = [
+            Sample("dynoscaler_queue_depth", labels, depth),
+            Sample("dynoscaler_queue_oldest_age_seconds", labels, age),
+            Sample("dynoscaler_queue_in_progress", labels, busy),
+        ]
+        if queue.backend == "solid_queue":
+            samples.append(Sample("dynoscaler_queue_paused", labels, paused))
+        if queue.backend in COUNTS_COMPLETIONS:
+            samples.append(Sample("dynoscaler_jobs_completed", labels, self.completed[labels]))
+        return samples
+
+
+# The libraries that keep finished jobs with their finishing time.
+COUNTS_COMPLETIONS = ("solid_queue", "good_job")
+
+
+class _StatementFailed(Exception):
+    """One statement failed on a connection that still works (a missing table, a time-out)."""
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def _feed(queue: Queue) -> Feed:
+    return Feed(queue.backend, queue.app, queue.role)
+
+
+def sql_sources(queues: Sequence[tuple[str, Queue]], timeout: float) -> list[SqlSource]:
+    """One source per database URL, from (url, queue) pairs of the BACKENDS."""
+    return [SqlSource(url, group, timeout) for url, group in by_url(queues).items()]
