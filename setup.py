@@ -34,9 +34,17 @@ setup(
         "matplotlib>=3.8",
         # the OTLP/HTTP receiver of Fir's telemetry drains (exporter/otlp.py)
         "opentelemetry-proto>=1.27",
+        # schedules' cron expressions, evaluated across DST changes as Debian's cron does
+        # (dynoscaler/schedules.py); tzdata where the system has no zone database
+        "cronsim>=2.6",
+        "tzdata>=2024.1",
     ],
     extras_require={
+        # the SQL job libraries' databases (exporter/collectors/sql_source.py)
+        "sql": ["psycopg[binary]>=3.1", "pymysql>=1.1"],
         "test": [
+            "psycopg[binary]>=3.1",
+            "pymysql>=1.1",
             "pytest>=8.0",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",

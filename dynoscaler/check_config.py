@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import time
 
-from dynoscaler import config
+from dynoscaler import config, schedules
 
+# Each role's next windows shown (of all its schedules together).
+NEXT_WINDOWS = 3
 _COLUMNS = ("min_dynos", "max_dynos", "target_deadline", "boot_time", "concurrency", "miss_ratio")
 
 
@@ -23,4 +26,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"  queue {queue.name} ({queue.backend}) at {config.redact(queue.url)}")
         if role.requests:
             print(f"  requests from the {role.requests}")
+        for schedule, opening in schedules.next_windows(role, time.time(), NEXT_WINDOWS):
+            print(f"  window {schedules.describe(schedule, opening)}")
+        print(f"  scale_down_when_busy={role.scale_down_when_busy}")
+        for option in role.sizes:
+            price = settings.prices.hourly(option.size)
+            print(
+                f"  size {option.size}: concurrency {option.concurrency}, speed {option.speed:g}, "
+                f"${price:.4f}/dyno-hour"
+            )
+        if role.sizes:
+            print(f"  size_cooldown={role.size_cooldown:g}")
     return 0

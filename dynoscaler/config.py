@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,17 +31,21 @@ import redis.connection
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from dynoscaler.config_schema import POLICY_PROPERTIES, SCHEMA
-from dynoscaler.prices import Prices
+from dynoscaler.config_schema import POLICY_PROPERTIES, SCHEMA, SQL_BACKENDS
+from dynoscaler.prices import Prices, UnknownDynoType
+from dynoscaler.schedules import Schedule, ScheduleError
+from dynoscaler.schedules import parse as parse_schedule
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "min_dynos": 0,
     "max_dynos": 10,
     "target_deadline": 60,
+    "target_queue_time": 0.1,
     "boot_time": 45,
     "concurrency": 1,
     "miss_ratio": 0.01,
     "max_step": 10,
+    "scale_down_when_busy": "allow",
 }
 
 # ${NAME} or ${NAME:-fallback}; a fallback holds no "}" and no "${" (no nesting).
@@ -51,6 +56,16 @@ _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}$]|\$(?!\{
 MAX_YAML_NODES = 100_000
 
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+# The databases each SQL job library runs on, by URL scheme (MySQL's as Rails and
+# Heroku's add-ons write them; MariaDB is MySQL here).
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+MYSQL_SCHEMES = ("mysql", "mysql2", "trilogy", "mariadb")
+SQL_SCHEMES: dict[str, tuple[str, ...]] = {
+    "solid_queue": POSTGRES_SCHEMES + MYSQL_SCHEMES,
+    "good_job": POSTGRES_SCHEMES,
+    "delayed_job": POSTGRES_SCHEMES + MYSQL_SCHEMES,
+    "que": POSTGRES_SCHEMES,
+}
 SQLITE_PREFIX = "sqlite:///"
 
 
@@ -69,12 +84,28 @@ class QueueSettings:
 
 
 @dataclass(frozen=True)
+class SizeOption:
+    """A dyno size a role may run at: `concurrency` slots per dyno, each `speed`
+    times as fast as a slot of speed 1 (a job of S seconds there takes S / speed)."""
+
+    size: str
+    concurrency: int
+    speed: float = 1.0
+
+    @property
+    def capacity(self) -> float:
+        """Slots of speed 1 one dyno of this size is worth."""
+        return self.concurrency * self.speed
+
+
+@dataclass(frozen=True)
 class RoleSettings:
     app: str
     role: str
     min_dynos: int
     max_dynos: int
     target_deadline: float
+    target_queue_time: float
     boot_time: float
     concurrency: int
     miss_ratio: float
@@ -83,10 +114,23 @@ class RoleSettings:
     max_step: int
     queues: tuple[QueueSettings, ...] = ()
     requests: str | None = None
+    middleware: str | None = None  # the Redis URL of the exporter.web middleware's hashes
+    # The dyno sizes the scaler chooses from (empty: the size is left alone);
+    # concurrency is then the largest size's.
+    sizes: tuple[SizeOption, ...] = ()
+    size_cooldown: float = 0.0
+    scale_down_when_busy: str = "allow"
+    schedules: tuple[Schedule, ...] = ()
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.app, self.role)
+
+    def size(self, name: str | None) -> SizeOption | None:
+        """The listed size called `name` (Heroku's names are case-insensitive), or None."""
+        if name is None:
+            return None
+        return next((s for s in self.sizes if s.size.lower() == name.lower()), None)
 
 
 @dataclass(frozen=True)
@@ -542,6 +586,12 @@ def queue_url_problem(backend: str, url: str) -> str | None:
     """Why the exporter cannot read a queue of `backend` at `url`, or None."""
     if _through_management_api(backend, url):
         return _url_problem(url, ("http", "https"), "a RabbitMQ management API URL")
+    if backend in SQL_BACKENDS:
+        databases = "a PostgreSQL" if backend in ("good_job", "que") else "a PostgreSQL or MySQL"
+        problem = _url_problem(url, SQL_SCHEMES[backend], f"{databases} URL ({backend})")
+        if problem is None and urlsplit(url).scheme in POSTGRES_SCHEMES:
+            return _postgres_url_problem(url)
+        return problem
     # The Redis-based backends: the exporter opens the URL with redis-py's from_url,
     # whose parser this is.
     try:
@@ -566,13 +616,17 @@ def store_problem(url: str) -> str | None:
             return f"{url!r} names no file"
         return None
     if url.startswith(POSTGRES_PREFIXES):
-        try:
-            psycopg2.extensions.parse_dsn(url)
-            urlsplit(url).port  # noqa: B018 - libpq takes any port text until it connects
-        except (psycopg2.Error, ValueError) as error:
-            return f"{_short(redact(url))} is not a valid PostgreSQL URL: {str(error).strip()}"
-        return None
+        return _postgres_url_problem(url)
     return f"{_short(redact(url))} is neither {SQLITE_PREFIX}path nor postgresql://..."
+
+
+def _postgres_url_problem(url: str) -> str | None:
+    try:
+        psycopg2.extensions.parse_dsn(url)
+        urlsplit(url).port  # noqa: B018 - libpq takes any port text until it connects
+    except (psycopg2.Error, ValueError) as error:
+        return f"{_short(redact(url))} is not a valid PostgreSQL URL: {str(error).strip()}"
+    return None
 
 
 def notifier_problem(notifier: NotifierSettings) -> str | None:
@@ -597,6 +651,8 @@ def _check_values(settings: Config, path: str, sources: dict[Where, list[_Refere
             if problem := queue_prefix_problem(queue):
                 where = ("apps", role.app, "roles", role.role, "queues", index, "prefix")
                 problems.append((where, problem))
+    for role in settings.roles:
+        problems += _size_problems(role, settings.prices)
     if problem := store_problem(settings.scaler.store):
         problems.append((("scaler", "store"), problem))
     if problem := http_url_problem(settings.scaler.prometheus_url):
@@ -605,6 +661,22 @@ def _check_values(settings: Config, path: str, sources: dict[Where, list[_Refere
         if problem := notifier_problem(notifier):
             problems.append((("scaler", "notifiers", index), problem))
     _raise(path, problems, sources)
+
+
+def _size_problems(role: RoleSettings, prices: Prices) -> list[Problem]:
+    """A size listed twice or without a price (the scaler picks the cheapest)."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for index, option in enumerate(role.sizes):
+        where = ("apps", role.app, "roles", role.role, "sizes", index, "size")
+        if option.size.lower() in seen:
+            problems.append((where, f"size {option.size!r} is listed twice"))
+        seen.add(option.size.lower())
+        try:
+            prices.hourly(option.size)
+        except UnknownDynoType as error:
+            problems.append((where, str(error)))
+    return problems
 
 
 def _policy(mapping: dict[str, Any]) -> dict[str, Any]:
@@ -623,6 +695,9 @@ def merged_policy(*layers: dict[str, Any]) -> dict[str, Any]:
     settings = {k: v for layer in (BUILTIN_DEFAULTS, *layers) for k, v in layer.items()}
     settings.setdefault("scale_down_window", settings["boot_time"])
     settings.setdefault("cooldown", settings["boot_time"])
+    # After a size change every dyno reboots; S (a 1m rate) reflects the new size
+    # a minute after they serve.
+    settings.setdefault("size_cooldown", settings["boot_time"] + 60)
     return settings
 
 
@@ -639,19 +714,67 @@ def _resolve_roles(document: dict[str, Any], path: str) -> list[RoleSettings]:
                     f"max_dynos ({settings['max_dynos']})"
                 )
             queues = tuple(QueueSettings(**q) for q in role.get("queues", []))
-            if not queues and role.get("requests") is None:
-                raise ConfigError(f"{where}: needs queues or requests: router to scale on")
+            middleware = role.get("middleware", {}).get("url")
+            if not queues and role.get("requests") is None and middleware is None:
+                raise ConfigError(
+                    f"{where}: needs queues, requests: router or middleware to scale on"
+                )
             _check_unique_queues(queues, where)
+            settings["schedules"] = _role_schedules(settings, document, app_name, role_name, path)
+            sizes = tuple(SizeOption(**s) for s in role.get("sizes", []))
+            if sizes:
+                if "concurrency" in role:
+                    raise ConfigError(
+                        f"{where}: concurrency is set per size under sizes:, not on the role"
+                    )
+                settings["concurrency"] = max(sizes, key=lambda s: s.capacity).concurrency
             roles.append(
                 RoleSettings(
                     app=app_name,
                     role=role_name,
                     queues=queues,
                     requests=role.get("requests"),
+                    middleware=middleware,
+                    sizes=sizes,
                     **settings,
                 )
             )
     return roles
+
+
+def schedules_of(
+    settings: dict[str, Any], origin: Where, now: float
+) -> tuple[tuple[Schedule, ...], list[Problem]]:
+    """The schedules of resolved policy `settings` (their `schedules` as written at
+    `origin`), and the problems of those that cannot be used at `now`."""
+    found: list[Schedule] = []
+    problems: list[Problem] = []
+    for index, entry in enumerate(settings.get("schedules", [])):
+        where = (*origin, "schedules", index)
+        if any(s.name == entry["name"] for s in found):
+            problems.append(((*where, "name"), f"schedule {entry['name']!r} is listed twice"))
+        try:
+            found.append(parse_schedule(entry, settings["min_dynos"], settings["max_dynos"], now))
+        except ScheduleError as error:
+            problems.append(((*where, error.key) if error.key else where, str(error)))
+    return tuple(found), problems
+
+
+def _role_schedules(
+    settings: dict[str, Any], document: dict[str, Any], app: str, role: str, path: str
+) -> tuple[Schedule, ...]:
+    """The role's schedules, from the most specific level that lists them."""
+    levels = (
+        (("apps", app, "roles", role), document["apps"][app]["roles"][role]),
+        (("apps", app), document["apps"][app]),
+        (("defaults",), document.get("defaults", {})),
+    )
+    origin = next((where for where, level in levels if "schedules" in level), ())
+    found, problems = schedules_of(settings, origin, time.time())
+    if origin[:1] == ("defaults",) or len(origin) == 2:
+        problems = [(where, f"{message} (for {app}/{role})") for where, message in problems]
+    _raise(path, problems, {})
+    return found
 
 
 def _check_unique_queues(queues: tuple[QueueSettings, ...], where: str) -> None:

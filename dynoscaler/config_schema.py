@@ -6,7 +6,9 @@ specific one wins (see dynoscaler.config).
 
 from typing import Any
 
-BACKENDS = ("sidekiq", "resque", "rq", "celery", "redis_list", "rabbitmq")
+# Job libraries whose queues are tables in a SQL database (exporter/collectors/sql_source.py).
+SQL_BACKENDS = ("solid_queue", "good_job", "delayed_job", "que")
+BACKENDS = ("sidekiq", "resque", "rq", "celery", "redis_list", "rabbitmq", *SQL_BACKENDS)
 
 # "number" is finite and "integer" a whole number without a fraction part (5,
 # not 5.0): dynoscaler.config checks types with its own type checker.
@@ -20,10 +22,31 @@ _seconds_or_zero = {"type": "number", "minimum": 0, "maximum": MAX_SECONDS}
 _count = {"type": "integer", "minimum": 0, "maximum": MAX_COUNT}
 _positive_count = {"type": "integer", "minimum": 1, "maximum": MAX_COUNT}
 
+# A known window with its own floor and budget (dynoscaler.schedules): it opens by
+# `cron` (or once, `at` an ISO date and time) in `timezone` and lasts `duration`
+# (seconds, or 35m, 2h).
+SCHEDULE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "duration"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+        "cron": {"type": "string", "minLength": 1},
+        "at": {"type": "string", "minLength": 1},
+        "duration": {"type": ["number", "string"]},
+        "timezone": {"type": "string", "minLength": 1},
+        "min_dynos": _count,
+        "max_dynos": _count,
+    },
+}
+
 POLICY_PROPERTIES: dict[str, Any] = {
     "min_dynos": _count,
     "max_dynos": _count,
+    "schedules": {"type": "array", "items": SCHEDULE},
     "target_deadline": _seconds,
+    # Web roles: the p95 of request queue time (router to app) to stay under.
+    "target_queue_time": _seconds,
     "boot_time": _seconds_or_zero,
     "concurrency": _positive_count,
     # Share of jobs allowed to finish after the deadline; sets the square-root
@@ -35,6 +58,26 @@ POLICY_PROPERTIES: dict[str, Any] = {
     "cooldown": _seconds_or_zero,
     # Most dynos one action may add or remove.
     "max_step": _positive_count,
+    # Seconds after a dyno size change during which the scaler changes no size.
+    "size_cooldown": _seconds_or_zero,
+    # What a scale-down does while jobs run (Heroku stops dynos with SIGTERM, then
+    # SIGKILL 30 s later): allow, wait (while the jobs in progress exceed the
+    # slots that would remain), wait_long (while any job older than the grace
+    # period runs). docs/scaler.md, "Scale-downs and running jobs".
+    "scale_down_when_busy": {"enum": ["allow", "wait", "wait_long"]},
+}
+
+# One dyno size a role may run at: its Heroku dyno type, worker slots per dyno and
+# speed relative to the others (a job takes S / speed).
+SIZE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["size", "concurrency"],
+    "properties": {
+        "size": {"type": "string", "pattern": "^[A-Za-z0-9.-]+$"},
+        "concurrency": _positive_count,
+        "speed": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000},
+    },
 }
 
 QUEUE = {
@@ -57,6 +100,15 @@ ROLE = {
         **POLICY_PROPERTIES,
         "queues": {"type": "array", "items": QUEUE},
         "requests": {"enum": ["router"]},
+        # Web roles: the Redis the exporter.web middleware writes request times to.
+        "middleware": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url"],
+            "properties": {"url": {"type": "string", "minLength": 1}},
+        },
+        # Dyno sizes the scaler may choose from (dynoscaler.model.choose_size).
+        "sizes": {"type": "array", "minItems": 1, "items": SIZE},
     },
 }
 
