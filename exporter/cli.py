@@ -20,6 +20,8 @@ from exporter.collectors.formation import FormationSource
 from exporter.collectors.policy import policy_samples
 from exporter.collectors.rabbitmq import rabbitmq_sources
 from exporter.collectors.redis_source import BACKENDS, redis_sources
+from exporter.collectors.sql_source import BACKENDS as SQL_BACKENDS
+from exporter.collectors.sql_source import sql_sources
 from exporter.formation_webhook import FormationWebhook
 from exporter.logdrain import RouterStats
 from exporter.server import DRAIN_TOKEN_ENV, listen, serve
@@ -67,6 +69,7 @@ def build(settings: config.Config) -> Exporter:
     sources: list[Source] = [
         *redis_sources([p for p in pairs if p[1].backend in BACKENDS], timeout),
         *rabbitmq_sources([p for p in pairs if p[1].backend == "rabbitmq"], timeout),
+        *sql_sources([p for p in pairs if p[1].backend in SQL_BACKENDS], timeout),
     ]
     pollers = []
     if os.environ.get("HEROKU_API_KEY"):

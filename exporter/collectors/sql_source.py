@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from dynoscaler.config import MYSQL_SCHEMES, POSTGRES_SCHEMES
 from exporter.collectors import (
     Feed,
     PartialRead,
@@ -58,15 +59,13 @@ BACKENDS: dict[str, ModuleType] = {
     "delayed_job": delayed_job,
     "que": que,
 }
-POSTGRESQL_SCHEMES = ("postgresql", "postgres")
-MYSQL_SCHEMES = ("mysql", "mysql2", "trilogy", "mariadb")
 STATEMENT_SHARE = 0.8
 FINISHED_LAG = 5.0
 
 
 def dialect_of(url: str) -> Dialect | None:
     scheme = urlsplit(url).scheme
-    if scheme in POSTGRESQL_SCHEMES:
+    if scheme in POSTGRES_SCHEMES:
         return POSTGRESQL
     return MYSQL if scheme in MYSQL_SCHEMES else None
 
