@@ -36,11 +36,12 @@ from dynoscaler.prices import Prices, UnknownDynoType
 from dynoscaler.schedules import Schedule, ScheduleError
 from dynoscaler.schedules import parse as parse_schedule
 
+DEFAULT_TARGET_QUEUE_TIME = 0.1  # seconds, p95 of web requests' queue time
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "min_dynos": 0,
     "max_dynos": 10,
     "target_deadline": 60,
-    "target_queue_time": 0.1,
+    "target_queue_time": DEFAULT_TARGET_QUEUE_TIME,
     "boot_time": 45,
     "concurrency": 1,
     "miss_ratio": 0.01,
@@ -105,7 +106,6 @@ class RoleSettings:
     min_dynos: int
     max_dynos: int
     target_deadline: float
-    target_queue_time: float
     boot_time: float
     concurrency: int
     miss_ratio: float
@@ -115,6 +115,7 @@ class RoleSettings:
     queues: tuple[QueueSettings, ...] = ()
     requests: str | None = None
     middleware: str | None = None  # the Redis URL of the exporter.web middleware's hashes
+    target_queue_time: float = DEFAULT_TARGET_QUEUE_TIME
     # The dyno sizes the scaler chooses from (empty: the size is left alone);
     # concurrency is then the largest size's.
     sizes: tuple[SizeOption, ...] = ()
@@ -560,26 +561,30 @@ def http_url_problem(url: str) -> str | None:
 
 
 def _through_management_api(backend: str, url: str) -> bool:
-    """RabbitMQ, and Celery on RabbitMQ (a celery queue with an http(s) URL): the
-    exporter reads them through the management API."""
+    """RabbitMQ, and Celery or Dramatiq on RabbitMQ (a queue of theirs with an
+    http(s) URL): the exporter reads them through the management API."""
     return backend == "rabbitmq" or (
-        backend == "celery" and urlsplit(url).scheme in ("http", "https")
+        backend in ("celery", "dramatiq") and urlsplit(url).scheme in ("http", "https")
     )
+
+
+_PREFIXED = ("rq", "resque", "celery", "bullmq", "dramatiq")
 
 
 def queue_prefix_problem(queue: QueueSettings) -> str | None:
     """Why a queue's `prefix` means nothing for its backend, or None: only RQ
-    (RQ_KEY_PREFIX), Resque (the namespace) and Celery on Redis (kombu's
-    global_keyprefix) put a prefix before their keys."""
+    (RQ_KEY_PREFIX), Resque (the namespace), Celery on Redis (kombu's
+    global_keyprefix), BullMQ (its `prefix` option) and Dramatiq on Redis (the
+    RedisBroker's namespace) put a prefix before their keys."""
     if queue.prefix is None:
         return None
     if _through_management_api(queue.backend, queue.url):
-        said = "celery on RabbitMQ" if queue.backend == "celery" else queue.backend
-    elif queue.backend not in ("rq", "resque", "celery"):
+        said = queue.backend if queue.backend == "rabbitmq" else f"{queue.backend} on RabbitMQ"
+    elif queue.backend not in _PREFIXED:
         said = queue.backend
     else:
         return None
-    return f"a key prefix means nothing for {said} (only rq, resque and celery on Redis have one)"
+    return f"a key prefix means nothing for {said} (only {', '.join(_PREFIXED)} on Redis have one)"
 
 
 def queue_url_problem(backend: str, url: str) -> str | None:
@@ -653,6 +658,9 @@ def _check_values(settings: Config, path: str, sources: dict[Where, list[_Refere
                 problems.append((where, problem))
     for role in settings.roles:
         problems += _size_problems(role, settings.prices)
+        # The middleware's hashes are read like a Redis queue backend's keys.
+        if role.middleware and (problem := queue_url_problem("redis_list", role.middleware)):
+            problems.append((("apps", role.app, "roles", role.role, "middleware", "url"), problem))
     if problem := store_problem(settings.scaler.store):
         problems.append((("scaler", "store"), problem))
     if problem := http_url_problem(settings.scaler.prometheus_url):

@@ -131,7 +131,9 @@ def test_unset_environment_variable_is_an_error(tmp_path):
 
 def test_role_without_anything_to_scale_on_is_an_error(tmp_path):
     text = "apps:\n  shop:\n    roles:\n      worker: {concurrency: 2}\n"
-    with pytest.raises(ConfigError, match="apps.shop.roles.worker: needs queues or requests"):
+    with pytest.raises(
+        ConfigError, match="apps.shop.roles.worker: needs queues, requests: router or middleware"
+    ):
         load_text(tmp_path, text)
 
 
