@@ -8,7 +8,17 @@ from typing import Any
 
 # Job libraries whose queues are tables in a SQL database (exporter/collectors/sql_source.py).
 SQL_BACKENDS = ("solid_queue", "good_job", "delayed_job", "que")
-BACKENDS = ("sidekiq", "resque", "rq", "celery", "redis_list", "rabbitmq", *SQL_BACKENDS)
+BACKENDS = (
+    "sidekiq",
+    "resque",
+    "rq",
+    "celery",
+    "redis_list",
+    "rabbitmq",
+    "bullmq",
+    "dramatiq",
+    *SQL_BACKENDS,
+)
 
 # "number" is finite and "integer" a whole number without a fraction part (5,
 # not 5.0): dynoscaler.config checks types with its own type checker.
@@ -88,7 +98,8 @@ QUEUE = {
         "name": {"type": "string", "minLength": 1},
         "backend": {"enum": list(BACKENDS)},
         "url": {"type": "string", "minLength": 1},
-        # The backend's key prefix: rq, resque and celery on Redis (config.queue_prefix_problem).
+        # The key prefix of rq, resque, celery, bullmq and dramatiq on Redis
+        # (config.queue_prefix_problem).
         "prefix": {"type": "string", "minLength": 1},
     },
 }

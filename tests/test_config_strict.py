@@ -303,6 +303,8 @@ def test_names_must_be_text(tmp_path):
         ("rq", "redis://127.0.0.1:6379/0", "shop-rq"),  # RQ_KEY_PREFIX
         ("resque", "redis://127.0.0.1:6379/0", "resque:shop"),  # the Resque namespace
         ("celery", "redis://127.0.0.1:6379/0", "shop:"),  # kombu's global_keyprefix
+        ("bullmq", "redis://127.0.0.1:6379/0", "shop-bull"),  # BullMQ's prefix option
+        ("dramatiq", "redis://127.0.0.1:6379/0", "shop-dq"),  # the RedisBroker's namespace
     ],
 )
 def test_a_queue_prefix_is_read_where_the_backend_has_one(tmp_path, backend, url, prefix):
@@ -319,6 +321,7 @@ def test_a_queue_prefix_is_read_where_the_backend_has_one(tmp_path, backend, url
         ("redis_list", "redis://127.0.0.1:6379/0", "redis_list"),
         ("rabbitmq", "http://guest:guest@127.0.0.1:15672/%2F", "rabbitmq"),
         ("celery", "http://guest:guest@127.0.0.1:15672/%2F", "celery on RabbitMQ"),
+        ("dramatiq", "http://guest:guest@127.0.0.1:15672/%2F", "dramatiq on RabbitMQ"),
     ],
 )
 def test_a_queue_prefix_is_refused_where_it_means_nothing(tmp_path, backend, url, said):
