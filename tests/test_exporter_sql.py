@@ -1,0 +1,405 @@
+"""The SQL job backends against the real PostgreSQL and MariaDB of this machine.
+
+Each run creates its own databases (dropped after), the libraries' tables from
+their published schemas (exporter/sql_libraries.py), and rows as each library
+writes them; the expected figures are each library's own definition of
+waiting, running and finished applied to those rows.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pymysql
+import pytest
+
+from dynoscaler.config import ConfigError, parse
+from exporter.collectors import PartialRead, Queue
+from exporter.collectors.sql_source import FINISHED_LAG, SqlSource
+from exporter.metrics import Sample
+from exporter.sql_libraries import create
+from tests.exporter_helpers import exporter, queue_figures, write_config
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root"}
+DATABASE = f"dynoscaler_sql_test_{os.getpid()}"
+POSTGRES_URL = f"postgresql://postgres:hunter2@127.0.0.1:5432/{DATABASE}"
+MARIADB_URL = f"mysql://root@127.0.0.1:3306/{DATABASE}"
+TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[psycopg.Connection]:
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {DATABASE}")
+        try:
+            with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+                for library in ("solid_queue", "good_job", "delayed_job", "que"):
+                    create(connection.cursor(), library, "postgresql")
+                yield connection
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+
+@pytest.fixture(scope="module")
+def mariadb() -> Iterator[pymysql.Connection]:
+    connection = pymysql.connect(**MARIADB, autocommit=True)
+    cursor = connection.cursor()
+    cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+    cursor.execute(f"CREATE DATABASE {DATABASE}")
+    try:
+        connection.select_db(DATABASE)
+        cursor.execute("SET time_zone = '+00:00'")
+        for library in ("solid_queue", "delayed_job"):
+            create(cursor, library, "mysql")
+        yield connection
+    finally:
+        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+        connection.close()
+
+
+@pytest.fixture(params=["postgresql", "mysql"])
+def database(request: pytest.FixtureRequest) -> tuple[str, Any]:
+    """(url, cursor) of PostgreSQL, then of MariaDB, with the tables emptied."""
+    if request.param == "postgresql":
+        connection = request.getfixturevalue("postgres")
+        url = POSTGRES_URL
+    else:
+        connection = request.getfixturevalue("mariadb")
+        url = MARIADB_URL
+    cursor = connection.cursor()
+    # MySQL's tables here have no foreign keys to cascade: each is emptied
+    for table in ("jobs", "ready_executions", "scheduled_executions", "blocked_executions",
+                  "claimed_executions", "failed_executions", "processes", "pauses"):  # fmt: skip
+        cursor.execute(f"DELETE FROM solid_queue_{table}")
+    cursor.execute("DELETE FROM delayed_jobs")
+    return url, cursor
+
+
+def utc(seconds: float) -> datetime:
+    """A Rails `datetime` value: UTC, without a zone."""
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+
+
+def figures(samples: list[Sample], name: str, backend: str) -> dict[str, float]:
+    found = {s.metric: s.value for s in samples if s.labels[2:] == (name, backend)}
+    return {metric.removeprefix("dynoscaler_"): value for metric, value in found.items()}
+
+
+def read(url: str, queues: list[Queue]) -> list[Sample]:
+    return SqlSource(url, queues, TIMEOUT).read()
+
+
+# -- Solid Queue -------------------------------------------------------------------
+
+
+def _solid_job(cursor: Any, queue: str, now: float, **columns: Any) -> int:
+    """A solid_queue_jobs row as SolidQueue::Job.enqueue creates it."""
+    values = {
+        "queue_name": queue,
+        "class_name": "ReportJob",
+        "arguments": "{}",
+        "priority": 0,
+        "scheduled_at": utc(now),
+        "created_at": utc(now),
+        "updated_at": utc(now),
+        **columns,
+    }
+    names = ", ".join(values)
+    marks = ", ".join(["%s"] * len(values))
+    cursor.execute(
+        f"INSERT INTO solid_queue_jobs ({names}) VALUES ({marks})", list(values.values())
+    )
+    cursor.execute("SELECT max(id) FROM solid_queue_jobs")
+    return int(cursor.fetchone()[0])
+
+
+def _execution(cursor: Any, table: str, job: int, **columns: Any) -> None:
+    names = ", ".join(["job_id", *columns])
+    marks = ", ".join(["%s"] * (1 + len(columns)))
+    cursor.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", [job, *columns.values()])
+
+
+def _process(cursor: Any, heartbeat: float) -> int:
+    cursor.execute(
+        "INSERT INTO solid_queue_processes (kind, last_heartbeat_at, pid, hostname, "
+        "created_at, name) VALUES ('Worker', %s, 4242, 'web.1', %s, %s)",
+        [utc(heartbeat), utc(heartbeat), f"worker-{heartbeat}"],
+    )
+    cursor.execute("SELECT max(id) FROM solid_queue_processes")
+    return int(cursor.fetchone()[0])
+
+
+def test_solid_queue_counts_as_solid_queue_does(database: tuple[str, Any]) -> None:
+    """Ready, due scheduled and expired blocked executions wait (no Solid Queue process runs
+    to dispatch them: a role at zero dynos); claims of live processes run; a paused queue
+    waits for nobody; finished and failed jobs count once."""
+    url, cursor = database
+    now = time.time()
+    for _ in range(3):
+        job = _solid_job(cursor, "default", now - 30)
+        _execution(cursor, "solid_queue_ready_executions", job, queue_name="default",
+                   priority=0, created_at=utc(now - 30))  # fmt: skip
+    due = _solid_job(cursor, "default", now - 120, scheduled_at=utc(now - 10))
+    later = _solid_job(cursor, "default", now - 120, scheduled_at=utc(now + 600))
+    for job, at in ((due, now - 10), (later, now + 600)):
+        _execution(cursor, "solid_queue_scheduled_executions", job, queue_name="default",
+                   priority=0, scheduled_at=utc(at), created_at=utc(now - 120))  # fmt: skip
+    for expires in (now - 50, now + 300):  # limits_concurrency: blocked until the lock expires
+        job = _solid_job(cursor, "default", now - 200, concurrency_key="Report/1")
+        _execution(cursor, "solid_queue_blocked_executions", job, queue_name="default",
+                   priority=0, concurrency_key="Report/1", expires_at=utc(expires),
+                   created_at=utc(now - 200))  # fmt: skip
+    alive, dead = _process(cursor, now - 20), _process(cursor, now - 3600)
+    for process in (alive, alive, dead):
+        job = _solid_job(cursor, "default", now - 5)
+        _execution(cursor, "solid_queue_claimed_executions", job, process_id=process,
+                   created_at=utc(now - 5))  # fmt: skip
+    for _ in range(2):
+        job = _solid_job(cursor, "mail", now - 40)
+        _execution(cursor, "solid_queue_ready_executions", job, queue_name="mail",
+                   priority=0, created_at=utc(now - 40))  # fmt: skip
+    cursor.execute(
+        "INSERT INTO solid_queue_pauses (queue_name, created_at) VALUES ('mail', %s)", [utc(now)]
+    )
+    queues = [Queue("shop", "worker", name, "solid_queue") for name in ("default", "mail")]
+    source = SqlSource(url, queues, TIMEOUT)
+    default = figures(source.read(), "default", "solid_queue")
+    assert default["queue_depth"] == 3 + 1 + 1
+    assert abs(default["queue_oldest_age_seconds"] - (time.time() - (now - 50))) < 1
+    assert default["queue_in_progress"] == 2
+    assert default["queue_paused"] == 0
+    assert default["jobs_completed"] == 0
+    mail = figures(source.read(), "mail", "solid_queue")
+    assert (mail["queue_depth"], mail["queue_oldest_age_seconds"], mail["queue_paused"]) == (
+        0,
+        0,
+        1,
+    )
+
+    # Finished after the first read's window: counted once the lag has passed them.
+    finished = time.time() - FINISHED_LAG + 0.2
+    for _ in range(3):
+        _solid_job(cursor, "default", finished - 1, finished_at=utc(finished))
+    failed = _solid_job(cursor, "default", finished - 1)
+    _execution(cursor, "solid_queue_failed_executions", failed, error="boom",
+               created_at=utc(finished))  # fmt: skip
+    time.sleep(0.3)
+    assert figures(source.read(), "default", "solid_queue")["jobs_completed"] == 4
+    assert figures(source.read(), "default", "solid_queue")["jobs_completed"] == 4
+
+
+# -- Delayed Job -------------------------------------------------------------------
+
+
+def _delayed_job(cursor: Any, queue: str | None, run_at: float, **columns: Any) -> None:
+    """A delayed_jobs row as Delayed::Job.enqueue writes it (locked and failed as a worker does)."""
+    values = {"priority": 0, "attempts": 0, "handler": "--- !ruby/object:Report {}\n",
+              "run_at": utc(run_at), "queue": queue, "created_at": utc(run_at),
+              "updated_at": utc(run_at), **columns}  # fmt: skip
+    names, marks = ", ".join(values), ", ".join(["%s"] * len(values))
+    cursor.execute(f"INSERT INTO delayed_jobs ({names}) VALUES ({marks})", list(values.values()))
+
+
+def test_delayed_job_counts_what_ready_to_run_takes(database: tuple[str, Any]) -> None:
+    """Due, unlocked, not failed jobs wait (a lock older than max_run_time is taken again);
+    locked ones run; scheduled ones wait once due, with no worker running."""
+    url, cursor = database
+    now = time.time()
+    _delayed_job(cursor, "default", now - 15)
+    _delayed_job(cursor, "default", now - 15)
+    _delayed_job(cursor, "default", now + 600)  # run_at later: not yet
+    _delayed_job(cursor, "default", now - 30, locked_at=utc(now - 3), locked_by="host:web.1 pid:7")
+    stale = now - 5 * 3600  # its worker died: Delayed Job takes it again after 4 hours
+    _delayed_job(cursor, "default", stale, locked_at=utc(stale), locked_by="host:gone pid:1")
+    _delayed_job(cursor, "default", now - 100, attempts=25, failed_at=utc(now - 50))
+    _delayed_job(cursor, None, now - 100)  # no queue name: no configured queue's
+    samples = read(url, [Queue("shop", "worker", "default", "delayed_job")])
+    default = figures(samples, "default", "delayed_job")
+    assert default["queue_depth"] == 3
+    assert abs(default["queue_oldest_age_seconds"] - (time.time() - stale)) < 1
+    assert default["queue_in_progress"] == 1
+    assert "jobs_completed" not in default  # Delayed Job deletes what succeeds
+
+
+# -- GoodJob and Que (PostgreSQL) --------------------------------------------------
+
+
+def _good_job(cursor: Any, queue: str, now: float, **columns: Any) -> None:
+    """A good_jobs row as GoodJob::Job.enqueue (and its performing and finishing) writes it."""
+    values = {"queue_name": queue, "priority": 0, "serialized_params": "{}",
+              "scheduled_at": utc(now), "created_at": utc(now), "updated_at": utc(now),
+              "job_class": "ReportJob", "executions_count": 0, **columns}  # fmt: skip
+    names, marks = ", ".join(values), ", ".join(["%s"] * len(values))
+    cursor.execute(f"INSERT INTO good_jobs ({names}) VALUES ({marks})", list(values.values()))
+
+
+def test_good_job_counts_by_its_scopes(postgres: psycopg.Connection) -> None:
+    cursor = postgres.cursor()
+    cursor.execute("DELETE FROM good_jobs")
+    now = time.time()
+    _good_job(cursor, "default", now - 20)  # queued
+    _good_job(cursor, "default", now - 8)  # queued
+    _good_job(cursor, "default", now - 300, scheduled_at=utc(now - 12))  # scheduled, due
+    _good_job(cursor, "default", now - 60, scheduled_at=utc(now + 60))  # scheduled, not due
+    _good_job(cursor, "default", now - 9, performed_at=utc(now - 4))  # running
+    _good_job(cursor, "default", now - 90, performed_at=utc(now - 80), finished_at=utc(now - 70),
+              error="Boom: discarded")  # fmt: skip
+    source = SqlSource(POSTGRES_URL, [Queue("shop", "worker", "default", "good_job")], TIMEOUT)
+    default = figures(source.read(), "default", "good_job")
+    assert default["queue_depth"] == 3
+    assert abs(default["queue_oldest_age_seconds"] - (time.time() - (now - 20))) < 1
+    assert default["queue_in_progress"] == 1
+    finished = time.time() - FINISHED_LAG + 0.2
+    _good_job(cursor, "default", finished - 1, performed_at=utc(finished - 1),
+              finished_at=utc(finished))  # fmt: skip
+    time.sleep(0.3)
+    assert figures(source.read(), "default", "good_job")["jobs_completed"] == 1
+
+
+def test_que_counts_locked_jobs_as_running(postgres: psycopg.Connection) -> None:
+    """Que works a job while holding pg_advisory_lock(id): such a job runs, not waits."""
+    cursor = postgres.cursor()
+    cursor.execute("DELETE FROM que_jobs")
+    now = datetime.now(UTC)
+    insert = (
+        "INSERT INTO que_jobs (queue, run_at, job_class, job_schema_version, finished_at, "
+        "expired_at) VALUES (%s, now() + %s * interval '1 second', 'Report', 2, %s, %s) "
+        "RETURNING id"
+    )
+    for offset in (-12, -3, 600):
+        cursor.execute(insert, ["default", offset, None, None])
+    cursor.execute(insert, ["default", -40, now, None])  # finished (kept by `finish`)
+    cursor.execute(insert, ["default", -40, None, now])  # expired: out of retries
+    cursor.execute(insert, ["default", -100, None, None])
+    running = cursor.fetchone()[0]
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as worker:
+        worker.execute("SELECT pg_advisory_lock(%s)", [running])
+        default = figures(read(POSTGRES_URL, [Queue("shop", "worker", "default", "que")]),
+                          "default", "que")  # fmt: skip
+    assert default["queue_depth"] == 2
+    assert abs(default["queue_oldest_age_seconds"] - 12) < 1
+    assert default["queue_in_progress"] == 1
+
+
+# -- faults -------------------------------------------------------------------------
+
+
+def test_a_bad_row_or_a_missing_table_costs_only_its_own_queues(
+    postgres: psycopg.Connection,
+) -> None:
+    """A waiting job without a readable time leaves out its queue only; a library whose
+    tables are not in the database leaves out that library's queues only."""
+    cursor = postgres.cursor()
+    cursor.execute("DELETE FROM good_jobs")
+    now = time.time()
+    _good_job(cursor, "default", now - 5)
+    _good_job(cursor, "bad", now)
+    cursor.execute("UPDATE good_jobs SET scheduled_at = '-infinity' WHERE queue_name = 'bad'")
+    queues = [
+        Queue("shop", "worker", "default", "good_job"),
+        Queue("shop", "mailer", "bad", "good_job"),
+    ]
+    source = SqlSource(POSTGRES_URL, queues, TIMEOUT)
+    with pytest.raises(PartialRead) as partial:
+        source.read()
+    (error,) = partial.value.errors
+    assert {(f.app, f.role) for f in error.feeds} == {("shop", "mailer")}
+    assert "bad of shop/mailer" in error.message and "without a readable time" in error.message
+    assert figures(partial.value.samples, "default", "good_job")["queue_depth"] == 1
+    assert figures(partial.value.samples, "bad", "good_job") == {}
+
+    # A database without Solid Queue's tables: its queues out, GoodJob's still read.
+    cursor.execute("ALTER TABLE solid_queue_jobs RENAME TO solid_queue_jobs_gone")
+    try:
+        mixed = [queues[0], Queue("blog", "worker", "default", "solid_queue")]
+        with pytest.raises(PartialRead) as partial:
+            SqlSource(POSTGRES_URL, mixed, TIMEOUT).read()
+    finally:
+        cursor.execute("ALTER TABLE solid_queue_jobs_gone RENAME TO solid_queue_jobs")
+    (error,) = partial.value.errors
+    assert {(f.backend, f.app, f.role) for f in error.feeds} == {("solid_queue", "blog", "worker")}
+    assert "UndefinedTable" in error.message
+    assert figures(partial.value.samples, "default", "good_job")["queue_depth"] == 1
+
+
+def test_a_zero_date_on_mariadb_costs_only_its_queue(mariadb: pymysql.Connection) -> None:
+    cursor = mariadb.cursor()
+    cursor.execute("DELETE FROM delayed_jobs")
+    _delayed_job(cursor, "default", time.time() - 5)
+    cursor.execute("SET SESSION sql_mode = ''")  # what lets an old app write a zero date
+    cursor.execute(
+        "INSERT INTO delayed_jobs (handler, queue, run_at) VALUES ('x', 'bad', '0000-00-00')"
+    )
+    queues = [Queue("shop", "worker", n, "delayed_job") for n in ("default", "bad")]
+    with pytest.raises(PartialRead) as partial:
+        read(MARIADB_URL, queues)
+    assert [e.message.split(": queue ")[1] for e in partial.value.errors] == [
+        "bad of shop/worker left out"
+    ]
+    assert figures(partial.value.samples, "default", "delayed_job")["queue_depth"] == 1
+
+
+def test_a_dropped_connection_is_a_down_source_then_reconnected(
+    postgres: psycopg.Connection,
+) -> None:
+    source = SqlSource(POSTGRES_URL, [Queue("shop", "worker", "default", "que")], TIMEOUT)
+    source.read()
+    postgres.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = 'dynoscaler-exporter' AND datname = %s",
+        [DATABASE],
+    )
+    with pytest.raises(psycopg.OperationalError):
+        source.read()
+    assert figures(source.read(), "default", "que")["queue_depth"] >= 0
+    refused = SqlSource("postgresql://postgres:hunter2@127.0.0.1:1/x", [], TIMEOUT)
+    assert refused.address == "postgresql://127.0.0.1:1/x"
+    with pytest.raises(psycopg.OperationalError) as down:
+        refused.read()
+    assert "hunter2" not in str(down.value)
+
+
+def test_settings_name_a_url_the_library_cannot_use() -> None:
+    def queue(backend: str, url: str) -> dict[str, Any]:
+        worker = {"queues": [{"name": "default", "backend": backend, "url": url}]}
+        return {"apps": {"shop": {"roles": {"worker": worker}}}}
+
+    assert parse(queue("solid_queue", MARIADB_URL), "a.yml", {}).roles[0].queues[0].url
+    with pytest.raises(ConfigError, match=r"queues.0.url: .* is not a PostgreSQL URL \(que\)"):
+        parse(queue("que", "mysql://root:secret@db/app"), "a.yml", {})
+    with pytest.raises(ConfigError, match="not a PostgreSQL or MySQL URL") as refused:
+        parse(queue("delayed_job", "redis://:secret@cache:6379/0"), "a.yml", {})
+    assert "secret" not in str(refused.value)
+
+
+def test_the_exporter_serves_sql_queues_without_their_password(
+    postgres: psycopg.Connection, tmp_path: Path
+) -> None:
+    cursor = postgres.cursor()
+    cursor.execute("DELETE FROM que_jobs")
+    started = time.monotonic()
+    cursor.execute(
+        "INSERT INTO que_jobs (queue, run_at, job_class, job_schema_version) "
+        "VALUES ('default', now() - interval '7 seconds', 'Report', 2)"
+    )
+    queues = [{"name": "default", "backend": "que", "url": "${DATABASE_URL}"}]
+    config = write_config(tmp_path, {"shop": {"roles": {"worker": {"queues": queues}}}})
+    with exporter(config, env={"DATABASE_URL": POSTGRES_URL}) as running:
+        series = running.scrape()
+        text = running.log.read_text()
+    found = queue_figures(series, "default", "que")
+    assert found["depth"] == 1 and found["in_progress"] == 0
+    assert 7 <= (found["oldest_age_seconds"] or 0) <= 7 + time.monotonic() - started
+    source = POSTGRES_URL.replace("postgres:hunter2@", "")
+    up = ("dynoscaler_source_up", frozenset({("source", source), ("backend", "que"),
+                                              ("app", "shop"), ("role", "worker")}))  # fmt: skip
+    assert series[up] == 1
+    assert "hunter2" not in repr(series) and "hunter2" not in text
