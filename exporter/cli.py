@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 
 from prometheus_client.registry import CollectorRegistry
@@ -87,7 +88,10 @@ def build(settings: config.Config) -> Exporter:
     router_roles = [role.key for role in settings.roles if role.requests == "router"]
     router = RouterStats(router_roles)
     collector = ExporterCollector(
-        [*sources, *pollers], timeout, static=policy_samples(settings), extra=[router.samples]
+        [*sources, *pollers],
+        timeout,
+        # schedules change the floor and budget in force: computed at each scrape
+        extra=[router.samples, lambda: policy_samples(settings, time.time())],
     )
     return Exporter(collector, router, pollers, _webhook(pollers))
 

@@ -41,12 +41,10 @@ class ExporterCollector(Collector):
         self,
         sources: Sequence[Source],
         timeout: float,
-        static: Sequence[Sample | HistogramSample] = (),
         extra: Sequence[Callable[[], Samples]] = (),
     ) -> None:
         self.sources = list(sources)
         self.timeout = timeout
-        self.static = list(static)
         self.extra = list(extra)
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.sources)))
         self._running: dict[int, Future[_Reading]] = {}
@@ -58,7 +56,7 @@ class ExporterCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         deadline = time.monotonic() + self.timeout
         futures = [self._submit(index) for index in range(len(self.sources))]
-        samples: Samples = list(self.static)
+        samples: Samples = []
         for index, future in enumerate(futures):
             samples += self._result(index, future, deadline)
         for produce in self.extra:

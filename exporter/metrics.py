@@ -42,8 +42,8 @@ class Family:
 
 
 _POLICY_HELP = {
-    "min_dynos": "Fewest dynos the role may run (setting)",
-    "max_dynos": "Most dynos the role may run (setting)",
+    "min_dynos": "Fewest dynos the role may run (setting, or its schedule's in force)",
+    "max_dynos": "Most dynos the role may run (setting, or its schedule's in force)",
     "target_deadline_seconds": "Seconds from enqueue to done each job should meet (setting)",
     "concurrency": "Jobs one dyno processes at once (setting)",
     "boot_seconds": "Seconds from a formation change to a dyno taking work (setting)",
@@ -69,6 +69,9 @@ FAMILIES: dict[str, Family] = {
         "histogram", "Job processing time reported by workers", ("app", "role", "queue")
     ),
     "dynoscaler_dynos": Family("gauge", "Current formation quantity", ROLE_LABELS),
+    "dynoscaler_schedule_active": Family(
+        "gauge", "1 while a window of the role's schedule is open", (*ROLE_LABELS, "schedule")
+    ),
     "dynoscaler_dyno_size_info": Family(
         "gauge", "Dyno size of the formation (always 1)", (*ROLE_LABELS, "size")
     ),

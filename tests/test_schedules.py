@@ -10,9 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
 from dynoscaler import config, schedules
 from dynoscaler.config import ConfigError
+from exporter.cli import build
 
 ROOT = Path(__file__).resolve().parent.parent
 OSLO = ZoneInfo("Europe/Oslo")
@@ -171,3 +173,18 @@ def test_check_config_shows_the_next_windows_and_exits_2_on_a_bad_one(tmp_path):
     assert refused.returncode == 2
     assert f"{path}: apps.shop.roles.worker.schedules.0.timezone: unknown" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_the_exporter_publishes_the_floor_and_budget_in_force_and_the_open_windows():
+    now = datetime.now(UTC).replace(microsecond=0)
+    opened = {"name": "launch", "at": now.isoformat(), "duration": "1h", "min_dynos": 4}
+    later = {**opened, "name": "later", "at": now.replace(year=now.year + 1).isoformat()}
+    exporter = build(config.parse(document(opened, later, min_dynos=1), "s.yml", {}))
+    try:
+        text = generate_latest(exporter.registry()).decode()
+    finally:
+        exporter.close()
+    assert 'dynoscaler_policy_min_dynos{app="shop",role="worker"} 4.0' in text
+    assert 'dynoscaler_policy_max_dynos{app="shop",role="worker"} 20.0' in text
+    assert 'dynoscaler_schedule_active{app="shop",role="worker",schedule="launch"} 1.0' in text
+    assert 'dynoscaler_schedule_active{app="shop",role="worker",schedule="later"} 0.0' in text

@@ -1,7 +1,13 @@
-"""The policy settings of every role as gauges, so the PromQL rules stay generic."""
+"""The policy settings of every role as gauges, so the PromQL rules stay generic.
+
+min_dynos and max_dynos are those in force at the scrape (dynoscaler.schedules:
+a window's, from boot_time before it opens); dynoscaler_schedule_active says
+which windows are open.
+"""
 
 from __future__ import annotations
 
+from dynoscaler import schedules
 from dynoscaler.config import Config
 from exporter.metrics import Sample
 
@@ -17,9 +23,17 @@ _SETTINGS = {
 }
 
 
-def policy_samples(config: Config) -> list[Sample]:
-    return [
-        Sample(f"dynoscaler_policy_{metric}", role.key, getattr(role, attribute))
-        for role in config.roles
-        for metric, attribute in _SETTINGS.items()
-    ]
+def policy_samples(config: Config, now: float) -> list[Sample]:
+    """The roles' settings in force at `now` (epoch seconds) and their open windows."""
+    samples = []
+    for role in config.roles:
+        settings = schedules.in_force(role, now)
+        samples += [
+            Sample(f"dynoscaler_policy_{metric}", role.key, getattr(settings, attribute))
+            for metric, attribute in _SETTINGS.items()
+        ]
+        samples += [
+            Sample("dynoscaler_schedule_active", (*role.key, name), int(is_open))
+            for name, is_open in schedules.active(role, now).items()
+        ]
+    return samples
