@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
         values = ", ".join(f"{name}={getattr(role, name)}" for name in _COLUMNS)
         print(f"\n{role.app}/{role.role}: {values}")
         for queue in role.queues:
-            print(f"  queue {queue.name} ({queue.backend}) at {config.redact(queue.url)}")
+            prefix = "" if queue.prefix is None else f", prefix {queue.prefix}"
+            print(f"  queue {queue.name} ({queue.backend}{prefix}) at {config.redact(queue.url)}")
         if role.requests:
             print(f"  requests from the {role.requests}")
         for schedule, opening in schedules.next_windows(role, time.time(), NEXT_WINDOWS):

@@ -180,6 +180,16 @@ def test_check_config_prints_resolved_settings_and_redacts_passwords(tmp_path):
     assert "hunter2" not in result.stdout
 
 
+def test_check_config_prints_a_queue_s_key_prefix(tmp_path):
+    text = VALID.replace("${REDIS_URL}", "redis://cache:6379/0").replace(
+        '{name: mail, backend: rq, url: "${BLOG_REDIS:-redis://127.0.0.1:6379/9}"}',
+        '{name: mail, backend: bullmq, url: "redis://127.0.0.1:6379/9", prefix: blog-bull}',
+    )
+    result = run_cli("check-config", str(write(tmp_path, text)))
+    assert result.returncode == 0, result.stderr
+    assert "queue mail (bullmq, prefix blog-bull) at redis://127.0.0.1:6379/9" in result.stdout
+
+
 @pytest.mark.parametrize(
     "text",
     [VALID.replace("max_dynos: 25", "max_dynos: many"), "apps: [unclosed", VALID],
