@@ -52,6 +52,9 @@ setup(
             "rq>=2.0",
             "celery>=5.4",
             "pika>=1.3",
+            # BullMQ's Python port runs BullMQ's own Lua scripts (tests/test_exporter_bullmq.py)
+            "bullmq>=2.9",
+            "dramatiq[redis,rabbitmq]>=1.17",
             "schemathesis>=4.0",
             # OTLP bodies as Fir's telemetry drains send them (tests/test_exporter_otlp.py)
             "opentelemetry-sdk>=1.27",

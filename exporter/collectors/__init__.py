@@ -10,8 +10,8 @@ a RabbitMQ management API, the Heroku formation poller). It has:
   of the whole source; PartialRead when only some keys or entries were unusable
   (each costs only the queues it feeds).
 
-Redis-based backends (sidekiq, resque, rq, celery, redis_list, and the job
-timing hashes) are modules with server-wide reads (`shared_commands`,
+Redis-based backends (sidekiq, resque, rq, celery, redis_list, bullmq,
+dramatiq, and the job timing hashes) are modules with server-wide reads (`shared_commands`,
 `parse_shared`) and per-queue reads (`queue_commands`, `parse_queue`): the
 Redis source puts every backend's commands for one server into one pipeline and
 parses each queue on its own (see redis_source.py).

@@ -26,6 +26,18 @@ running ones), and neither in progress nor completed is published: the
 running tasks are not visible in the broker. Celery sets no AMQP timestamp, so
 the oldest age is only known (0) for an empty queue.
 
+`dramatiq` with a management API URL (Dramatiq's RabbitmqBroker): Dramatiq
+acknowledges a message when its actor is done (failures that exhausted their
+retries are rejected to `<q>.XQ`), so the `rabbitmq` figures of queue `<q>`
+mean what they say: messages_unacknowledged are running or prefetched (each
+worker prefetches `dramatiq_queue_prefetch`, twice its threads by default) and
+`ack` counts finished attempts. What cannot be read: Dramatiq sets no AMQP
+timestamp (its `message_timestamp` is in the body, which the API reads only by
+consuming), so the oldest age is only known (0) for an empty queue; and the
+delayed messages of `<q>.DQ` carry their due time in the body too, so due ones
+are not counted as waiting (workers fetch them at once and hold them until
+due; with no worker running they wait unseen).
+
 A configured queue that does not exist yet gives no series.
 """
 
