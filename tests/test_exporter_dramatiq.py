@@ -26,8 +26,7 @@ from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
 from exporter_helpers import RABBITMQ_API, wait_for
 
 from exporter.collectors import Feed, PartialRead, Queue
-from exporter.collectors.rabbitmq import rabbitmq_sources
-from exporter.collectors.redis_source import RedisSource
+from exporter.collectors.redis_source import RedisSource, redis_sources
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -229,7 +228,7 @@ def test_dramatiq_on_rabbitmq(rabbit_queue):
         send.send(number)
     send.send_with_options(args=(9,), delay=60_000)  # in <queue>.DQ: not waiting yet
     queue = Queue("shop", "worker", rabbit_queue, "dramatiq")
-    (source,) = rabbitmq_sources([(RABBITMQ_API, queue)], 5)
+    (source,) = redis_sources([(RABBITMQ_API, queue)], 5)  # as the exporter routes it
 
     def settled() -> dict[str, float] | None:
         """The figures once the management API's statistics show the two acks."""
