@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dynoscaler.config import Config, RoleSettings
+from dynoscaler.schedules import in_force
 from scaler import metrics
 from scaler.actuator import FAILURE, LIMIT, SUCCESS, HerokuError, Result
 from scaler.deadline import Deadline, current
@@ -111,7 +112,8 @@ class Scaler:
         being served, see scaler.deadline.RequestDeadline, else a fresh one).
         """
         deadline = deadline or current() or Deadline()
-        settings = {i.role: self._settings(app, i.role) for i in inputs}
+        # a schedule's window sets the floor and budget in force (as the exporter publishes)
+        settings = {i.role: in_force(self._settings(app, i.role), self.clock()) for i in inputs}
         decisions = self._without_heroku(app, inputs, settings, source)
         if decisions is not None:
             self._observe(decisions)
@@ -254,7 +256,8 @@ class Scaler:
 
     def _limit_key(self, settings: RoleSettings) -> str:
         """What a stored limit was learned under: the role's settings and the account."""
-        recorded = {k: getattr(settings, k) for k in _RECORDED_SETTINGS}
+        configured = self._settings(settings.app, settings.role)  # not a window's
+        recorded = {k: getattr(configured, k) for k in _RECORDED_SETTINGS}
         account = getattr(self.actuator, "account", "")
         return json.dumps({"settings": recorded, "account": account}, sort_keys=True)
 

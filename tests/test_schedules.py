@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,10 +12,16 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 from prometheus_client import generate_latest
+from scaler_support import HEROKU_KEY
 
-from dynoscaler import config, schedules
+from dynoscaler import config, heroku, schedules
 from dynoscaler.config import ConfigError
 from exporter.cli import build
+from scaler.actuator import Actuator
+from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
+from scaler.guardrails import Request
+from scaler.service import RoleInput, Scaler
+from scaler.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 OSLO = ZoneInfo("Europe/Oslo")
@@ -188,3 +195,44 @@ def test_the_exporter_publishes_the_floor_and_budget_in_force_and_the_open_windo
     assert 'dynoscaler_policy_max_dynos{app="shop",role="worker"} 20.0' in text
     assert 'dynoscaler_schedule_active{app="shop",role="worker",schedule="launch"} 1.0' in text
     assert 'dynoscaler_schedule_active{app="shop",role="worker",schedule="later"} 0.0' in text
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_scaler_clamps_with_the_window_in_force(tmp_path, monkeypatch):
+    clock = Clock()
+    opens = datetime.fromtimestamp(clock.now + 3600, UTC).replace(microsecond=0)
+    sale = {"name": "sale", "at": opens.isoformat(), "duration": "30m", "min_dynos": 6}
+    document_ = document({**sale, "max_dynos": 25}, min_dynos=1)
+    document_["scaler"] = {"store": f"sqlite:///{tmp_path / 's.sqlite3'}"}
+    settings = config.parse(document_, "s.yml", {})
+    fake = FakeHeroku(settings, HEROKU_KEY)
+    server = FakeHerokuServer(fake, access_log=False).start()
+    monkeypatch.setenv("HEROKU_API_URL", server.url)
+    monkeypatch.setenv("HEROKU_API_KEY", HEROKU_KEY)
+    store = Store(settings.scaler.store)
+    scaler = Scaler(settings, store, Actuator(heroku.client), lambda event: None, clock)
+
+    def deliver(desired: int) -> tuple[int | None, int | None]:
+        request = Request(desired, clock.now)
+        (decision,) = scaler.apply("shop", [RoleInput("worker", request, {})], "test")
+        return decision.from_count, decision.to_count
+
+    try:
+        assert deliver(1)[1] in (None, 1)
+        clock.now = opens.timestamp() - 30  # boot_time (60 s) before it opens
+        assert deliver(1) == (1, 6)
+        clock.now = opens.timestamp() + 600
+        assert deliver(24) == (6, 16)  # max_step 10, toward 24 (above the role's own 20)
+        assert deliver(24) == (16, 24)
+        clock.now = opens.timestamp() + 1800 + 120  # closed: the role's own budget again
+        assert deliver(24) == (24, 20)
+    finally:
+        server.stop()
+        store.close()
