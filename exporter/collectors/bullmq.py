@@ -25,7 +25,9 @@ script per queue reads it all at once (taskforcesh/bullmq src/commands/*.lua):
   rise (the walk stops there); the first job of each priority band of
   `prioritized` (its score is priority * 0x100000000 + an insertion counter, so
   a band's first job is its oldest); the earliest due delayed job (from its
-  score); the stalled jobs. A job id whose hash is gone is passed over.
+  score); the stalled jobs. A job id whose hash is gone is passed over. A
+  worker that promotes a due delayed job sets its `delay` to 0
+  (promoteDelayedJobs), so in `wait` it reads as ready since its add.
 - completed: the `count` of `metrics:completed` and `metrics:failed`, which
   BullMQ keeps only for workers started with the `metrics` option
   (collectMetrics); without it there is no count (the `completed` and `failed`
