@@ -25,6 +25,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "bench": {
         "exporter": "exporter.bench",
         "drain": "exporter.bench_drain",
+        "sql": "exporter.bench_sql",
         "webhook": "scaler.bench",
         "rules": "dynoscaler.bench_rules",
     },

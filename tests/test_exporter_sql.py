@@ -9,6 +9,8 @@ waiting, running and finished applied to those rows.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -403,3 +405,23 @@ def test_the_exporter_serves_sql_queues_without_their_password(
                                               ("app", "shop"), ("role", "worker")}))  # fmt: skip
     assert series[up] == 1
     assert "hunter2" not in repr(series) and "hunter2" not in text
+
+
+def test_bench_sql_reads_every_waiting_row_of_each_library() -> None:
+    """A small `dynoscaler bench sql`: each library's depth is the rows it filled as waiting."""
+    bench = [sys.executable, "-m", "dynoscaler", "bench", "sql", "--finished", "2000"]
+    bench += ["--ready", "300", "--scrapes", "2", "--database", f"{DATABASE}_bench"]
+    done = subprocess.run(bench, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[3:]]
+    assert [(row[0], row[1], row[-1]) for row in rows] == [
+        (library, dialect, "300")
+        for library, dialect in (
+            ("solid_queue", "postgresql"),
+            ("good_job", "postgresql"),
+            ("delayed_job", "postgresql"),
+            ("que", "postgresql"),
+            ("solid_queue", "mysql"),
+            ("delayed_job", "mysql"),
+        )
+    ]
