@@ -16,13 +16,12 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-import requests
-
 from dynoscaler import config
-from dynoscaler.config import Config, ConfigError
+from dynoscaler.config import Config
 from scaler.actuator import Actuator
 from scaler.guardrails import Request
 from scaler.notifiers import Notifiers
+from scaler.prometheus import PrometheusError, query
 from scaler.service import RoleInput, Scaler
 from scaler.store import STORE_ERRORS, Store
 
@@ -35,11 +34,6 @@ QUERIES = {
     "dynos_at": "timestamp(dynoscaler_dynos)",
     "down": "dynoscaler_source_up == 0",
 }
-QUERY_TIMEOUT_SECONDS = 10.0
-
-
-class PrometheusError(Exception):
-    """Prometheus did not answer a query usably."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,21 +80,6 @@ def reconcile_once(settings: Config, scaler: Scaler) -> bool:
             print(f"{d.app}/{d.role}: {d.reason} ({d.outcome})", flush=True)
             ok = ok and d.outcome != "failure"
     return ok
-
-
-def query(base_url: str, promql: str) -> list[dict[str, Any]]:
-    """An instant query; the result vector as Prometheus returns it."""
-    url = f"{base_url.rstrip('/')}/api/v1/query"
-    try:
-        response = requests.get(url, params={"query": promql}, timeout=QUERY_TIMEOUT_SECONDS)
-        body = response.json()
-    except (requests.RequestException, ValueError) as error:
-        raise PrometheusError(f"{url}: {error}") from None
-    if response.status_code != 200 or body.get("status") != "success":
-        raise PrometheusError(f"{url} {promql!r}: HTTP {response.status_code} {body.get('error')}")
-    if body["data"]["resultType"] != "vector":
-        raise ConfigError(f"{promql!r} did not return an instant vector")
-    return body["data"]["result"]
 
 
 def role_inputs(
