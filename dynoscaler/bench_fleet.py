@@ -190,6 +190,7 @@ class Figures:
     apps: int
     seconds: float
     budget_per_hour: float
+    startup: float = 0.0
     calls: dict[tuple[str, str], float] = field(default_factory=dict)  # per hour
     bucket: tuple[int, int] = (0, 0)  # RateLimit-Remaining at the start and the end
     webhook_setup_tokens: int = 0
@@ -252,22 +253,23 @@ class Fleet:
         self.webhook_setup_tokens = 0
 
     def start(self) -> None:
+        """Start every process; those that need no other start together."""
         self.clean_redis()
         self._dynoscaler("heroku", "fake-heroku", "--port", str(self.ports["heroku"]))
-        self.supervisor.wait_ready(self.children["heroku"], http_ok(self.fake("state")))
-        if self.webhooks:
-            self.subscribe()
-        exporter = ("exporter", "--port", str(self.ports["exporter"]))
-        self._dynoscaler("exporter", *exporter)
-        self.supervisor.wait_ready(
-            self.children["exporter"], http_ok(f"{self.urls['exporter']}/metrics"), timeout=120
-        )
         self._dynoscaler("scaler", "scaler", "serve", "--port", str(self.ports["scaler"]))
-        self.supervisor.wait_ready(
-            self.children["scaler"], http_ok(f"{self.urls['scaler']}/openapi.yml")
-        )
         self._alertmanager()
         self._prometheus()
+        self._ready("heroku", self.fake("state"))
+        if self.webhooks:
+            self.subscribe()
+        self._dynoscaler("exporter", "exporter", "--port", str(self.ports["exporter"]))
+        self._ready("exporter", f"{self.urls['exporter']}/metrics")
+        self._ready("scaler", f"{self.urls['scaler']}/openapi.yml")
+        self._ready("alertmanager", f"{self.urls['am']}/-/ready")
+        self._ready("prometheus", f"{self.urls['prometheus']}/-/ready")
+
+    def _ready(self, name: str, url: str) -> None:
+        self.supervisor.wait_ready(self.children[name], http_ok(url), timeout=300)
 
     def stop(self) -> None:
         self.supervisor.stop_all()
@@ -320,9 +322,6 @@ class Fleet:
             "--cluster.listen-address=",
         ]
         self.children["alertmanager"] = self.supervisor.start("alertmanager", argv)
-        self.supervisor.wait_ready(
-            self.children["alertmanager"], http_ok(f"{self.urls['am']}/-/ready")
-        )
 
     def _prometheus(self) -> None:
         document = configs.prometheus(
@@ -342,11 +341,6 @@ class Fleet:
             "--rules.alert.resend-delay=5s",
         ]
         self.children["prometheus"] = self.supervisor.start("prometheus", argv)
-        self.supervisor.wait_ready(
-            self.children["prometheus"],
-            http_ok(f"{self.urls['prometheus']}/-/ready"),
-            timeout=300,
-        )
 
     # -- what the bench reads --------------------------------------------------------------
 
@@ -469,7 +463,9 @@ def measure(options: argparse.Namespace, apps: int, seconds: float) -> Figures:
             backfill(roles, options.history, exporter, run_dir / "data")
         workload = Workload(fleet_.redis, roles)
         try:
+            started = time.monotonic()
             fleet_.start()
+            figures.startup = time.monotonic() - started
             workload.start()
             time.sleep(options.warmup)
             _run_events(fleet_, figures, options.event_every, seconds)
@@ -587,7 +583,7 @@ def report(figures: Figures, peer: Figures | None = None) -> Iterator[str]:
     f = figures
     yield (
         f"== {f.apps} apps x {len(ROLES)} roles, {f.seconds:g} s measured"
-        f" (load average {bench_rules._load()})"
+        f" (load average {bench_rules._load()}); every process ready in {f.startup:.0f} s"
     )
     share = f.spend_per_hour / f.budget_per_hour
     yield (
