@@ -375,13 +375,26 @@ class Store:
             _insert(cursor, decisions)
 
     def decisions(
-        self, app: str | None = None, role: str | None = None, limit: int = 100
+        self,
+        app: str | None = None,
+        role: str | None = None,
+        limit: int = 100,
+        since: float | None = None,
+        until: float | None = None,
+        actions: bool = False,
     ) -> list[dict[str, Any]]:
-        """The newest `limit` records first, optionally for one app and role."""
-        where, params = [], []
-        for column, value in (("app", app), ("role", role)):
+        """The newest `limit` records first, optionally for one app and role,
+        taken from `since` to `until` (Unix times, inclusive), and with `actions`
+        only those with a target count (sent, or in a dry run would have been)."""
+        where, params = (["to_count IS NOT NULL"] if actions else []), []
+        for condition, value in (
+            ("app = ?", app),
+            ("role = ?", role),
+            ("time >= ?", since),
+            ("time <= ?", until),
+        ):
             if value is not None:
-                where.append(f"{column} = ?")
+                where.append(condition)
                 params.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         cursor = _Cursor(self._connection().cursor(), self._sql)
