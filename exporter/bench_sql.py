@@ -15,13 +15,13 @@ import pymysql
 
 from dynoscaler.benchstats import percentile
 from exporter.bench import _positive
-from exporter.collectors import Queue
+from exporter.collectors import PartialRead, Queue
 from exporter.collectors.sql_source import SqlSource
 from exporter.sql_libraries import create
 
 QUEUES = 4  # the rows are spread over queue_0 .. queue_3, all read at each scrape
 GOAL_MS = 50.0
-TIMEOUT = 2.0  # source_timeout's default
+TIMEOUT = 2.0  # source_timeout's default: statements are cut off at 1.6 s
 
 # Per library and dialect: the statements that fill its table with `finished` rows
 # that are done (or, for Delayed Job, which deletes what succeeds, failed and kept)
@@ -111,12 +111,15 @@ def run(args: argparse.Namespace) -> int:
                 started = time.perf_counter()
                 _fill(cursor, library, dialect, args.finished, args.ready)
                 filled = time.perf_counter() - started
-                times, depth = _measure(url, library, args.scrapes)
+                times, depth, failed = _measure(url, library, args.scrapes)
                 wrong |= depth != args.ready
+                read = "none" if depth is None else f"{depth:,}"
                 print(
                     f"{library:<12} {dialect:<10} {filled:>7.1f} "
-                    f"{statistics.median(times):>10.1f} {percentile(times, 99):>8.1f}  "
-                    f"{depth:,}{'' if depth == args.ready else ' WRONG'}"
+                    f"{statistics.median(times):>10.1f} {percentile(times, 99):>8.1f}  {read}"
+                    f"{'' if depth == args.ready else ' WRONG'}"
+                    f"{f' ({failed} reads cut off by the statement time-out)' if failed else ''}",
+                    flush=True,
                 )
     return 1 if wrong else 0
 
@@ -152,21 +155,27 @@ def _tables(cursor: Any, dialect: str, library: str) -> list[str]:
     return [row[0] for row in cursor.fetchall() if row[0].startswith(library.split("_")[0])]
 
 
-def _measure(url: str, library: str, scrapes: int) -> tuple[list[float], int]:
-    """Milliseconds of each read (after one to connect), and the depth the last one saw."""
+def _measure(url: str, library: str, scrapes: int) -> tuple[list[float], int | None, int]:
+    """Milliseconds of each read (after one to connect), the depth the last whole read saw,
+    and how many reads failed (the statement time-out cut them off)."""
     queues = [Queue("bench", "worker", f"queue_{n}", library) for n in range(QUEUES)]
     source = SqlSource(url, queues, TIMEOUT)
+    times, depth, failed = [], None, 0
     try:
-        source.read()
-        times = []
-        for _ in range(scrapes):
+        for scrape in range(scrapes + 1):
             started = time.perf_counter()
-            samples = source.read()
-            times.append((time.perf_counter() - started) * 1000)
+            try:
+                samples = source.read()
+            except PartialRead:
+                failed += 1
+                samples = None
+            if scrape:  # the first read also connects
+                times.append((time.perf_counter() - started) * 1000)
+            if samples is not None:
+                depth = sum(int(s.value) for s in samples if s.metric == "dynoscaler_queue_depth")
     finally:
         source.close()
-    depth = sum(int(s.value) for s in samples if s.metric == "dynoscaler_queue_depth")
-    return times, depth
+    return times, depth, failed
 
 
 @contextmanager

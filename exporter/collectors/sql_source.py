@@ -90,7 +90,8 @@ class _PostgreSQL:
             application_name="dynoscaler-exporter",
             options=(
                 f"-c statement_timeout={statement_ms} -c default_transaction_read_only=on "
-                "-c TimeZone=UTC"
+                # parallel workers are the application's, not a monitor's to take
+                "-c TimeZone=UTC -c max_parallel_workers_per_gather=0"
             ),
         )
 
