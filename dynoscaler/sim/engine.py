@@ -6,7 +6,8 @@ Time advances in ticks (1 s by default). Each tick:
    that old, as in Prometheus), the policy decides from the View; its decision takes
    effect `policy.delay_for(...)` seconds later (or never) through the Actuator
    (guardrails or clamp); a newer decision due sooner replaces older ones not yet
-   applied;
+   applied. The policy decides, and the actuator clamps, with the floor and budget in
+   force then (dynoscaler.schedules: a window's, from boot_time before it opens);
 3. the tick's arrivals join the queue; free slots of serving dynos start jobs
    in FIFO order; every started job gets its exact start and end time.
 
@@ -29,6 +30,8 @@ from collections import deque
 
 import numpy as np
 
+from dynoscaler import schedules
+from dynoscaler.config import RoleSettings
 from dynoscaler.sim.actuation import Actuator
 from dynoscaler.sim.alerting import Pager
 from dynoscaler.sim.fifo import Fifo
@@ -115,6 +118,7 @@ class Simulation:
 
     def _decide(self, now: float, pending: deque[tuple[float, int]]) -> None:
         current = self.formation.quantity
+        self.policy.role = self._in_force(now)
         decision = self.policy.decide(self.view, now, current)
         self.pager.update(now, decision.unmeetable)
         delay = self.policy.delay_for(now, decision, current)
@@ -149,8 +153,13 @@ class Simulation:
         trace.dynos.append(dynos)
         trace.billed.append(self.formation.billed_now())
 
+    def _in_force(self, now: float) -> RoleSettings:
+        """The role's settings at `now`: a schedule's floor and budget while in force."""
+        return schedules.in_force(self.scenario.role, self.scenario.start + now)
+
     def _actuate(self, desired: int, now: float) -> None:
         current = self.formation.quantity
+        self.actuator.role = self._in_force(now)
         target = self.actuator.target(desired, current, self.view.times[self.view.count - 1], now)
         if target != current:
             self.changes.append(self.formation.scale_to(target, now))

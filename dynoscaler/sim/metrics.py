@@ -168,6 +168,11 @@ class RunResult:
     misses: Misses = field(default_factory=Misses)
 
     @property
+    def late(self) -> int:
+        """Jobs that passed their deadline."""
+        return int(self.misses.counts.sum())
+
+    @property
     def flag_lead(self) -> float | None:
         """Seconds from the unmeetable flag to the first miss (positive: flagged in time)."""
         if math.isinf(self.first_flag) or math.isinf(self.first_miss):

@@ -12,12 +12,14 @@ from dynoscaler.sim.engine import simulate
 from dynoscaler.sim.lower_bound import LowerBound, lower_bound
 from dynoscaler.sim.metrics import RunResult
 from dynoscaler.sim.pages import PageCounts, PageRow, page_counts, pages_table
-from dynoscaler.sim.scenario import Scenario
+from dynoscaler.sim.scenario import Scenario, without_schedules
 
 MODELS = ("dynoscaler",)
 WITHIN_GOAL = 0.99
 RATIO_GOAL = 1.25
 CHANGES_PER_CYCLE_GOAL = 2
+# A scenario with schedules: the model with them, against the model without them.
+SCHEDULE_COST_GOAL = 1.1
 PAGES_HEADING = "### DeadlineUnmeetable: pages against misses"
 PAGES_TEXT = (
     "A page is false when no job passes its deadline from the page until a deadline after "
@@ -33,6 +35,8 @@ class ScenarioResult:
     scenario: Scenario
     bound: LowerBound
     runs: tuple[RunResult, ...]
+    # the models' runs without the role's schedules (scenarios with schedules only)
+    unscheduled: tuple[RunResult, ...] = ()
 
     def ratio(self, run: RunResult) -> float | None:
         if not self.bound.feasible or self.bound.dyno_seconds <= 0:
@@ -41,6 +45,9 @@ class ScenarioResult:
 
     def run_of(self, policy: str) -> RunResult | None:
         return next((r for r in self.runs if r.policy == policy), None)
+
+    def unscheduled_of(self, policy: str) -> RunResult | None:
+        return next((r for r in self.unscheduled if r.policy == policy), None)
 
     def pages(self, run: RunResult) -> PageCounts:
         return page_counts(run, self.scenario.role.target_deadline)
@@ -56,7 +63,11 @@ def evaluate(
     """Every policy and the lower bound on one job trace (the scenario's seed by default)."""
     names = policies or scenario.policies
     runs = tuple(simulate(scenario, name, seed) for name in names)
-    return ScenarioResult(scenario, lower_bound(scenario, seed), runs)
+    unscheduled = ()
+    if scenario.role.schedules:
+        reactive = without_schedules(scenario)
+        unscheduled = tuple(simulate(reactive, name, seed) for name in names if name in MODELS)
+    return ScenarioResult(scenario, lower_bound(scenario, seed), runs, unscheduled)
 
 
 def goals(result: ScenarioResult, model: str) -> list[tuple[str, bool]]:
@@ -80,6 +91,15 @@ def goals(result: ScenarioResult, model: str) -> list[tuple[str, bool]]:
             not better,
         ),
     ]
+    reactive = result.unscheduled_of(model)
+    if reactive is not None:
+        checks.append(
+            (
+                f"with its schedules 0 late jobs (without them {reactive.late}) at <= "
+                f"{SCHEDULE_COST_GOAL}x the dyno-seconds without them",
+                schedule_goal(run, reactive),
+            )
+        )
     cycles = result.scenario.cycles
     if cycles:
         per_cycle = run.direction_changes / cycles
@@ -90,6 +110,16 @@ def goals(result: ScenarioResult, model: str) -> list[tuple[str, bool]]:
 
 def within_goal(run: RunResult) -> bool:
     return run.within_share >= WITHIN_GOAL
+
+
+def schedule_goal(run: RunResult, reactive: RunResult) -> bool:
+    """The schedules' goal: no late job where the reactive run had some, for at most
+    SCHEDULE_COST_GOAL times its dyno-seconds."""
+    return (
+        run.late == 0
+        and reactive.late > 0
+        and run.dyno_seconds <= SCHEDULE_COST_GOAL * reactive.dyno_seconds
+    )
 
 
 def ratio_goal(result: ScenarioResult, run: RunResult) -> bool:
@@ -180,13 +210,14 @@ def table(result: ScenarioResult) -> str:
         "| actions | direction changes | flag lead (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for run in result.runs:
+    unscheduled = [(f"{r.policy} without its schedules", r) for r in result.unscheduled]
+    for name, run in [*((r.policy, r) for r in result.runs), *unscheduled]:
         ratio = result.ratio(run)
         changes = f"{run.direction_changes}"
         if scenario.cycles:
             changes += f" ({run.direction_changes / scenario.cycles:.1f}/cycle)"
         lines.append(
-            f"| {run.policy} | {run.within_share:.2%} | {_seconds(run.p99)} "
+            f"| {name} | {run.within_share:.2%} | {_seconds(run.p99)} "
             f"| {run.dyno_seconds:,.0f} | {'—' if ratio is None else f'{ratio:.2f}'} "
             f"| {run.actions} | {changes} | {_flag(run)} |"
         )

@@ -11,6 +11,9 @@ flag_lead_goal: 300      # out of bounds: seconds of lead the page must give (op
 cycles: 4                # load cycles, for direction changes per cycle (optional)
 initial_dynos: 2         # default min_dynos
 role: {min_dynos: 1, max_dynos: 20, target_deadline: 60, boot_time: 45, concurrency: 10}
+                         # role may carry schedules: as in autoscale.yml (dynoscaler.schedules)
+start: "2026-12-04T09:45:00+01:00"  # the date and time of t = 0, for schedules (default
+                         # 2026-01-05T00:00:00Z); every policy runs under the schedules
 arrivals: {type: sine, mean: 30, amplitude: 20, period: 3600}
 service: {type: lognormal, mean: 2.0, cv: 0.5}
 observation: {scrape_interval: 5, evaluation_lag: 2}   # optional, these defaults
@@ -20,21 +23,24 @@ parameters: {threshold: {step: 2}}        # optional per-policy settings
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-from dynoscaler.config import ConfigError, QueueSettings, RoleSettings, merged_policy
+from dynoscaler.config import ConfigError, QueueSettings, RoleSettings, merged_policy, schedules_of
 from dynoscaler.config_schema import POLICY_PROPERTIES
 from dynoscaler.sim.arrivals import Profile, build_profile
 from dynoscaler.sim.policies import DEFAULT_POLICIES, REGISTRY
 from dynoscaler.sim.service import Service, build_service
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
+DEFAULT_START = datetime.fromisoformat("2026-01-05T00:00:00+00:00").timestamp()  # a Monday
 _POSITIVE = {"type": "number", "exclusiveMinimum": 0}
 _NUMBERS = {"type": "object", "additionalProperties": {"type": "number"}}
 # Shapes only; arrivals and service are checked by their builders, which know each type.
@@ -52,6 +58,7 @@ SCHEMA: dict[str, Any] = {
         "flag_lead_goal": _POSITIVE,
         "cycles": _POSITIVE,
         "initial_dynos": {"type": "integer", "minimum": 0},
+        "start": {"type": "string", "minLength": 1},
         "role": {"type": "object", "additionalProperties": False, "properties": POLICY_PROPERTIES},
         "arrivals": {"type": "object", "required": ["type"]},
         "service": {"type": "object", "required": ["type"]},
@@ -100,6 +107,12 @@ class Scenario:
     policies: tuple[str, ...]
     parameters: dict[str, dict[str, float]] = field(default_factory=dict)
     flag_lead_goal: float | None = None  # out of bounds: the lead the page must give
+    start: float = DEFAULT_START  # epoch seconds of t = 0 (schedules open by the calendar)
+
+
+def without_schedules(scenario: Scenario) -> Scenario:
+    """The scenario with its role's schedules left out: the reactive policy alone."""
+    return dataclasses.replace(scenario, role=dataclasses.replace(scenario.role, schedules=()))
 
 
 def available() -> dict[str, Path]:
@@ -126,7 +139,8 @@ def load(name_or_path: str) -> Scenario:
 
 def parse(document: Any, default_name: str) -> Scenario:
     _validate(document)
-    role = _role(document["role"])
+    start = _start(document.get("start"))
+    role = _role(document["role"], start)
     tick = float(document.get("tick", 1.0))
     observation = _observation(document.get("observation", {}), tick)
     return Scenario(
@@ -145,7 +159,20 @@ def parse(document: Any, default_name: str) -> Scenario:
         policies=tuple(document.get("policies", DEFAULT_POLICIES)),
         parameters={k: dict(v) for k, v in document.get("parameters", {}).items()},
         flag_lead_goal=document.get("flag_lead_goal"),
+        start=start,
     )
+
+
+def _start(text: str | None) -> float:
+    if text is None:
+        return DEFAULT_START
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ConfigError(f"start: {text!r} is not a date and time with its UTC offset")
+    return moment.timestamp()
 
 
 def _observation(spec: dict[str, float], tick: float) -> Observation:
@@ -173,9 +200,13 @@ def _where(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
-def _role(spec: dict[str, Any]) -> RoleSettings:
+def _role(spec: dict[str, Any], start: float) -> RoleSettings:
     settings = merged_policy(spec)
     if settings["min_dynos"] > settings["max_dynos"]:
         raise ConfigError("role: min_dynos is above max_dynos")
+    found, problems = schedules_of(settings, ("role",), start)
+    if problems:
+        raise ConfigError("; ".join(f"{'.'.join(map(str, w))}: {m}" for w, m in problems))
+    settings["schedules"] = found
     queue = QueueSettings(name="default", backend="sidekiq", url="sim://queue")
     return RoleSettings(app="sim", role="worker", queues=(queue,), **settings)
