@@ -60,6 +60,8 @@ BACKENDS: dict[str, ModuleType] = {
     "que": que,
 }
 STATEMENT_SHARE = 0.8
+# The libraries that keep finished jobs with their finishing time.
+COUNTS_COMPLETIONS = ("solid_queue", "good_job")
 FINISHED_LAG = 5.0
 
 
@@ -222,13 +224,13 @@ class SqlSource:
     def _samples(self, queue: Queue, row: tuple[Any, ...], now: float) -> list[Sample]:
         _, depth, since, busy, paused, finished = row
         depth, busy, finished, paused = int(depth), int(busy), int(finished), int(paused)
+        labels = queue.labels
+        self.completed[labels] += finished  # counted once, whatever else the row holds
         if depth > 0 and (since is None or not math.isfinite(float(since))):
             raise ValueError(f"{depth} waiting job(s) without a readable time")
-        labels = queue.labels
         if paused:  # its jobs wait for someone to resume the queue, not for a dyno
             depth, since = 0, None
         age = 0.0 if depth == 0 else max(0.0, now - float(since))
-        self.completed[labels] += finished
         samples = [
             Sample("dynoscaler_queue_depth", labels, depth),
             Sample("dynoscaler_queue_oldest_age_seconds", labels, age),
@@ -239,10 +241,6 @@ class SqlSource:
         if queue.backend in COUNTS_COMPLETIONS:
             samples.append(Sample("dynoscaler_jobs_completed", labels, self.completed[labels]))
         return samples
-
-
-# The libraries that keep finished jobs with their finishing time.
-COUNTS_COMPLETIONS = ("solid_queue", "good_job")
 
 
 class _StatementFailed(Exception):
