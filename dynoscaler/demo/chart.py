@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the non-interactive backend
 
 from dynoscaler.demo.live import Sample  # noqa: E402
+from dynoscaler.role_chart import queue_panel  # noqa: E402
 
 
 def arrivals_per_second(pushed: Sequence[tuple[float, int]]) -> tuple[list[float], list[int]]:
@@ -46,14 +47,8 @@ def draw(
     load.set_ylabel("jobs/s")
     load.legend(loc="upper right")
 
-    queue.plot(t, [s.depth for s in samples], label="queue depth", color="tab:purple")
-    queue.set_ylabel("jobs waiting")
-    age = queue.twinx()
-    age.plot(t, [s.oldest for s in samples], label="oldest job's wait (s)", color="tab:red")
-    age.axhline(samples[0].deadline if samples else 0, color="tab:red", ls="--", label="deadline")
-    age.set_ylabel("seconds")
-    lines = queue.get_legend_handles_labels()[0] + age.get_legend_handles_labels()[0]
-    queue.legend(lines, [line.get_label() for line in lines], loc="upper right")
+    deadline = samples[0].deadline if samples else 0
+    queue_panel(queue, t, [s.depth for s in samples], [s.oldest for s in samples], deadline)
 
     dynos.step(t, [s.dynos for s in samples], where="post", label="formation (Heroku)")
     dynos.step(t, [s.up for s in samples], where="post", label="dynos taking jobs")
