@@ -11,8 +11,10 @@ Both compute, per app/role and in the same order of operations:
     drain             = Q·S / max(W, S)
     horizon        h  = B + 10 s                        (until a later decision's dynos serve)
     just in time      = (Q + P + λ'·h)·S / (h + max(W, S)) + m
-    slots             = max(drain, just in time); web roles (no queue): a + m
-    load term         = ceil(max(a + m, drain) / c)     (the need if λ' lasted)
+    slots             = max(drain, just in time); web roles (no queue): a / ρ, ρ the
+                        utilisation per dyno within target_queue_time (web_utilisation,
+                        prometheus/rules/web.yml), a + m without the setting
+    load term         = ceil(max(a + m, drain) / c)     (the need if λ' lasted; web: a / ρ)
     floor             = current count C while slots > 60% of C·c, else min(C, load term);
                         the load term when C is unknown
     cold-start reserve R = max(2·S₁₀ + 2·10 s, S₉₉ + 10 s)   (S₁₀: S pooled over 10 min;
@@ -151,6 +153,34 @@ def staffing_beta(miss_ratio: float) -> float:
     return t - numerator / denominator
 
 
+# ln(1/0.05): the queue-time target is the p95.
+_QUEUE_TIME_LOG_ODDS = 2.995732273553991
+
+
+def web_utilisation(policy: RoleSettings, s: float) -> float | None:
+    """The utilisation per dyno ρ that keeps the p95 of queue time under
+    target_queue_time and the share of waits past D − S under miss_ratio, as
+    prometheus/rules/web.yml computes it: each dyno an M/M/c queue (random routing),
+    P(wait > t) = ρ^k·e^(−c·(1−ρ)·t/S), k = √(2(c+1)) − 1 (Sakasegawa), solved for
+    u = ln ρ by three Newton steps from 0. None without the setting or S."""
+    if policy.target_queue_time is None or s <= 0:
+        return None
+    c = policy.concurrency
+    k = math.sqrt(2 * (c + 1)) - 1
+    targets = [(policy.target_queue_time, _QUEUE_TIME_LOG_ODDS)]
+    if policy.target_deadline - s > 0:
+        p = min(max(policy.miss_ratio, _MISS_RATIO_FLOOR), 0.5)
+        targets.append((policy.target_deadline - s, -math.log(p)))
+    found = []
+    for wait, log_odds in targets:
+        g = wait * (c / s)
+        u = -log_odds / (g + k)
+        for _ in range(2):
+            u = u - (u * k - g * (1 - math.exp(u)) + log_odds) / (g * math.exp(u) + k)
+        found.append(math.exp(u))
+    return min(found)
+
+
 def is_web_role(policy: RoleSettings) -> bool:
     """Web roles scale on router requests; they have no backlog to drain."""
     return policy.requests is not None and not policy.queues
@@ -187,11 +217,13 @@ def _model(
     window = deadline - s - boot
     drain = backlog * s / max(window, s) if s > 0 else 0.0
     web = is_web_role(policy)
+    utilisation = web_utilisation(policy, s) if web else None
+    load_slots = load + margin if utilisation is None else load / utilisation
     horizon = boot + DECISION_DELAY
     jobs = backlog + inputs.in_progress
     soon = (jobs + ahead * horizon) * s / (horizon + max(window, s))
-    slots = load + margin if web else max(drain, soon + margin)
-    floor = _scale_down_floor(slots, _dynos(max(load + margin, drain), c, work), inputs, c)
+    slots = load_slots if web else max(drain, soon + margin)
+    floor = _scale_down_floor(slots, _dynos(max(load_slots, drain), c, work), inputs, c)
     up = _dynos(slots, c, work)
     cold_window = _cold_start_window(inputs, policy, s)
     later = _cold_start_later(inputs, policy, cold_window, ahead, jobs, up)
@@ -206,7 +238,13 @@ def _model(
         f"(β={beta:.4g}, miss ratio {policy.miss_ratio:g})",
         f"backlog Q={backlog:g}, drain window W=D-S-B={window:.4g}s, drain slots={drain:.4g}",
         f"slots={slots:.4g} ("
-        + ("a+margin" if web else f"max(drain, (Q+P+λ'·h)·S/(h+W)+margin), h={horizon:g}s")
+        + (
+            f"a/ρ, utilisation ρ={utilisation:.4g}"
+            if utilisation is not None
+            else "a+margin"
+            if web
+            else f"max(drain, (Q+P+λ'·h)·S/(h+W)+margin), h={horizon:g}s"
+        )
         + f"), concurrency {c}: needed {needed} dyno(s) (scale-down floor {floor})",
     )
     if later:

@@ -51,6 +51,7 @@ POLICY_NAMES = {
     "min_dynos": "dynoscaler_policy_min_dynos",
     "max_dynos": "dynoscaler_policy_max_dynos",
     "target_deadline": "dynoscaler_policy_target_deadline_seconds",
+    "target_queue_time": "dynoscaler_policy_target_queue_seconds",  # optional: web roles
     "concurrency": "dynoscaler_policy_concurrency",
     "boot_time": "dynoscaler_policy_boot_seconds",
     "miss_ratio": "dynoscaler_policy_miss_ratio",
@@ -84,6 +85,7 @@ def probe(
         "evaluation_interval": f"{STEP}s",
         "group_eval_order": [
             "dynoscaler_duration_tail",
+            "dynoscaler_web",
             "dynoscaler_capacity",
             "dynoscaler_alerts",
         ],

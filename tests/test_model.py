@@ -19,9 +19,11 @@ from dynoscaler.model import (
     required_capacity,
     rules_window,
     staffing_beta,
+    web_utilisation,
 )
 
 WEB = dataclasses.replace(WORKER, role="web", queues=(), requests="router", target_deadline=2)
+WEB_NO_QUEUE_TIME = dataclasses.replace(WEB, target_queue_time=None)
 BETA_1PCT = staffing_beta(0.01)
 # The deadline margin ln(1/miss_ratio)·S/(D − S) for WORKER at S = 4 s: 0.329 slots
 MARGIN_S4 = math.log(100) * 4 / 56
@@ -214,11 +216,46 @@ def test_processing_time_alone_longer_than_the_deadline() -> None:
 
 def test_web_role_has_no_drain_window_check() -> None:
     # 50 req/s * 0.2 s = 10 busy slots; + ln(100)·0.2/1.8 = 10.51; 2 per dyno -> 6 dynos
-    result = capacity(WEB, arrival_rate=50.0, processing_seconds=0.2)
+    # (without target_queue_time: no utilisation per dyno, the queue roles' a + m)
+    result = capacity(WEB_NO_QUEUE_TIME, arrival_rate=50.0, processing_seconds=0.2)
     assert result.required_slots == pytest.approx(10 + math.log(100) * 0.2 / 1.8, abs=1e-12)
     assert result.needed_dynos == 6
     assert result.unmeetable is False
     assert capacity(WEB, arrival_rate=1.0, processing_seconds=2.5).unmeetable is True
+
+
+def erlang_c_wait_share(c: int, utilisation: float, wait: float, s: float) -> float:
+    """P(wait > `wait`) in an M/M/c queue, by Erlang C's own sum."""
+    a = c * utilisation
+    head = sum(a**k / math.factorial(k) for k in range(c))
+    tail = a**c / math.factorial(c) * c / (c - a)
+    return tail / (head + tail) * math.exp(-(c - a) * wait / s)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 4, 8, 25])
+@pytest.mark.parametrize("s", [0.02, 0.1, 0.5, 2.0])
+def test_web_utilisation_keeps_the_p95_of_queue_time_under_target(concurrency, s) -> None:
+    policy = dataclasses.replace(WEB, concurrency=concurrency, target_deadline=60)
+    utilisation = web_utilisation(policy, s)
+    share = erlang_c_wait_share(concurrency, utilisation, policy.target_queue_time, s)
+    # the p95 within 0.1 s: Sakasegawa's C errs above Erlang C but for a hair at c = 25
+    assert share <= 0.05 * 1.01
+    # and not far below it: 1.4 times the utilisation would miss the target
+    busier = min(utilisation * 1.4, 0.999)
+    assert erlang_c_wait_share(concurrency, busier, policy.target_queue_time, s) > 0.05
+
+
+def test_web_role_sized_on_queue_time() -> None:
+    # c = 2, S = 0.2 s, target 0.1 s: ρ = 0.217 (the response target, t = 1.8 s, allows
+    # more); a = 10 -> 46.03 slots, 24 dynos (10 at max): queue time needs 4x a + m
+    policy = dataclasses.replace(WEB, max_dynos=30)
+    result = capacity(policy, arrival_rate=50.0, processing_seconds=0.2)
+    assert result.required_slots == pytest.approx(10 / web_utilisation(policy, 0.2), rel=1e-12)
+    assert web_utilisation(policy, 0.2) == pytest.approx(0.217, abs=5e-4)
+    assert result.needed_dynos == 24 and result.unmeetable is False
+    # a response-time target tighter than the queue's: D - S = 0.05 s at a 1% miss ratio
+    tight = dataclasses.replace(policy, target_deadline=0.25)
+    assert web_utilisation(tight, 0.2) < web_utilisation(policy, 0.2)
 
 
 def test_look_ahead_over_boot_time_only_for_rising_rates() -> None:

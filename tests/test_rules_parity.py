@@ -58,7 +58,7 @@ class RoleAtTime:
             key: self.get(metric.removeprefix("dynoscaler_"))
             for key, metric in POLICY_NAMES.items()
         }
-        if any(value is None for value in found.values()):
+        if any(value is None for key, value in found.items() if key != "target_queue_time"):
             return None
         web = self.get("queue_depth") is None
         return RoleSettings(
@@ -67,6 +67,7 @@ class RoleAtTime:
             min_dynos=int(found["min_dynos"]),
             max_dynos=int(found["max_dynos"]),
             target_deadline=found["target_deadline"],
+            target_queue_time=found["target_queue_time"],
             boot_time=found["boot_time"],
             concurrency=int(found["concurrency"]),
             miss_ratio=found["miss_ratio"],
