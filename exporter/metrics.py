@@ -64,6 +64,11 @@ FAMILIES: dict[str, Family] = {
     ),
     "dynoscaler_jobs_completed": Family(
         "counter", "Jobs finished, where the backend counts them", QUEUE_LABELS
+    "dynoscaler_queue_dead": Family(
+        "gauge",
+        "Jobs the library gave up on and keeps aside (dead set, dead letters); not waiting",
+        QUEUE_LABELS,
+    ),
     ),
     "dynoscaler_job_duration_seconds": Family(
         "histogram", "Job processing time reported by workers", ("app", "role", "queue")

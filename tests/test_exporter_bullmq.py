@@ -79,7 +79,7 @@ def test_waiting_jobs_as_bullmq_counts_them(db12):
     asyncio.run(scenario())
 
 
-def test_jobs_in_progress_and_completed_with_a_real_worker(db12):
+def test_jobs_in_progress_completed_and_failed_with_a_real_worker(db12):
     async def scenario() -> None:
         mail = BullQueue("mail", {"connection": URL})
         for number in range(5):
@@ -88,6 +88,8 @@ def test_jobs_in_progress_and_completed_with_a_real_worker(db12):
 
         async def process(job: Job, token: str) -> None:
             await release.wait()
+            if job.data["n"] == 4:
+                raise RuntimeError("fails on purpose")  # no attempts left: `failed`
 
         options = {"connection": URL, "concurrency": 2, "metrics": {"maxDataPoints": 10}}
         worker = Worker("mail", process, options)
@@ -104,9 +106,14 @@ def test_jobs_in_progress_and_completed_with_a_real_worker(db12):
             == (3, 2)
         )
         release.set()
-        await asyncio.wait_for(_until(lambda: mail.getCompletedCount(), 5), 10)
+        await asyncio.wait_for(
+            _until(lambda: mail.getJobCountByTypes("completed", "failed"), 5), 10
+        )
         done = _figures(queue)
-        assert done[("jobs_completed", "mail")] == await mail.getCompletedCount() == 5
+        completed, failed = await mail.getCompletedCount(), await mail.getFailedCount()
+        assert (completed, failed) == (4, 1)
+        assert done[("jobs_completed", "mail")] == completed + failed  # every finished job
+        assert done[("queue_dead", "mail")] == failed
         assert done[("queue_depth", "mail")] == done[("queue_in_progress", "mail")] == 0
         assert done[("queue_oldest_age_seconds", "mail")] == 0
         await worker.close()

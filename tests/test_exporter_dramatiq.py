@@ -172,6 +172,26 @@ def _oldest_from_hash(db13: redis.Redis, now: float) -> float:
     return now - min(Message.decode(body).message_timestamp for body in bodies) / 1000
 
 
+def test_dead_letters_on_redis(db13):
+    """A message out of retries goes to `<q>.XQ`: counted as dead, not waiting."""
+    broker = RedisBroker(url=URL, namespace=NAMESPACE)
+
+    @dramatiq.actor(broker=broker, queue_name="mail", max_retries=0)
+    def fail() -> None:
+        raise RuntimeError("fails on purpose")
+
+    fail.send()
+    worker = Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        wait_for(lambda: db13.zcard(f"{NAMESPACE}:mail.XQ") == 1, timeout=10, interval=0.1)
+    finally:
+        worker.stop()
+    found = _figures(_mail())
+    assert found[("queue_dead", "mail")] == 1
+    assert (found[("queue_depth", "mail")], found[("queue_in_progress", "mail")]) == (0, 0)
+
+
 def test_a_bad_key_or_message_costs_only_its_own_queue(db13):
     broker = RedisBroker(url=URL, namespace="dramatiq")
 
@@ -214,7 +234,8 @@ def test_dramatiq_on_rabbitmq(rabbit_queue):
     """Dramatiq acks a message when its actor is done: unacked messages are running
     (prefetch = threads) and `ack` counts finished ones. It sets no AMQP timestamp.
 
-    Four messages, one thread: two done, the third running (it blocks), the fourth waiting.
+    One message fails (no retries: a dead letter in `<q>.XQ`), then four, one thread: two
+    done, the third running (it blocks), the fourth waiting.
     """
     broker = RabbitmqBroker(url="amqp://guest:guest@127.0.0.1:5672/")
     release = threading.Event()
@@ -224,6 +245,11 @@ def test_dramatiq_on_rabbitmq(rabbit_queue):
         if number == 2:
             release.wait(20)
 
+    @dramatiq.actor(broker=broker, queue_name=rabbit_queue, max_retries=0)
+    def fail() -> None:
+        raise RuntimeError("fails on purpose")
+
+    fail.send()
     for number in range(4):
         send.send(number)
     send.send_with_options(args=(9,), delay=60_000)  # in <queue>.DQ: not waiting yet
@@ -233,8 +259,8 @@ def test_dramatiq_on_rabbitmq(rabbit_queue):
     def settled() -> dict[str, float] | None:
         """The figures once the management API's statistics show the two acks."""
         found = {s.metric.removeprefix("dynoscaler_"): s.value for s in source.read()}
-        wanted = ("jobs_completed", "queue_depth", "queue_in_progress")
-        return found if tuple(found.get(name) for name in wanted) == (2, 1, 1) else None
+        wanted = ("jobs_completed", "queue_depth", "queue_in_progress", "queue_dead")
+        return found if tuple(found.get(name) for name in wanted) == (2, 1, 1, 1) else None
 
     worker = Worker(broker, worker_threads=1, worker_timeout=100)
     worker.queue_prefetch = 1

@@ -27,6 +27,8 @@ from exporter_helpers import (
 )
 
 from dynoscaler.processes import stop
+from exporter.collectors import PartialRead, Queue
+from exporter.collectors.redis_source import RedisSource
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -248,3 +250,35 @@ def test_hand_made_sidekiq_7_work_hash_and_8_milliseconds(tmp_path, db1):
     assert found["depth"] == 2
     assert found["in_progress"] == 1
     assert found["oldest_age_seconds"] == pytest.approx(40.5 + scraped_at - now, abs=1.0)
+
+
+def test_the_dead_set_as_a_gauge(tmp_path, db1):
+    """Jobs out of retries (Sidekiq's DeadSet#kill puts them there): dead, not waiting.
+
+    The set is server-wide: its size has an empty queue label, and only when one role owns
+    every Sidekiq queue on the server."""
+    sidekiq = Sidekiq(tmp_path)
+    kill_two = (
+        "dead = Sidekiq::DeadSet.new;"
+        '2.times { |n| dead.kill(Sidekiq.dump_json("class" => "FailJob", "args" => [],'
+        '"queue" => "default", "jid" => "dead-#{n}")) };'
+        "puts Sidekiq::DeadSet.new.size"
+    )
+    size = int(sidekiq._run(["ruby", "-r", "sidekiq/api", "-e", kill_two]))
+    owned = [Queue("shop", "worker", "default", "sidekiq")]
+    samples = RedisSource(exporter_helpers.REDIS_DB1, owned, timeout=2).read()
+    figures = {(s.metric, s.labels[2]): s.value for s in samples}
+    assert figures[("dynoscaler_queue_dead", "")] == size == 2
+    assert figures[("dynoscaler_queue_depth", "default")] == 0
+    shared = [*owned, Queue("shop", "mailer", "mail", "sidekiq")]
+    samples = RedisSource(exporter_helpers.REDIS_DB1, shared, timeout=2).read()
+    assert not [s for s in samples if s.metric == "dynoscaler_queue_dead"]
+
+    db1.delete("dead")
+    db1.set("dead", "a string, not a sorted set")
+    with pytest.raises(PartialRead) as caught:
+        RedisSource(exporter_helpers.REDIS_DB1, owned, timeout=2).read()
+    (error,) = caught.value.errors
+    assert error.message.startswith("dead: not readable: WRONGTYPE") and not error.feeds
+    assert {s.metric for s in caught.value.samples} >= {"dynoscaler_queue_depth"}
+    assert "dynoscaler_queue_dead" not in {s.metric for s in caught.value.samples}

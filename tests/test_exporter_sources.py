@@ -278,6 +278,7 @@ def test_bad_keys_and_entries_through_the_exporter(tmp_path, db1):
             ("dynoscaler_queue_depth", "mail"): 2,
             ("dynoscaler_queue_depth", "default"): 1,
             ("dynoscaler_queue_in_progress", "default"): 1,
+            ("dynoscaler_queue_dead", ""): 0,  # Sidekiq's dead set, server-wide
         }
         # Counted on every read: one key for rq, the hash for redis_list, two entries for Sidekiq.
         assert [series[errors[b]] for b in ("rq", "redis_list", "sidekiq")] == [2, 2, 4]

@@ -28,6 +28,7 @@ script per queue reads it all at once (taskforcesh/bullmq src/commands/*.lua):
   score); the stalled jobs. A job id whose hash is gone is passed over. A
   worker that promotes a due delayed job sets its `delay` to 0
   (promoteDelayedJobs), so in `wait` it reads as ready since its add.
+- dead: the `failed` set (jobs out of attempts, kept as removeOnFail says).
 - completed: the `count` of `metrics:completed` and `metrics:failed`, which
   BullMQ keeps only for workers started with the `metrics` option
   (collectMetrics); without it there is no count (the `completed` and `failed`
@@ -48,7 +49,7 @@ _DELAYED_SCORE_STEP = 0x1000  # getDelayedScore: ready time (ms) * 0x1000 + coun
 
 # KEYS[1]: `<prefix>:<name>:`. ARGV[1]: the highest score of a due delayed job.
 # Returns {waiting in the lists, prioritized, due delayed, live active, stalled,
-# earliest ready time in ms or false, completed count or false}.
+# earliest ready time in ms or false, completed count or false, failed}.
 _QUEUE = f"""
 local prefix = KEYS[1]
 local oldest = false
@@ -111,7 +112,8 @@ for _, kind in ipairs({{'completed', 'failed'}}) do
   local count = redis.call('HGET', prefix .. 'metrics:' .. kind, 'count')
   if count then completed = (completed or 0) + tonumber(count) end
 end
-return {{waiting, prioritized, due, live, stalled, oldest, completed}}
+local failed = redis.call('ZCARD', prefix .. 'failed')
+return {{waiting, prioritized, due, live, stalled, oldest, completed, failed}}
 """
 
 
@@ -130,13 +132,14 @@ def queue_commands(queue: Queue, now: float) -> list[tuple[Any, ...]]:
 
 
 def parse_queue(queue: Queue, replies: list[Any], now: float, shared: Shared) -> list[Sample]:
-    ((waiting, prioritized, due, live, stalled, oldest, completed),) = replies
+    ((waiting, prioritized, due, live, stalled, oldest, completed, failed),) = replies
     depth = int(waiting) + int(prioritized) + int(due) + int(stalled)
     age = None if oldest is None else max(0.0, now - int(oldest) / 1000)
     samples = [
         Sample("dynoscaler_queue_depth", queue.labels, depth),
         Sample("dynoscaler_queue_in_progress", queue.labels, int(live)),
         *oldest_age(queue, depth, age),
+        Sample("dynoscaler_queue_dead", queue.labels, int(failed)),
     ]
     if completed is not None:
         samples.append(Sample("dynoscaler_jobs_completed", queue.labels, int(completed)))

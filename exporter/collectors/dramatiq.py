@@ -28,6 +28,8 @@ One Lua script per queue:
   messages. Dramatiq drops `eta` when it moves a due message to the queue, so
   there its age counts from when it was sent (as dramatiq's own AgeLimit does).
   Messages that are not JSON (another encoder) have no readable time.
+- dead: the dead letters of `<ns>:<q>.XQ` (messages out of retries, kept
+  for the broker's dead_message_ttl, 7 days by default).
 - no completed count: the broker deletes an acked message and counts nothing.
 """
 
@@ -45,7 +47,8 @@ _HEARTBEAT_TIMEOUT_MS = 60_000  # dramatiq.brokers.redis.DEFAULT_HEARTBEAT_TIMEO
 
 # KEYS[1]: `<ns>:<q>`. ARGV: now (ms), the heartbeat time-out (ms), the
 # namespace, the queue name. Returns {list length, due delayed, dead workers'
-# messages, live workers' messages, earliest ready time in ms or false}.
+# messages, live workers' messages, earliest ready time in ms or false, dead
+# letters}.
 _QUEUE = f"""
 local queue, now = KEYS[1], tonumber(ARGV[1])
 local oldest = false
@@ -101,7 +104,7 @@ for i = 1, #workers, 2 do
     count_due(redis.call('SMEMBERS', acks .. '.DQ'))
   end
 end
-return {{length, due, orphaned, live, oldest}}
+return {{length, due, orphaned, live, oldest, redis.call('ZCARD', queue .. '.XQ')}}
 """
 
 
@@ -120,11 +123,12 @@ def queue_commands(queue: Queue, now: float) -> list[tuple[Any, ...]]:
 
 
 def parse_queue(queue: Queue, replies: list[Any], now: float, shared: Shared) -> list[Sample]:
-    ((length, due, orphaned, live, oldest),) = replies
+    ((length, due, orphaned, live, oldest, dead),) = replies
     depth = int(length) + int(due) + int(orphaned)
     age = None if oldest is None else max(0.0, now - int(oldest) / 1000)
     return [
         Sample("dynoscaler_queue_depth", queue.labels, depth),
         Sample("dynoscaler_queue_in_progress", queue.labels, int(live)),
         *oldest_age(queue, depth, age),
+        Sample("dynoscaler_queue_dead", queue.labels, int(dead)),
     ]

@@ -31,9 +31,10 @@ acknowledges a message when its actor is done (failures that exhausted their
 retries are rejected to `<q>.XQ`), so the `rabbitmq` figures of queue `<q>`
 mean what they say: messages_unacknowledged are running or prefetched (each
 worker prefetches `dramatiq_queue_prefetch`, twice its threads by default) and
-`ack` counts finished attempts. What cannot be read: Dramatiq sets no AMQP
-timestamp (its `message_timestamp` is in the body, which the API reads only by
-consuming), so the oldest age is only known (0) for an empty queue; and the
+`ack` counts finished attempts; `<q>.XQ`'s messages_ready are its dead
+letters. What cannot be read: Dramatiq sets no AMQP timestamp (its
+`message_timestamp` is in the body, which the API reads only by consuming), so
+the oldest age is only known (0) for an empty queue; and the
 delayed messages of `<q>.DQ` carry their due time in the body too, so due ones
 are not counted as waiting (workers fetch them at once and hold them until
 due; with no worker running they wait unseen).
@@ -91,6 +92,8 @@ class RabbitMQSource:
                 entry = found[queue.name]
                 read = _celery_samples if queue.backend == "celery" else _samples
                 samples += read(queue, entry, now)
+                if queue.backend == "dramatiq":
+                    samples += _dead_letters(queue, found.get(f"{queue.name}.XQ", {}))
         return samples
 
 
@@ -118,6 +121,13 @@ def _celery_samples(queue: Queue, entry: dict[str, Any], now: float) -> list[Sam
     if waiting == 0:
         samples.append(Sample("dynoscaler_queue_oldest_age_seconds", queue.labels, 0.0))
     return samples
+
+
+def _dead_letters(queue: Queue, entry: dict[str, Any]) -> list[Sample]:
+    """Dramatiq's dead-letter queue `<q>.XQ`: messages rejected after their last retry."""
+    if "messages_ready" not in entry:
+        return []
+    return [Sample("dynoscaler_queue_dead", queue.labels, entry["messages_ready"])]
 
 
 def head_age(timestamp: float, now: float) -> float:

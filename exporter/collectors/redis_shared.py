@@ -132,11 +132,16 @@ def server_completed(queues: Sequence[Queue], processed: bytes | None) -> list[S
     count carries an empty queue label, and is left out when several roles
     share the server: it could not be split between them honestly.
     """
+    return server_wide("dynoscaler_jobs_completed", queues, int(processed or 0))
+
+
+def server_wide(metric: str, queues: Sequence[Queue], value: int) -> list[Sample]:
+    """A server-wide figure (empty queue label), only when one app/role owns the server."""
     owners = {(q.app, q.role) for q in queues}
     if len(owners) != 1:
         return []
     (app, role), backend = owners.pop(), queues[0].backend
-    return [Sample("dynoscaler_jobs_completed", (app, role, "", backend), int(processed or 0))]
+    return [Sample(metric, (app, role, "", backend), value)]
 
 
 def _text(value: bytes | str) -> str:

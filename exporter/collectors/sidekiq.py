@@ -17,7 +17,11 @@ In progress: each live process (member of the `processes` set whose hash still
 exists; Sidekiq expires it 60 s after the last heartbeat) keeps one JSON entry
 per running job naming its queue, in `<identity>:work` (Sidekiq 7 and 8) or
 `<identity>:workers` (Sidekiq 6), counted per queue in one Lua script.
-`stat:processed` is server-wide (see redis_shared.server_completed).
+`stat:processed` is server-wide (see redis_shared.server_completed), and so
+is the `dead` set (jobs out of retries, kept for inspection, not waiting work):
+its size is dynoscaler_queue_dead with an empty queue label, published on the
+same terms. (Counting it per queue would decode every entry, up to Sidekiq's
+10,000, at every scrape.)
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from exporter.collectors.redis_shared import (
     due_age,
     in_progress,
     oldest_age,
+    server_wide,
     skipped,
     worker_commands,
     worker_shared,
@@ -56,7 +61,8 @@ end
 )
 
 # ARGV[1]: now. Due entries of the schedule and retry sets per queue named in
-# the job: {queue, count, earliest due score, ...} and the skipped entries.
+# the job: {queue, count, earliest due score, ...}, the skipped entries, and
+# the dead set's size (false when it is no sorted set).
 _DUE_BY_QUEUE = (
     LUA_HELPERS
     + """
@@ -87,7 +93,12 @@ for queue, found in pairs(due) do
   list[#list + 1] = found[1]
   list[#list + 1] = found[3]
 end
-return {list, flat(bad)}
+local dead = redis.pcall('ZCARD', 'dead')
+if type(dead) == 'table' and dead.err then
+  skip('dead', 'not readable: ' .. dead.err)
+  dead = false
+end
+return {list, flat(bad), dead}
 """
 )
 
@@ -121,11 +132,13 @@ def shared_commands(queues: Sequence[Queue], now: float) -> list[tuple[Any, ...]
 
 def parse_shared(queues: Sequence[Queue], replies: list[Any], now: float) -> Shared:
     shared = worker_shared(queues, replies[:2])
-    due, bad = replies[2]
+    due, bad, dead = replies[2]
     for queue, count, earliest in zip(due[::3], due[1::3], due[2::3], strict=True):
         name = queue.decode() if isinstance(queue, bytes) else queue
         shared.due[name] = (int(count), float(earliest))
     shared.errors += skipped("sidekiq", bad)
+    if dead is not None:
+        shared.samples += server_wide("dynoscaler_queue_dead", queues, int(dead))
     return shared
 
 
