@@ -23,6 +23,7 @@ from exporter.collectors.rabbitmq import rabbitmq_sources
 from exporter.collectors.redis_source import BACKENDS, redis_sources
 from exporter.collectors.sql_source import BACKENDS as SQL_BACKENDS
 from exporter.collectors.sql_source import sql_sources
+from exporter.collectors.web_timing import web_timing_sources
 from exporter.formation_webhook import FormationWebhook
 from exporter.logdrain import RouterStats
 from exporter.server import DRAIN_TOKEN_ENV, listen, serve
@@ -71,6 +72,9 @@ def build(settings: config.Config) -> Exporter:
         *redis_sources([p for p in pairs if p[1].backend in BACKENDS], timeout),
         *rabbitmq_sources([p for p in pairs if p[1].backend == "rabbitmq"], timeout),
         *sql_sources([p for p in pairs if p[1].backend in SQL_BACKENDS], timeout),
+        *web_timing_sources(
+            [(r.middleware, r.app, r.role) for r in settings.roles if r.middleware], timeout
+        ),
     ]
     pollers = []
     if os.environ.get("HEROKU_API_KEY"):
@@ -81,6 +85,7 @@ def build(settings: config.Config) -> Exporter:
                 timeout,
                 budget=Budget(settings.heroku),
                 webhooks=bool(os.environ.get(SECRET_ENV)),
+                prices=settings.prices,
             )
         )
     else:

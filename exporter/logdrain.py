@@ -185,6 +185,12 @@ def _error_of(body: bytes, fields: int, end: int) -> tuple[bytes, bytes] | None:
     return None
 
 
+def dyno_role(dyno: str) -> str | None:
+    """The process type of a dyno name (web.1 or Fir's web-12a34b56d-e78f9: web)."""
+    found = _ROLE.match(dyno.encode("utf-8", "surrogateescape") + b" ")
+    return None if found is None else (found.group(1) or found.group(2)).decode("utf-8", "replace")
+
+
 def router_request(line: str) -> tuple[str, float] | None:
     """(process type, service seconds) of a router line; None for any other line."""
     found = router_fields(line.encode("utf-8", "surrogateescape"))

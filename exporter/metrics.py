@@ -45,7 +45,9 @@ _POLICY_HELP = {
     "min_dynos": "Fewest dynos the role may run (setting, or its schedule's in force)",
     "max_dynos": "Most dynos the role may run (setting, or its schedule's in force)",
     "target_deadline_seconds": "Seconds from enqueue to done each job should meet (setting)",
+    "target_queue_seconds": "Seconds the p95 of web request queue time should stay under (setting)",
     "concurrency": "Jobs one dyno processes at once (setting)",
+    "sizes": "Dyno sizes the role may run at (setting; only for roles listing sizes)",
     "boot_seconds": "Seconds from a formation change to a dyno taking work (setting)",
     "miss_ratio": "Share of jobs allowed to finish after the deadline (setting)",
     "scale_down_window_seconds": "Seconds the need must stay lower before removing dynos (setting)",
@@ -62,18 +64,23 @@ FAMILIES: dict[str, Family] = {
         "1 while the library has the queue paused (its jobs then count as not waiting)",
         QUEUE_LABELS,
     ),
-    "dynoscaler_jobs_completed": Family(
-        "counter", "Jobs finished, where the backend counts them", QUEUE_LABELS
     "dynoscaler_queue_dead": Family(
         "gauge",
         "Jobs the library gave up on and keeps aside (dead set, dead letters); not waiting",
         QUEUE_LABELS,
     ),
+    "dynoscaler_jobs_completed": Family(
+        "counter", "Jobs finished, where the backend counts them", QUEUE_LABELS
     ),
     "dynoscaler_job_duration_seconds": Family(
         "histogram", "Job processing time reported by workers", ("app", "role", "queue")
     ),
     "dynoscaler_dynos": Family("gauge", "Current formation quantity", ROLE_LABELS),
+    "dynoscaler_dyno_hourly_price_dollars": Family(
+        "gauge",
+        "Dollars per hour of one dyno of the formation's size (dynoscaler.prices)",
+        ROLE_LABELS,
+    ),
     "dynoscaler_schedule_active": Family(
         "gauge", "1 while a window of the role's schedule is open", (*ROLE_LABELS, "schedule")
     ),
@@ -89,6 +96,19 @@ FAMILIES: dict[str, Family] = {
     ),
     "dynoscaler_router_service_seconds": Family(
         "histogram", "Heroku router service time of web requests", ROLE_LABELS
+    ),
+    "dynoscaler_web_queue_seconds": Family(
+        "histogram",
+        "Request queue time, X-Request-Start to the app (exporter.web middleware)",
+        ROLE_LABELS,
+    ),
+    "dynoscaler_web_service_seconds": Family(
+        "histogram", "Request service time in the app (exporter.web middleware)", ROLE_LABELS
+    ),
+    "dynoscaler_web_queue_skewed": Family(
+        "counter",
+        "Requests whose X-Request-Start gave a queue time below 0 or above 60 s (not recorded)",
+        ROLE_LABELS,
     ),
     "dynoscaler_router_errors": Family(
         "counter",

@@ -16,6 +16,7 @@ _SETTINGS = {
     "min_dynos": "min_dynos",
     "max_dynos": "max_dynos",
     "target_deadline_seconds": "target_deadline",
+    "target_queue_seconds": "target_queue_time",
     "concurrency": "concurrency",
     "boot_seconds": "boot_time",
     "miss_ratio": "miss_ratio",
@@ -36,4 +37,6 @@ def policy_samples(config: Config, now: float) -> list[Sample]:
             Sample("dynoscaler_schedule_active", (*role.key, name), int(is_open))
             for name, is_open in schedules.active(role, now).items()
         ]
+        if role.sizes:  # the scaler chooses its size: ResizeRole instead of ScaleRole
+            samples.append(Sample("dynoscaler_policy_sizes", role.key, len(role.sizes)))
     return samples
