@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -102,7 +103,16 @@ def run(args: argparse.Namespace) -> int:
         f"{args.finished:,} finished and {args.ready:,} waiting rows over {QUEUES} queues, "
         f"{args.scrapes} reads each; goal {GOAL_MS:g} ms"
     )
-    header = f"{'library':<12} {'database':<10} {'fill s':>7} {'median ms':>10} {'p99 ms':>8}"
+    print(
+        "server CPU: the database server's own CPU time per read (PostgreSQL: the session's "
+        "backend process; MariaDB/MySQL: the whole server), what the read costs on a quiet "
+        "machine; '-' for a server not on this machine\n"
+        f"load average at the start: {_load()}"
+    )
+    header = (
+        f"{'library':<12} {'database':<10} {'fill s':>7} {'median ms':>10} {'p99 ms':>8} "
+        f"{'server CPU ms':>13}"
+    )
     print(f"{header}  depth read\n{'-' * (len(header) + 12)}", flush=True)
     wrong = False
     for dialect, libraries in RUNS.items():
@@ -111,17 +121,24 @@ def run(args: argparse.Namespace) -> int:
                 started = time.perf_counter()
                 _fill(cursor, library, dialect, args.finished, args.ready)
                 filled = time.perf_counter() - started
-                times, depth, failed = _measure(url, library, args.scrapes)
+                times, cpu, depth, failed = _measure(url, library, args.scrapes)
                 wrong |= depth != args.ready
                 read = "none" if depth is None else f"{depth:,}"
                 print(
                     f"{library:<12} {dialect:<10} {filled:>7.1f} "
-                    f"{statistics.median(times):>10.1f} {percentile(times, 99):>8.1f}  {read}"
+                    f"{statistics.median(times):>10.1f} {percentile(times, 99):>8.1f} "
+                    f"{'-' if cpu is None else f'{cpu:.1f}':>13}  {read}"
                     f"{'' if depth == args.ready else ' WRONG'}"
                     f"{f' ({failed} reads cut off by the statement time-out)' if failed else ''}",
                     flush=True,
                 )
+    print(f"load average at the end: {_load()}")
     return 1 if wrong else 0
+
+
+def _load() -> str:
+    with open("/proc/loadavg") as handle:
+        return " ".join(handle.read().split()[:3])
 
 
 def _fill(cursor: Any, library: str, dialect: str, finished: int, ready: int) -> None:
@@ -155,13 +172,17 @@ def _tables(cursor: Any, dialect: str, library: str) -> list[str]:
     return [row[0] for row in cursor.fetchall() if row[0].startswith(library.split("_")[0])]
 
 
-def _measure(url: str, library: str, scrapes: int) -> tuple[list[float], int | None, int]:
-    """Milliseconds of each read (after one to connect), the depth the last whole read saw,
-    and how many reads failed (the statement time-out cut them off)."""
+def _measure(
+    url: str, library: str, scrapes: int
+) -> tuple[list[float], float | None, int | None, int]:
+    """Milliseconds of each read (after one to connect), the server's CPU milliseconds per
+    read, the depth the last whole read saw, and how many reads failed (the statement
+    time-out cut them off)."""
     queues = [Queue("bench", "worker", f"queue_{n}", library) for n in range(QUEUES)]
     source = SqlSource(url, queues, TIMEOUT)
     times, depth, failed = [], None, 0
     try:
+        cpu_before = None
         for scrape in range(scrapes + 1):
             started = time.perf_counter()
             try:
@@ -171,11 +192,48 @@ def _measure(url: str, library: str, scrapes: int) -> tuple[list[float], int | N
                 samples = None
             if scrape:  # the first read also connects
                 times.append((time.perf_counter() - started) * 1000)
+            else:
+                server = _server_process(source)
+                cpu_before = _cpu_seconds(server)
             if samples is not None:
                 depth = sum(int(s.value) for s in samples if s.metric == "dynoscaler_queue_depth")
+        cpu_after = _cpu_seconds(server)
     finally:
         source.close()
-    return times, depth, failed
+    cpu = None
+    if cpu_before is not None and cpu_after is not None:
+        cpu = (cpu_after - cpu_before) * 1000 / scrapes
+    return times, cpu, depth, failed
+
+
+def _server_process(source: SqlSource) -> int | None:
+    """The process doing the source's reads on the server: PostgreSQL's backend of the
+    session, the MySQL/MariaDB server."""
+    connection: Any = getattr(source.database, "connection", None)
+    if isinstance(connection, psycopg.Connection):
+        return connection.info.backend_pid
+    if connection is not None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT @@pid_file")
+            (pid_file,) = cursor.fetchone()
+        try:
+            with open(pid_file) as handle:
+                return int(handle.read().strip())
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User and system CPU seconds of a process on this machine, or None."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
