@@ -8,9 +8,8 @@ waiting, running and finished applied to those rows.
 
 from __future__ import annotations
 
+import argparse
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ import pymysql
 import pytest
 
 from dynoscaler.config import ConfigError, parse
+from exporter import bench_sql
 from exporter.collectors import PartialRead, Queue
 from exporter.collectors.sql_source import FINISHED_LAG, SqlSource
 from exporter.metrics import Sample
@@ -407,22 +407,18 @@ def test_the_exporter_serves_sql_queues_without_their_password(
     assert "hunter2" not in repr(series) and "hunter2" not in text
 
 
-def test_bench_sql_reads_every_waiting_row_of_each_library() -> None:
+def test_bench_sql_reads_every_waiting_row_of_each_library(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """A small `dynoscaler bench sql`: each library's depth is the rows it filled as waiting."""
-    bench = [sys.executable, "-m", "dynoscaler", "bench", "sql", "--finished", "2000"]
-    bench += ["--ready", "300", "--scrapes", "2", "--database", f"{DATABASE}_bench"]
-    done = subprocess.run(bench, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    parser = argparse.ArgumentParser()
+    bench_sql.add_arguments(parser)
+    arguments = ["--finished", "1000", "--ready", "100", "--scrapes", "2"]
+    assert bench_sql.run(parser.parse_args([*arguments, "--database", f"{DATABASE}_b"])) == 0
     libraries = ("solid_queue", "good_job", "delayed_job", "que")
-    rows = [line.split() for line in done.stdout.splitlines() if line.startswith(libraries)]
-    assert [(row[0], row[1], row[-1]) for row in rows] == [
-        (library, dialect, "300")
-        for library, dialect in (
-            ("solid_queue", "postgresql"),
-            ("good_job", "postgresql"),
-            ("delayed_job", "postgresql"),
-            ("que", "postgresql"),
-            ("solid_queue", "mysql"),
-            ("delayed_job", "mysql"),
-        )
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [(row[0], row[1], row[-1]) for row in rows if row[0].startswith(libraries)] == [
+        (library, dialect, "100")
+        for dialect, libraries_there in bench_sql.RUNS.items()
+        for library in libraries_there
     ]
