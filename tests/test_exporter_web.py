@@ -13,6 +13,7 @@ from exporter_helpers import exporter, labels, source_ups, write_config
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from exporter.bench_web import GOAL_SECONDS, measure
 from exporter.timing import BUCKET_FIELDS
 from exporter.web import (
     QUEUE,
@@ -189,3 +190,11 @@ def test_the_exporter_publishes_the_hashes_per_app_and_role(tmp_path, db14):
     assert not [
         key for key in series if key[0].startswith("dynoscaler_web_") and ("role", "api") in key[1]
     ]
+
+
+def test_bench_web_measures_what_the_timers_add():
+    rows = measure(REDIS_DB14, 3000)
+    assert [name for name, _, _ in rows] == ["WSGI", "ASGI"]
+    for _, median, p99 in rows:
+        assert 0 < median < GOAL_SECONDS  # the median: a loaded machine moves the p99
+        assert p99 > 0
