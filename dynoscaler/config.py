@@ -115,7 +115,8 @@ class RoleSettings:
     queues: tuple[QueueSettings, ...] = ()
     requests: str | None = None
     middleware: str | None = None  # the Redis URL of the exporter.web middleware's hashes
-    target_queue_time: float = DEFAULT_TARGET_QUEUE_TIME
+    # None: no web sizing on queue time (dynoscaler.model; the rules without its gauge)
+    target_queue_time: float | None = DEFAULT_TARGET_QUEUE_TIME
     # The dyno sizes the scaler chooses from (empty: the size is left alone);
     # concurrency is then the largest size's.
     sizes: tuple[SizeOption, ...] = ()
@@ -141,6 +142,10 @@ class NotifierSettings:
     account_id: str | None = None
     insert_key: str | None = None
     timeout: float = 5.0
+    # slack: a bot token (files:write) and channel id to upload snapshots to
+    token: str | None = None
+    channel: str | None = None
+    api_url: str | None = None  # default https://slack.com/api
 
 
 @dataclass(frozen=True)
@@ -641,8 +646,16 @@ def notifier_problem(notifier: NotifierSettings) -> str | None:
             return "a newrelic notifier needs account_id and insert_key"
     elif not notifier.url:
         return f"a {notifier.type} notifier needs a url"
-    problem = None if notifier.url is None else http_url_problem(notifier.url)
-    return None if problem is None else f"url {problem}"
+    uploads = (notifier.token, notifier.channel, notifier.api_url)
+    if notifier.type != "slack" and any(uploads):
+        return f"token, channel and api_url are for slack notifiers, not {notifier.type}"
+    if bool(notifier.token) != bool(notifier.channel):
+        return "a slack notifier uploading snapshots needs both token and channel"
+    for name in ("url", "api_url"):
+        url = getattr(notifier, name)
+        if url is not None and (problem := http_url_problem(url)):
+            return f"{name} {problem}"
+    return None
 
 
 def _check_values(settings: Config, path: str, sources: dict[Where, list[_Reference]]) -> None:

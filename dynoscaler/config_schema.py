@@ -148,6 +148,9 @@ NOTIFIER = {
         "account_id": {"type": ["string", "integer"], "minLength": 1, "minimum": 0},
         "insert_key": {"type": "string", "minLength": 1},
         "timeout": _seconds,
+        "token": {"type": "string", "minLength": 1},
+        "channel": {"type": "string", "pattern": "^[A-Z0-9]{2,}$"},
+        "api_url": {"type": "string", "minLength": 1},
     },
 }
 

@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from dynoscaler.config import Config, ConfigError
 from dynoscaler.credentials import authorized
-from scaler import metrics
+from scaler import explain, metrics
 from scaler.actuator import Actuator, HerokuError
 from scaler.alerts import PayloadError, parse
 from scaler.notifiers import Notifiers
@@ -50,7 +50,7 @@ def create_app(
         raise ConfigError(f"{TOKEN_ENV} is not set: the scaler refuses to run without a secret")
     store = store or Store(config.scaler.store)
     actuator = actuator or Actuator()
-    notify = notify or Notifiers(config.scaler.notifiers)
+    notify = notify or Notifiers(config.scaler.notifiers, config.scaler.prometheus_url)
     scaler = Scaler(config, store, actuator, notify)
 
     app = Flask("scaler")
@@ -61,7 +61,7 @@ def create_app(
 
     @app.before_request
     def authenticate() -> Any:
-        if request.endpoint in ("alerts", "decisions") and not authorized(
+        if request.endpoint in ("alerts", "decisions", "annotations") and not authorized(
             request.headers.get("Authorization", ""), token
         ):
             return _error(401, "missing or wrong credentials (Bearer token or basic auth)")
@@ -126,12 +126,26 @@ def create_app(
 
     @app.get("/decisions")
     def decisions() -> Any:
-        limit_text = request.args.get("limit", "100")
-        # Not str.isdigit: it accepts digits int() refuses, such as "²".
-        if not re.fullmatch(r"[0-9]{1,4}", limit_text) or not 1 <= int(limit_text) <= MAX_LIMIT:
+        limit = _limit(request.args.get("limit", "100"))
+        if limit is None:
             return _error(400, f"limit must be an integer from 1 to {MAX_LIMIT}")
-        rows = store.decisions(request.args.get("app"), request.args.get("role"), int(limit_text))
+        rows = store.decisions(request.args.get("app"), request.args.get("role"), limit)
         return jsonify(decisions=rows)
+
+    @app.get("/annotations")
+    def annotations() -> Any:
+        """Scale actions as Grafana annotations (the Infinity data source): a JSON array."""
+        limit = _limit(request.args.get("limit", "100"))
+        bounds = [_milliseconds(request.args.get(name)) for name in ("from", "to")]
+        if limit is None or any(b is False for b in bounds):
+            return _error(
+                400,
+                f"limit must be an integer from 1 to {MAX_LIMIT}; from and to Unix milliseconds",
+            )
+        since, until = (None if b is None else b / 1000 for b in bounds)
+        args = (request.args.get("app"), request.args.get("role"), limit, since, until)
+        rows = store.decisions(*args, actions=True)
+        return jsonify(explain.annotations(rows, config.scaler.prometheus_url))
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -150,6 +164,21 @@ def create_app(
         return Response(text, content_type="application/yaml")
 
     return app
+
+
+def _limit(text: str) -> int | None:
+    """A limit from 1 to MAX_LIMIT, or None."""
+    # Not str.isdigit: it accepts digits int() refuses, such as "²".
+    if re.fullmatch(r"[0-9]{1,4}", text) and 1 <= int(text) <= MAX_LIMIT:
+        return int(text)
+    return None
+
+
+def _milliseconds(text: str | None) -> int | None | bool:
+    """Unix milliseconds (Grafana's ${__from}), None when absent, False when malformed."""
+    if text is None:
+        return None
+    return int(text) if re.fullmatch(r"[0-9]{1,15}", text) else False
 
 
 def _not_json(constant: str) -> Any:

@@ -153,6 +153,18 @@ def test_a_store_the_scaler_cannot_open_is_refused_by_both(tmp_path, store):
         ),
         ("{type: webhook, url: example.com/x}", "scaler.notifiers.0: url 'example.com/x' is not"),
         ("{type: slack, url: 'https://'}", "scaler.notifiers.0: url 'https://' names no host"),
+        (
+            "{type: slack, url: 'https://h/x', token: xoxb-1}",
+            "scaler.notifiers.0: a slack notifier uploading snapshots needs both token and channel",
+        ),
+        (
+            "{type: webhook, url: 'https://h/x', channel: C1}",
+            "scaler.notifiers.0: token, channel and api_url are for slack notifiers, not webhook",
+        ),
+        (
+            "{type: slack, url: 'https://h/x', token: t, channel: C1, api_url: slack.com}",
+            "scaler.notifiers.0: api_url 'slack.com' is not",
+        ),
     ],
 )
 def test_a_notifier_that_cannot_send_is_refused_by_both(tmp_path, notifier, message):
