@@ -121,3 +121,34 @@ def test_every_panel_query_returns_data_from_the_running_loop(tmp_path):
         finally:
             producer.stop()
     assert not empty, "panels without data:\n" + "\n".join(f"{t}: {e}" for t, e in empty)
+
+
+def test_the_drill_down_is_linked_and_annotated_from_the_scaler():
+    """The overview's capacity panels link each role to the drill-down; its annotation
+    query asks the scaler's GET /annotations for the role and the dashboard's time
+    range, reading fields the API promises (scaler/openapi.yml)."""
+    dashboards = {p.stem: json.loads(p.read_text()) for p in DASHBOARDS}
+    role = dashboards["dynoscaler-role"]
+    linked = [
+        link["url"]
+        for panel in panels(dashboards["dynoscaler-overview"])
+        for link in panel.get("fieldConfig", {}).get("defaults", {}).get("links", [])
+    ]
+    assert linked and all(
+        url.startswith(f"/d/{role['uid']}?var-app=${{__field.labels.app}}&var-role=")
+        for url in linked
+    )
+    [annotation] = role["annotations"]["list"]
+    target = annotation["target"]
+    assert annotation["datasource"]["type"] == "yesoreyeram-infinity-datasource"
+    assert target["url"] == "/annotations"
+    params = {p["key"]: p["value"] for p in target["url_options"]["params"]}
+    assert params == {"app": "$app", "role": "$role", "from": "${__from}", "to": "${__to}"}
+    api = yaml.safe_load((ROOT / "scaler/openapi.yml").read_text())["paths"]["/annotations"]
+    assert set(params) <= {p["name"] for p in api["get"]["parameters"]}
+    fields = api["get"]["responses"]["200"]["content"]["application/json"]["schema"]["items"]
+    assert {c["selector"] for c in target["columns"]} <= set(fields["required"])
+    provisioned = yaml.safe_load(
+        (ROOT / "grafana/provisioning/datasources/scaler.yml").read_text()
+    )["datasources"]
+    assert [d["type"] for d in provisioned] == [annotation["datasource"]["type"]]
