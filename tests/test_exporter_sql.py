@@ -369,6 +369,30 @@ def test_a_dropped_connection_is_a_down_source_then_reconnected(
     assert "hunter2" not in str(down.value)
 
 
+def test_the_session_is_read_only_and_cut_off_before_the_source_timeout(
+    database: tuple[str, Any],
+) -> None:
+    url, _ = database
+    source = SqlSource(url, [Queue("shop", "worker", "default", "delayed_job")], TIMEOUT)
+    source.read()
+    assert source.database is not None
+    if url == POSTGRES_URL:
+        (limit,), (read_only,) = (
+            source.database.query(f"SHOW {name}", {})[0]
+            for name in ("statement_timeout", "default_transaction_read_only")
+        )
+        assert (limit, read_only) == ("1600ms", "on")
+        refused: type[Exception] = psycopg.errors.ReadOnlySqlTransaction
+    else:
+        ((limit, read_only),) = source.database.query(
+            "SELECT @@max_statement_time, @@tx_read_only", {}
+        )
+        assert (float(limit), read_only) == (1.6, 1)
+        refused = pymysql.err.OperationalError
+    with pytest.raises(refused):
+        source.database.query("DELETE FROM delayed_jobs", {})
+
+
 def test_settings_name_a_url_the_library_cannot_use() -> None:
     def queue(backend: str, url: str) -> dict[str, Any]:
         worker = {"queues": [{"name": "default", "backend": backend, "url": url}]}
