@@ -32,6 +32,9 @@ SCALE_ALERT = "ScaleRole"
 SCALE_SEVERITY = "scale"
 SCALE_DIRECTIONS = ("up", "down")
 UNMEETABLE_ALERT = "DeadlineUnmeetable"
+# A role with sizes: severity="scale", annotation required_slots (the slots it needs
+# at its current size's speed); the scaler chooses size and count (scaler.service).
+RESIZE_ALERT = "ResizeRole"
 # Go's zero time.Time, as Alertmanager writes it: the endsAt of every firing
 # alert in its webhook (its types.Alerts hides an end not yet reached).
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -86,6 +89,7 @@ def parse(payload: Any, config: Config, now: float) -> Parsed:
     parsed, problems = Parsed(), []
     stale_after = config.scaler.stale_after
     wanted: dict[tuple[str, str], list[tuple[int, dict[str, Any], Age, bool]]] = {}
+    resize: dict[tuple[str, str], list[tuple[float, dict[str, Any], Age]]] = {}
     for index, alert in enumerate(payload["alerts"]):
         name = alert["labels"]["alertname"]
         if alert["status"] != "firing":
@@ -93,6 +97,15 @@ def parse(payload: Any, config: Config, now: float) -> Parsed:
         elif name == UNMEETABLE_ALERT:
             parsed.unmeetable.append(alert)
             parsed.ignored.append((alert, f"{name}: recorded and notified"))
+        elif name == RESIZE_ALERT and alert["labels"].get("severity") == SCALE_SEVERITY:
+            try:
+                app, role, slots = _resize_request(alert, config)
+            except ValueError as error:
+                problems.append(f"alerts.{index}: {error}")
+                continue
+            resize.setdefault((app, role), []).append(
+                (slots, _inputs(alert), observed_at(alert, now, stale_after))
+            )
         elif name != SCALE_ALERT:
             parsed.ignored.append((alert, f"{name}: not a scaling alert"))
         elif outside := _outside_contract(alert["labels"]):
@@ -124,7 +137,39 @@ def parse(payload: Any, config: Config, now: float) -> Parsed:
             inputs["age_unknown"] = unknown
         request = Request(desired, at, scale_down_allowed=all(a[3] for a in asks))
         parsed.scale.setdefault(app, []).append(RoleInput(role, request, inputs))
+    for (app, role), asks in resize.items():
+        if (app, role) in wanted:
+            parsed.ignored.extend(
+                (a[1], f"{RESIZE_ALERT}: {app}/{role} also has a {SCALE_ALERT} here") for a in asks
+            )
+            continue
+        observed = [a[2].at for a in asks]
+        at = None if None in observed else min(observed)
+        request = Request(None, at, slots=max(a[0] for a in asks))
+        inputs = {"alerts": [a[1] for a in asks], "observed_at": at}
+        parsed.scale.setdefault(app, []).append(RoleInput(role, request, inputs))
     return parsed
+
+
+# A non-negative decimal number, as Go's printf "%.3f" writes one (no exponent).
+_SLOTS = re.compile(r"\s*([0-9]{1,7}(\.[0-9]*)?)\s*")
+
+
+def _resize_request(alert: dict[str, Any], config: Config) -> tuple[str, str, float]:
+    labels = alert["labels"]
+    app, role = labels.get("app"), labels.get("role")
+    if app is None or role is None:
+        raise ValueError(f"{RESIZE_ALERT} needs labels app and role (has {sorted(labels)})")
+    settings = config.role(app, role)
+    if settings is None:
+        raise ValueError(f"unknown app/role {app}/{role}: not in the scaler's config")
+    if not settings.sizes:
+        raise ValueError(f"{RESIZE_ALERT} for {app}/{role}, which lists no sizes")
+    text = alert["annotations"].get("required_slots")
+    match = None if text is None else _SLOTS.fullmatch(text)
+    if match is None:
+        raise ValueError(f"required_slots of {app}/{role} is {text!r}, not a non-negative number")
+    return app, role, float(match.group(1))
 
 
 def _where(path: Any) -> str:

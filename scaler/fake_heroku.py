@@ -80,7 +80,22 @@ from scaler.fake_heroku_webhooks import InvalidWebhook, Webhooks, heroku_now
 DEFAULT_RATE_LIMIT = 4500  # requests per hour per token, as on api.heroku.com
 DEFAULT_DYNO_LIMIT = 100  # Heroku's default scaling limit for standard dynos per process type
 DEFAULT_SIZE = "standard-1X"
-SIZES = ("eco", "basic", "standard-1X", "standard-2X", "performance-M", "performance-L")
+# The Common Runtime's sizes; the fake's apps run there (no space).
+SIZES = (
+    "eco",
+    "basic",
+    "standard-1X",
+    "standard-2X",
+    "performance-M",
+    "performance-L",
+    "performance-L-RAM",
+    "performance-XL",
+    "performance-2XL",
+)
+# Sizes that exist on Heroku but only in Private or Shield Spaces.
+SPACE_SIZES = ("private-S", "private-M", "private-L", "shield-S", "shield-M", "shield-L")
+# Heroku runs an app's eco or basic dynos or its professional ones, never both.
+_HOBBY_SIZES = ("eco", "basic")
 _ACCEPT = re.compile(r"application/vnd\.heroku\+json;\s*version=3(\.[\w-]+)?(\s*[;,]|\s*$)")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Stable ids: the same app name gets the same UUID in every run.
@@ -302,6 +317,7 @@ class FakeHeroku:
                 quantity=role.min_dynos,
                 created_at=created,
                 updated_at=created,
+                **_first_size(role.sizes),
             )
         with self._lock:
             self.apps = apps
@@ -350,6 +366,7 @@ class FakeHeroku:
         """Apply all updates or none (Heroku's batch update is atomic)."""
         with self._lock:
             planned = [(self.formation(app, u["type"]), *self._validate(app, u)) for u in updates]
+            _check_tier(app, {f.type: size for f, _, size in planned if size is not None})
             changes = []
             stamp = heroku_now()
             for formation, quantity, size in planned:
@@ -375,7 +392,14 @@ class FakeHeroku:
         ):
             raise ApiError(422, "invalid_params", f"Invalid quantity: {quantity!r}.")
         if size is not None:
-            size = next((s for s in SIZES if s.lower() == str(size).lower()), None)
+            asked = str(size).lower()
+            if any(s.lower() == asked for s in SPACE_SIZES):
+                raise ApiError(
+                    422,
+                    "invalid_params",
+                    f"{update['size']} dynos can only be used in a Private or Shield Space.",
+                )
+            size = next((s for s in SIZES if s.lower() == asked), None)
             if size is None:
                 raise ApiError(422, "invalid_params", f"Invalid size: {update['size']!r}.")
         limit = self.app_limits.get(app.name, self.limit)
@@ -789,3 +813,24 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return 0
+
+
+def _first_size(sizes: tuple[config.SizeOption, ...]) -> dict[str, str]:
+    """A role listing sizes starts at the first, in Heroku's spelling when known."""
+    if not sizes:
+        return {}
+    name = sizes[0].size
+    return {"size": next((s for s in SIZES if s.lower() == name.lower()), name)}
+
+
+def _check_tier(app: App, sizes: dict[str, str]) -> None:
+    """Refuse a formation mixing eco or basic dynos with professional ones (422)."""
+    after = {f.type: sizes.get(f.type, f.size) for f in app.formations.values()}
+    hobby = {t for t, size in after.items() if size.lower() in _HOBBY_SIZES}
+    if hobby and len(hobby) < len(after):
+        raise ApiError(
+            422,
+            "invalid_params",
+            "Cannot mix Eco or Basic dynos with Standard or Performance dynos in one app "
+            f"({', '.join(f'{t}: {after[t]}' for t in sorted(after))}).",
+        )

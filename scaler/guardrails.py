@@ -38,6 +38,9 @@ class Request:
     desired: int | None
     observed_at: float | None
     scale_down_allowed: bool = True
+    # A role with sizes: the slots it needs at its current size's speed (ResizeRole);
+    # the scaler turns them into a (size, count) with dynoscaler.sizing.
+    slots: float | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Verdict:
     target: int | None
     reason: str
     dry_run: bool = False
+    size: str | None = None  # a dyno size to set with the target count
 
     @property
     def acts(self) -> bool:
@@ -171,6 +175,70 @@ def decide(
     if dry_run:
         return Verdict(target, f"dry run: {reason}", dry_run=True)
     return Verdict(target, reason)
+
+
+# Heroku stops a dyno with SIGTERM, then SIGKILL this many seconds later.
+SIGTERM_GRACE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Busy:
+    """The jobs running on a role now, from the exporter's metrics.
+
+    in_progress: jobs being processed (None: unknown). oldest_age: seconds the
+    oldest of them has run (None: unknown, or no backend of the role tells it).
+    """
+
+    in_progress: float | None
+    oldest_age: float | None = None
+
+
+def busy_refusal(mode: str, busy: Busy | None, target: int, concurrency: int) -> str | None:
+    """Why a scale-down to `target` dynos waits for running jobs (None: it may go).
+
+    - allow: never waits;
+    - wait: while the jobs in progress exceed the slots `target` dynos have;
+    - wait_long: while a job older than Heroku's SIGTERM grace period runs (it
+      would be killed and retried); where no age is known, as wait.
+    Unknown jobs in progress wait (no scale-down on missing data).
+    """
+    if mode == "allow":
+        return None
+    if busy is None or busy.in_progress is None:
+        return f"no scale-down ({mode}): jobs in progress unknown"
+    running = busy.in_progress
+    if mode == "wait_long" and busy.oldest_age is not None:
+        if running > 0 and busy.oldest_age > SIGTERM_GRACE_SECONDS:
+            return (
+                f"no scale-down (wait_long): a job has run {busy.oldest_age:.0f}s, "
+                f"longer than Heroku's {SIGTERM_GRACE_SECONDS:g}s SIGTERM grace"
+            )
+        return None
+    slots = target * concurrency
+    if running > slots:
+        unknown_age = " (oldest job's age unknown)" if mode == "wait_long" else ""
+        return (
+            f"no scale-down ({mode}): {running:g} job(s) in progress, "
+            f"{target} dyno(s) have {slots} slot(s){unknown_age}"
+        )
+    return None
+
+
+def size_refusal(
+    observed_at: float | None,
+    last_size_change: float | None,
+    size_cooldown: float,
+    now: float,
+    stale_after: float,
+) -> str | None:
+    """Why a role keeps its dyno size (None: it may change): a size change restarts
+    every dyno of the role, so never on stale data or within size_cooldown of the last."""
+    if is_stale(observed_at, now, stale_after):
+        return "no size change: input data stale or of unknown age"
+    if last_size_change is not None and now - last_size_change < size_cooldown:
+        left = size_cooldown - (now - last_size_change)
+        return f"no size change: size cooldown, {left:.0f}s left"
+    return None
 
 
 def heroku_limit(state: State, now: float) -> int | None:

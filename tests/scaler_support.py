@@ -120,6 +120,34 @@ def payload(*alerts: dict[str, Any]) -> dict[str, Any]:
 HEROKU_KEY = "fake-heroku-key"
 
 
+@contextlib.contextmanager
+def prometheus_scraping(directory: Path, port: int) -> Iterator[str]:
+    """The URL of a real Prometheus scraping 127.0.0.1:`port` every second."""
+    (directory / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: page\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+    )
+    listen = free_port()
+    process = subprocess.Popen(
+        [
+            "/usr/bin/prometheus",
+            f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{listen}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{listen}"
+    try:
+        wait_until_answering(f"{url}/-/ready", process)
+        yield url
+    finally:
+        stop(process)
+
+
 def scaler_environment(fake: FakeHerokuProcess, directory: Path) -> dict[str, str]:
     """The scaler's environment: this one, the webhook token, `fake` as Heroku, and a new
     PROMETHEUS_MULTIPROC_DIR below `directory`."""

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from scaler_support import HEROKU_KEY, FakeHerokuProcess, write_settings
+from scaler_support import HEROKU_KEY, FakeHerokuProcess, prometheus_scraping, write_settings
 from support import metrics_page
 
-from dynoscaler.processes import free_port, stop, wait_until_answering
+from dynoscaler.processes import free_port
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -47,29 +47,10 @@ class MetricsPage:
 def prometheus(tmp_path) -> Iterator[tuple[str, MetricsPage]]:
     page = MetricsPage()
     server = metrics_page(page.render)
-    port = free_port()
-    (tmp_path / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        f"  - job_name: page\n    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n"
-    )
-    process = subprocess.Popen(
-        [
-            "/usr/bin/prometheus",
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_answering(f"{url}/-/ready", process)
-        yield url, page
+        with prometheus_scraping(tmp_path, server.port) as url:
+            yield url, page
     finally:
-        stop(process)
         server.close()
 
 
