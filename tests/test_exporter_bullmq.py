@@ -1,17 +1,21 @@
-"""BullMQ read as BullMQ sees it: queues filled and worked by the real library (its Python
-port, which runs BullMQ's own Lua scripts on the same Redis layout), figures compared with
-its own counts (`getJobCounts`) and jobs (`timestamp` + `delay`). Redis DB 12."""
+"""BullMQ read as BullMQ sees it: queues filled and worked by the real library (BullMQ for
+Node.js, installed by scripts/setup into tests/node, and its Python port, which runs
+BullMQ's own Lua scripts on the same Redis layout), figures compared with its own counts
+(`getJobCounts`) and jobs (`timestamp` + `delay`). Redis DB 12."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -39,44 +43,6 @@ def redis_db12() -> Iterator[redis.Redis]:
 def _figures(*queues: Queue) -> dict[tuple[str, str], float]:
     samples = RedisSource(URL, queues, timeout=2).read()
     return {(s.metric.removeprefix("dynoscaler_"), s.labels[2]): s.value for s in samples}
-
-
-def _oldest_ready(jobs: list[Job], now: float) -> float:
-    """BullMQ's ready time of the oldest job (timestamp + delay, ms) as an age in seconds."""
-    return now - min(job.timestamp + job.delay for job in jobs) / 1000
-
-
-def test_waiting_jobs_as_bullmq_counts_them(db12):
-    """FIFO, LIFO, prioritized, due and future delayed jobs, then a paused queue."""
-
-    async def scenario() -> None:
-        mail = BullQueue("mail", {"connection": URL})
-        await mail.add("first", {})
-        await asyncio.sleep(1.0)
-        await mail.add("high", {}, {"priority": 1})
-        await mail.add("low", {}, {"priority": 9})
-        await mail.add("last-in", {}, {"lifo": True})  # the tail, taken first
-        due = await mail.add("soon", {}, {"delay": 300})
-        await mail.add("later", {}, {"delay": 60_000})
-        await asyncio.sleep(0.5)
-        found = _figures(Queue("shop", "worker", "mail", "bullmq"))
-        now = time.time()
-        counts = await mail.getJobCounts("wait", "prioritized", "delayed", "active")
-        waiting = await mail.getJobs(["wait", "prioritized"])
-        assert counts == {"wait": 2, "prioritized": 2, "delayed": 2, "active": 0}
-        assert found[("queue_depth", "mail")] == counts["wait"] + counts["prioritized"] + 1
-        assert found[("queue_in_progress", "mail")] == 0
-        oldest = _oldest_ready([*waiting, due], now)
-        assert found[("queue_oldest_age_seconds", "mail")] == pytest.approx(oldest, abs=1.0)
-        assert oldest >= 1.4
-        assert ("jobs_completed", "mail") not in found  # no worker with metrics yet
-
-        await mail.pause()  # paused jobs are still waiting work
-        paused = _figures(Queue("shop", "worker", "mail", "bullmq"))
-        assert paused[("queue_depth", "mail")] == found[("queue_depth", "mail")]
-        await mail.close()
-
-    asyncio.run(scenario())
 
 
 def test_jobs_in_progress_completed_and_failed_with_a_real_worker(db12):
@@ -207,3 +173,67 @@ def test_a_bad_key_costs_only_its_own_queue(db12):
     figures = {(s.metric, s.labels[2]): s.value for s in caught.value.samples}
     assert figures[("dynoscaler_queue_depth", "mail")] == 2
     assert ("dynoscaler_queue_oldest_age_seconds", "mail") in figures
+
+
+NODE_SCENARIO = Path(__file__).parent / "node" / "bullmq_scenario.mjs"
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (NODE_SCENARIO.parent / "node_modules/bullmq").is_dir(),
+    reason="no BullMQ for Node.js: ./scripts/setup installs it (npm, tests/node)",
+)
+def test_the_node_library(db12):
+    """BullMQ itself (Node.js): the same figures as its own counts at each step: FIFO,
+    LIFO, prioritized, due and future delayed jobs; the queue paused; a worker running
+    two; all done but one failed."""
+    scenario = subprocess.Popen(
+        ["node", str(NODE_SCENARIO), URL, "mail"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    queue = Queue("shop", "worker", "mail", "bullmq")
+
+    def step(name: str) -> tuple[dict, dict[tuple[str, str], float]]:
+        said = json.loads(scenario.stdout.readline())
+        assert said["step"] == name
+        return said, _figures(queue)
+
+    def next_step() -> None:
+        scenario.stdin.write("next\n")
+        scenario.stdin.flush()
+
+    try:
+        said, found = step("waiting")
+        counts = said["counts"]
+        assert (counts["wait"], counts["prioritized"], counts["delayed"]) == (2, 2, 2)
+        assert found[("queue_depth", "mail")] == 2 + 2 + 1  # and the due delayed job
+        assert found[("queue_in_progress", "mail")] == 0
+        oldest = time.time() - said["oldest_ready"] / 1000
+        assert found[("queue_oldest_age_seconds", "mail")] == pytest.approx(oldest, abs=1.0)
+        assert oldest >= 1.4  # the first job, not the LIFO one at the tail
+        assert ("jobs_completed", "mail") not in found  # no worker with `metrics` yet
+        next_step()
+
+        depth = found[("queue_depth", "mail")]
+        said, found = step("paused")
+        assert found[("queue_depth", "mail")] == depth
+        next_step()
+
+        said, found = step("busy")
+        counts = said["counts"]
+        assert found[("queue_in_progress", "mail")] == counts["active"] == 2
+        assert found[("queue_depth", "mail")] == counts["wait"] + counts["prioritized"] == 3
+        next_step()
+
+        said, found = step("done")
+        counts = said["counts"]
+        assert (counts["completed"], counts["failed"]) == (4, 1)
+        assert found[("jobs_completed", "mail")] == 5
+        assert found[("queue_dead", "mail")] == 1
+        assert found[("queue_depth", "mail")] == found[("queue_in_progress", "mail")] == 0
+        next_step()
+        assert scenario.wait(timeout=10) == 0
+    finally:
+        scenario.kill()
+        scenario.wait()
