@@ -11,20 +11,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.dates as mdates
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402 - after choosing the non-interactive backend
-import matplotlib.pyplot as plt  # noqa: E402
-
-from dynoscaler.role_series import TERMS, RoleSeries  # noqa: E402
+from dynoscaler.role_series import TERMS, RoleSeries
 
 Values = Sequence[float | None]
 
 
 def figure(rows: int, title: str, height: float = 3.0) -> tuple[Any, list[Any]]:
-    """A figure of `rows` panels sharing the x axis."""
-    fig, axes = plt.subplots(rows, 1, sharex=True, figsize=(10, height * rows), squeeze=False)
+    """A figure of `rows` panels sharing the x axis. A Figure, not pyplot's: the
+    scaler draws in its notifier threads, and pyplot's state is global."""
+    fig = Figure(figsize=(10, height * rows))
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)
     fig.suptitle(title)
     return fig, [row[0] for row in axes]
 
@@ -45,7 +44,6 @@ def save(fig: Any, path: Path, note: str = "") -> Path:
         hspace=0.12,
     )
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
