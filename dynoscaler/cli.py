@@ -20,6 +20,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "simulate": "dynoscaler.sim.cli",
     "scaler": {"serve": "scaler.serve", "reconcile": "scaler.reconcile"},
     "decisions": "scaler.decisions",
+    "cost": "dynoscaler.cost",
     "exporter": "exporter.cli",
     "heroku": {"webhooks": "dynoscaler.heroku_webhooks"},
     "bench": {

@@ -25,6 +25,7 @@ does not hide the others.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,7 @@ from typing import Any
 from dynoscaler import heroku, heroku_budget
 from dynoscaler.config import HerokuSettings
 from dynoscaler.heroku_budget import Budget
+from dynoscaler.prices import Prices, UnknownDynoType
 from exporter.collectors import Feed, StaleRead, address
 from exporter.metrics import Sample
 
@@ -57,12 +59,15 @@ class FormationSource:
         timeout: float,
         budget: Budget | None = None,
         webhooks: bool = False,
+        prices: Prices | None = None,
     ) -> None:
         """`roles`: the (app, role) pairs of the settings; their apps are read.
 
         `interval`: each app's read interval while the budget allows it; with
-        `webhooks` at least WEBHOOK_RECONCILE_SECONDS.
+        `webhooks` at least WEBHOOK_RECONCILE_SECONDS. `prices`: each role's price
+        per dyno-hour is published for its size (dynoscaler_dyno_hourly_price_dollars).
         """
+        self.prices = prices or Prices()
         self.address = address(heroku.api_url())
         self.feeds = tuple(sorted(Feed("heroku", app, role) for app, role in set(roles)))
         self.apps = tuple(dict.fromkeys(app for app, _ in roles))  # settings order, each once
@@ -109,7 +114,7 @@ class FormationSource:
             for app, formation in self._formations.items():
                 confirmed = formation.confirmed_at
                 fresh = confirmed is not None and confirmed >= oldest
-                samples += _samples(app, formation.processes) if fresh else []
+                samples += _samples(app, formation.processes, self.prices) if fresh else []
                 if confirmed is not None:
                     age = ("dynoscaler_heroku_formation_age_seconds", (app,), now - confirmed)
                     samples.append(Sample(*age))
@@ -183,11 +188,16 @@ class FormationSource:
             self.read_next()
 
 
-def _samples(app: str, processes: Mapping[str, tuple[int, str]]) -> list[Sample]:
+def _samples(app: str, processes: Mapping[str, tuple[int, str]], prices: Prices) -> list[Sample]:
     samples = []
     for process_type, (quantity, size) in processes.items():
         samples.append(Sample("dynoscaler_dynos", (app, process_type), quantity))
         samples.append(Sample("dynoscaler_dyno_size_info", (app, process_type, size), 1))
+        with contextlib.suppress(UnknownDynoType):  # a size without a price: no cost series
+            hourly = prices.hourly(size)
+            samples.append(
+                Sample("dynoscaler_dyno_hourly_price_dollars", (app, process_type), hourly)
+            )
     return samples
 
 
