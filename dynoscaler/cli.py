@@ -21,14 +21,19 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "scaler": {"serve": "scaler.serve", "reconcile": "scaler.reconcile"},
     "decisions": "scaler.decisions",
     "cost": "dynoscaler.cost",
+    "shadow-report": "dynoscaler.shadow_report",
+    "snapshot": "dynoscaler.snapshot",
     "exporter": "exporter.cli",
     "heroku": {"webhooks": "dynoscaler.heroku_webhooks"},
     "bench": {
         "exporter": "exporter.bench",
         "drain": "exporter.bench_drain",
+        "web": "exporter.bench_web",
         "sql": "exporter.bench_sql",
         "webhook": "scaler.bench",
         "rules": "dynoscaler.bench_rules",
+        "sizes": "dynoscaler.sim.sizes",
+        "fleet": "dynoscaler.bench_fleet",
     },
 }
 
