@@ -26,6 +26,7 @@ from exporter.collectors.sql_source import sql_sources
 from exporter.collectors.web_timing import web_timing_sources
 from exporter.formation_webhook import FormationWebhook
 from exporter.logdrain import RouterStats
+from exporter.otlp_metrics import ServiceTimes
 from exporter.server import DRAIN_TOKEN_ENV, listen, serve
 
 _log = logging.getLogger("dynoscaler.exporter")
@@ -43,6 +44,7 @@ class Exporter:
 
     collector: ExporterCollector
     router: RouterStats
+    web_metrics: ServiceTimes
     pollers: list[FormationSource] = field(default_factory=list)
     formation_webhook: FormationWebhook | None = None
 
@@ -92,13 +94,17 @@ def build(settings: config.Config) -> Exporter:
         _log.warning("HEROKU_API_KEY is not set: no dynoscaler_dynos (formation) metrics")
     router_roles = [role.key for role in settings.roles if role.requests == "router"]
     router = RouterStats(router_roles)
+    # Fir's OTLP HTTP server metrics: router roles whose middleware does not give them already
+    web_metrics = ServiceTimes(
+        role.key for role in settings.roles if role.requests and not role.middleware
+    )
     collector = ExporterCollector(
         [*sources, *pollers],
         timeout,
         # schedules change the floor and budget in force: computed at each scrape
-        extra=[router.samples, lambda: policy_samples(settings, time.time())],
+        extra=[router.samples, web_metrics.samples, lambda: policy_samples(settings, time.time())],
     )
-    return Exporter(collector, router, pollers, _webhook(pollers))
+    return Exporter(collector, router, web_metrics, pollers, _webhook(pollers))
 
 
 def _webhook(pollers: list[FormationSource]) -> FormationWebhook | None:

@@ -1,5 +1,7 @@
 """Fir's telemetry drains: router logs over OTLP/HTTP (POST /otlp/<app>/v1/logs).
 
+(HTTP server metrics at /v1/metrics: exporter/otlp_metrics.py, decoded here.)
+
 Heroku's Fir generation has no Logplex drains: an app's logs, the router's
 among them, leave through a telemetry drain (`heroku telemetry:add`) as OTLP
 over HTTP. Its exporter POSTs an ExportLogsServiceRequest to the drain URL
@@ -19,18 +21,27 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
+from typing import TypeVar
 
 from google.protobuf.json_format import MessageToJson, Parse, ParseError
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
+)
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
 )
 
 from exporter.logdrain import RouterStats
 
 PREFIX = "/otlp/"
-LOGS = "/v1/logs"
+LOGS, METRICS = "/v1/logs", "/v1/metrics"
+M = TypeVar("M", bound=Message)
+_SIGNALS: dict[type[Message], str] = {
+    ExportLogsServiceRequest: "logs",
+    ExportMetricsServiceRequest: "metrics",
+}
 PROTOBUF, JSON = "application/x-protobuf", "application/json"
 # The most a body may hold once gunzipped: a gzip bomb (1 MiB of zeros is 1 KiB
 # compressed) is refused rather than inflated without end.
@@ -38,7 +49,7 @@ MAX_DECOMPRESSED = 16 << 20
 
 
 class BadOtlpBody(ValueError):
-    """A body that is not an OTLP logs request; the message says why."""
+    """A body that is not an OTLP request of its signal; the message says why."""
 
 
 class UnsupportedMediaType(BadOtlpBody):
@@ -57,22 +68,31 @@ def route(path: str) -> tuple[str, str] | None:
     return (app, "/" + rest) if app and slash else None
 
 
-def decode(body: bytes, content_type: str, encoding: str) -> tuple[ExportLogsServiceRequest, str]:
-    """The logs request of a POST body and its media type (the answer's);
-    BadOtlpBody (or a subclass) where it cannot be read."""
+def decode(
+    body: bytes, content_type: str, encoding: str, kind: type[M] = ExportLogsServiceRequest
+) -> tuple[M, str]:
+    """The request (an ExportLogsServiceRequest, or `kind`) of a POST body and its media
+    type (the answer's); BadOtlpBody (or a subclass) where it cannot be read."""
     media = content_type.partition(";")[0].strip().lower()
     if media not in (PROTOBUF, JSON):
         raise UnsupportedMediaType(f"Content-Type {content_type!r}: send {PROTOBUF} or {JSON}")
     data = _decompress(body, encoding.strip().lower())
-    request = ExportLogsServiceRequest()
+    request = kind()
     try:
         if media == PROTOBUF:
             request.ParseFromString(data)
         else:
             Parse(data, request, ignore_unknown_fields=True)
     except (DecodeError, ParseError, UnicodeDecodeError, RecursionError) as error:
-        raise BadOtlpBody(f"not an OTLP logs request ({media}): {error}") from None
+        raise BadOtlpBody(f"not an OTLP {_SIGNALS[kind]} request ({media}): {error}") from None
     return request, media
+
+
+def answer(response: Message, media: str) -> bytes:
+    """An OTLP response message in the request's encoding."""
+    if media == PROTOBUF:
+        return response.SerializeToString()
+    return MessageToJson(response).encode()
 
 
 def _decompress(body: bytes, encoding: str) -> bytes:
@@ -112,7 +132,4 @@ def receive_logs(
     BadOtlpBody where the body cannot be read: nothing is counted."""
     request, media = decode(body, content_type, encoding)
     counted = router.receive_messages(app, list(messages(request)))
-    response = ExportLogsServiceResponse()
-    if media == PROTOBUF:
-        return counted, response.SerializeToString(), media
-    return counted, MessageToJson(response).encode(), media
+    return counted, answer(ExportLogsServiceResponse(), media), media

@@ -1,6 +1,7 @@
 """The exporter's HTTP server: /metrics, /healthz, POST /logs/<app> (router log drain,
 with the drain secret as bearer token or basic auth password: dynoscaler.credentials),
-POST /otlp/<app>/v1/logs (Fir's telemetry drains, the same secret: exporter.otlp)
+POST /otlp/<app>/v1/logs and /v1/metrics (Fir's telemetry drains, the same secret:
+exporter.otlp, exporter.otlp_metrics)
 and POST /heroku/formation (Heroku's formation webhooks: exporter.formation_webhook,
 404 while DYNOSCALER_HEROKU_WEBHOOK_SECRET is not set).
 
@@ -29,10 +30,11 @@ from prometheus_client.registry import CollectorRegistry
 
 from dynoscaler.credentials import authorized
 from dynoscaler.heroku_webhooks import SECRET_ENV
-from exporter import otlp
+from exporter import otlp, otlp_metrics
 from exporter.formation_webhook import MAX_BODY_BYTES as WEBHOOK_BODY_BYTES
 from exporter.formation_webhook import PATH as WEBHOOK_PATH
 from exporter.logdrain import BadDrainBody, RouterStats
+from exporter.otlp_metrics import ServiceTimes
 
 MAX_DRAIN_BODY = 1 << 20  # Logplex batches are a few kilobytes
 DRAIN_TOKEN_ENV = "DYNOSCALER_DRAIN_TOKEN"
@@ -67,6 +69,7 @@ class Served(Protocol):
     """What the server serves: built in the worker process (exporter.cli.Exporter)."""
 
     router: RouterStats
+    web_metrics: ServiceTimes
     formation_webhook: WSGIApp | None  # None: no secret (or no formation poller)
 
     def registry(self) -> CollectorRegistry: ...
@@ -81,10 +84,12 @@ def asgi_app(
     router: RouterStats,
     drain_token: str,
     webhook: WSGIApp | None = None,
+    web_metrics: ServiceTimes | None = None,
 ) -> ASGIApp:
-    """/metrics and /healthz open; POST /logs/<app> and /otlp/<app>/v1/logs only with
-    `drain_token`;
+    """/metrics and /healthz open; POST /logs/<app> and /otlp/<app>/v1/{logs,metrics} only
+    with `drain_token`;
     POST /heroku/formation to `webhook` (which checks the signature)."""
+    web_metrics = web_metrics or ServiceTimes(())
     metrics = make_wsgi_app(registry)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -114,7 +119,7 @@ def asgi_app(
             if path.startswith("/logs/"):
                 await _drain(scope, receive, send, router, path.removeprefix("/logs/"))
             else:
-                await _otlp(scope, receive, send, router, path)
+                await _otlp(scope, receive, send, router, web_metrics, path)
         elif path == WEBHOOK_PATH:
             await _webhook(scope, receive, send, webhook)
         else:
@@ -140,26 +145,48 @@ async def _drain(scope: Scope, receive: Receive, send: Send, router: RouterStats
     await _reply(send, 200, f"{counted} router request(s) counted")
 
 
-async def _otlp(scope: Scope, receive: Receive, send: Send, router: RouterStats, path: str) -> None:
-    """A Fir telemetry drain's OTLP logs request (exporter.otlp), decoded in a thread and
-    answered with an ExportLogsServiceResponse in its own encoding."""
+async def _otlp(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    router: RouterStats,
+    web_metrics: ServiceTimes,
+    path: str,
+) -> None:
+    """A Fir telemetry drain's OTLP logs (exporter.otlp) or metrics (exporter.otlp_metrics)
+    request, decoded in a thread and answered with an Export*ServiceResponse in its own
+    encoding."""
     found = otlp.route(path)
-    if found is None or found[1] != otlp.LOGS:
-        message = f"try POST {otlp.PREFIX}<app>{otlp.LOGS}: only logs are read: --signals logs"
+    if found is None or found[1] not in (otlp.LOGS, otlp.METRICS):
+        message = (
+            f"try POST {otlp.PREFIX}<app>{otlp.LOGS} or {otlp.METRICS}: --signals logs,metrics"
+        )
         await _reply(send, 404, message)
         return
-    if found[0] not in router.apps:
-        await _reply(send, 404, _no_router_roles(found[0]))
+    app, signal = found
+    if signal == otlp.LOGS and app not in router.apps:
+        await _reply(send, 404, _no_router_roles(app))
+        return
+    if signal == otlp.METRICS and app not in web_metrics.apps:
+        message = (
+            f"app {app!r} has no role with `requests: router` and no middleware: in the settings"
+        )
+        await _reply(send, 404, message)
         return
     body = await _read_body(scope, receive, send)
     if body is None:
         return
     content_type, encoding = _header(scope, b"content-type"), _header(scope, b"content-encoding")
     # In a thread: a 1 MiB gzipped body may hold 16 MiB of records, seconds of decoding.
-    loop, read = asyncio.get_running_loop(), otlp.receive_logs
+    loop = asyncio.get_running_loop()
+    read, into = (
+        (otlp.receive_logs, router)
+        if signal == otlp.LOGS
+        else (otlp_metrics.receive_metrics, web_metrics)
+    )
     try:
         _, answer, media = await loop.run_in_executor(
-            None, read, router, found[0], body, content_type, encoding
+            None, read, into, app, body, content_type, encoding
         )
     except otlp.BadOtlpBody as error:
         await _reply(send, _OTLP_REFUSALS.get(type(error), 400), str(error))
@@ -383,7 +410,13 @@ class _Gunicorn(BaseApplication):
         self.served = self.build()
         self.served.start()
         served = self.served
-        app = asgi_app(served.registry(), served.router, self.drain_token, served.formation_webhook)
+        app = asgi_app(
+            served.registry(),
+            served.router,
+            self.drain_token,
+            served.formation_webhook,
+            served.web_metrics,
+        )
         return self.connections.app(app)
 
     def _worker_ready(self, worker: Any) -> None:

@@ -214,7 +214,7 @@ def test_refusals(tmp_path):
             "no secret": otlp_post(url, good, auth=None),
             "wrong secret": otlp_post(url, good, auth=("heroku", "wrong")),
             "unknown app": otlp_post(f"{running.url}/otlp/other/v1/logs", good),
-            "metrics": otlp_post(f"{running.url}/otlp/shop/v1/metrics", good),
+            "traces": otlp_post(f"{running.url}/otlp/shop/v1/traces", good),
             "no signal": otlp_post(f"{running.url}/otlp/shop", good),
             "GET": requests.get(url, auth=DRAIN_AUTH, timeout=5),
             "text/plain": otlp_post(url, good, {"Content-Type": "text/plain"}),
@@ -239,7 +239,7 @@ def test_refusals(tmp_path):
         "no secret": 401,
         "wrong secret": 401,
         "unknown app": 404,
-        "metrics": 404,
+        "traces": 404,
         "no signal": 404,
         "GET": 405,
         "text/plain": 415,
@@ -254,7 +254,7 @@ def test_refusals(tmp_path):
     }
     assert len(bomb) < MAX_DRAIN_BODY  # under the body cap: refused for what it inflates to
     assert "DYNOSCALER_DRAIN_TOKEN" in answers["wrong secret"].text
-    assert "only logs are read: --signals logs" in answers["metrics"].text
+    assert "--signals logs,metrics" in answers["traces"].text
     assert counted == 0
 
 
