@@ -32,6 +32,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "sql": "exporter.bench_sql",
         "webhook": "scaler.bench",
         "rules": "dynoscaler.bench_rules",
+        "busy": "dynoscaler.sim.busy",
         "sizes": "dynoscaler.sim.sizes",
         "fleet": "dynoscaler.bench_fleet",
     },

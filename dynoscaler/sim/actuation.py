@@ -21,8 +21,16 @@ class Actuator:
     stale_after: float = 120.0
     last_action_at: float | None = None
 
-    def target(self, desired: int, current: int, observed_at: float, now: float) -> int:
-        """The count to set now (equal to current: no action)."""
+    def target(
+        self,
+        desired: int,
+        current: int,
+        observed_at: float,
+        now: float,
+        busy: guardrails.Busy | None = None,
+    ) -> int:
+        """The count to set now (equal to current: no action). busy: the jobs in
+        progress as last observed, for the role's scale_down_when_busy."""
         if not self.guarded:
             return guardrails.clamp(desired, self.role.min_dynos, self.role.max_dynos)
         verdict = guardrails.decide(
@@ -32,7 +40,12 @@ class Actuator:
             now,
             self.stale_after,
         )
-        return current if verdict.target is None else verdict.target
+        target = current if verdict.target is None else verdict.target
+        if current > target and current <= self.role.max_dynos:
+            mode, slots = self.role.scale_down_when_busy, self.role.concurrency
+            if guardrails.busy_refusal(mode, busy, target, slots):
+                return current
+        return target
 
     def applied(self, now: float) -> None:
         self.last_action_at = now

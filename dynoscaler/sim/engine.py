@@ -42,6 +42,7 @@ from dynoscaler.sim.observe import View
 from dynoscaler.sim.policies import build
 from dynoscaler.sim.policies.base import Context, Policy
 from dynoscaler.sim.scenario import Scenario
+from scaler.guardrails import Busy
 
 _MAX_PASSES = 4
 # queues up to this long are served job by job (exact); longer ones through assign()
@@ -160,7 +161,9 @@ class Simulation:
     def _actuate(self, desired: int, now: float) -> None:
         current = self.formation.quantity
         self.actuator.role = self._in_force(now)
-        target = self.actuator.target(desired, current, self.view.times[self.view.count - 1], now)
+        busy = Busy(self.view.latest("in_progress"))  # as Prometheus last saw it
+        observed_at = self.view.times[self.view.count - 1]
+        target = self.actuator.target(desired, current, observed_at, now, busy)
         if target != current:
             self.changes.append(self.formation.scale_to(target, now))
             self.actuator.applied(now)
@@ -244,6 +247,8 @@ class Simulation:
             pages=pages,
             misses=tally.misses(),
             trace=self.trace,
+            busy_stopped=self.formation.busy_stopped,
+            cut=self.formation.cut,
         )
 
 

@@ -5,12 +5,16 @@ Heroku semantics as modelled here:
 - a scale-down removes booting dynos first, then the newest serving ones (Heroku
   stops the highest-numbered dynos); a stopped dyno takes no new job, finishes
   the jobs it is running (as Sidekiq/Celery do on SIGTERM) and is billed until
-  its last job is done. Nothing is requeued.
+  its last job is done. Nothing is requeued. Such a dyno's jobs are counted:
+  `busy_stopped` jobs were running on a dyno when it was stopped, `cut` of them
+  ran past Heroku's SIGTERM grace (SIGKILL: cut and retried on Heroku).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from scaler.guardrails import SIGTERM_GRACE_SECONDS
 
 _UNUSED, _RUNNING, _DRAINING = 0, 1, 2
 
@@ -25,6 +29,8 @@ class Formation:
         self.ready = np.zeros(size)
         self.status = np.zeros(size, dtype=np.int8)
         self.billed_seconds = 0.0
+        self.busy_stopped = 0  # jobs running on dynos when they were stopped
+        self.cut = 0  # of those, jobs still running SIGTERM_GRACE_SECONDS later
         self._serving: np.ndarray | None = None  # cache, valid until _valid_until
         self._valid_until = 0.0
         self._draining = False
@@ -103,6 +109,8 @@ class Formation:
             self.billed_seconds += now - self.requested[row]
             self.status[row] = _UNUSED
         else:
+            self.busy_stopped += int(np.count_nonzero(self.free_at[row] > now))
+            self.cut += int(np.count_nonzero(self.free_at[row] > now + SIGTERM_GRACE_SECONDS))
             self.status[row] = _DRAINING
             self._draining = True
 

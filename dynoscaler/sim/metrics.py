@@ -166,6 +166,8 @@ class RunResult:
     trace: Trace
     pages: tuple[tuple[float, float], ...] = ()  # (notified, resolved) of each page
     misses: Misses = field(default_factory=Misses)
+    busy_stopped: int = 0  # jobs running on dynos when they were stopped
+    cut: int = 0  # of those, jobs past Heroku's 30 s SIGTERM grace (cut on Heroku)
 
     @property
     def late(self) -> int:

@@ -1,0 +1,49 @@
+"""Measure scale_down_when_busy in the simulator: jobs on the dynos a scale-down stops.
+
+`dynoscaler bench busy [--scenario NAME ...]`: dynoscaler's policy on each scenario
+with the role's scale_down_when_busy set to allow, wait and wait_long. Per run:
+the share of jobs within the deadline, dyno-seconds, actions, the jobs running on
+a dyno when a scale-down stopped it (Heroku's choice as the simulator models it:
+the newest dynos), and how many of them were still running 30 s later (cut by
+SIGKILL on Heroku). The simulator's guardrails read the jobs in progress from its
+last scrape, as the scaler reads them from Prometheus; it knows no job's age, so
+wait_long acts as wait here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from dynoscaler.sim.engine import simulate
+from dynoscaler.sim.metrics import RunResult
+from dynoscaler.sim.scenario import Scenario, load
+
+MODES = ("allow", "wait", "wait_long")
+SCENARIOS = ("spike-within", "sine-wave", "long-jobs-leak", "quiet-night-long-jobs")
+
+
+def run_mode(scenario: Scenario, mode: str, seed: int | None = None) -> RunResult:
+    role = dataclasses.replace(scenario.role, scale_down_when_busy=mode)
+    return simulate(dataclasses.replace(scenario, role=role), "dynoscaler", seed)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scenario", action="append", help="a scenario (repeatable)")
+    parser.add_argument("--seed", type=int, help="default: each scenario's own")
+
+
+def run(args: argparse.Namespace) -> int:
+    print(
+        f"{'scenario':<24}{'mode':<11}{'within':>9}{'dyno-s':>9}{'actions':>9}"
+        f"{'on stopped':>12}{'past 30 s':>11}"
+    )
+    for name in args.scenario or SCENARIOS:
+        scenario = load(name)
+        for mode in MODES:
+            r = run_mode(scenario, mode, args.seed)
+            print(
+                f"{scenario.name:<24}{mode:<11}{r.within_share:>9.2%}{r.dyno_seconds:>9.0f}"
+                f"{r.actions:>9}{r.busy_stopped:>12}{r.cut:>11}"
+            )
+    return 0
