@@ -30,6 +30,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "drain": "exporter.bench_drain",
         "web": "exporter.bench_web",
         "sql": "exporter.bench_sql",
+        "backends": "exporter.bench_backends",
         "webhook": "scaler.bench",
         "rules": "dynoscaler.bench_rules",
         "busy": "dynoscaler.sim.busy",

@@ -5,6 +5,7 @@ BullMQ's own Lua scripts on the same Redis layout), figures compared with its ow
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -23,6 +24,7 @@ from bullmq import Job, Worker
 from bullmq import Queue as BullQueue
 from exporter_helpers import wait_for
 
+from exporter import bench_backends
 from exporter.collectors import Feed, PartialRead, Queue
 from exporter.collectors.redis_source import RedisSource
 
@@ -237,3 +239,19 @@ def test_the_node_library(db12):
     finally:
         scenario.kill()
         scenario.wait()
+
+
+def test_bench_backends_reads_what_it_filled(db12, capsys):
+    """A small `dynoscaler bench backends`: each case's depth is what it filled as waiting."""
+    parser = argparse.ArgumentParser()
+    bench_backends.add_arguments(parser)
+    arguments = ["--depths", "10", "--scrapes", "2", "--redis", URL]
+    assert bench_backends.run(parser.parse_args(arguments)) == 0
+    rows = [line.rsplit(None, 4) for line in capsys.readouterr().out.splitlines()[3:]]
+    assert [(row[0], row[-1]) for row in rows] == [
+        ("bullmq fifo", "10"),
+        ("bullmq lifo", "10"),
+        ("bullmq prioritized", "10"),
+        ("bullmq delayed", "5"),  # every other one due
+        ("dramatiq", "15"),  # the list and the due half of the delay queue
+    ]

@@ -6,6 +6,7 @@ and RabbitMQ."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -190,6 +191,21 @@ def test_dead_letters_on_redis(db13):
     found = _figures(_mail())
     assert found[("queue_dead", "mail")] == 1
     assert (found[("queue_depth", "mail")], found[("queue_in_progress", "mail")]) == (0, 0)
+
+
+def test_a_message_in_another_layout_is_decoded(db13):
+    """The script matches dramatiq's own JSON layout for speed; other JSON is decoded."""
+    sent = time.time() - 10
+    body = {"message_timestamp": int(sent * 1000), "queue_name": "mail", "options": {}}
+    db13.hset("dramatiq:mail.msgs", "m1", json.dumps(body, indent=1))
+    db13.rpush("dramatiq:mail", "m1")
+    eta = {**body, "options": {"eta": int((sent + 5) * 1000)}}  # due 5 s ago
+    db13.hset("dramatiq:mail.DQ.msgs", "d1", json.dumps(eta, indent=1))
+    db13.rpush("dramatiq:mail.DQ", "d1")
+    samples = RedisSource(URL, [Queue("shop", "worker", "mail", "dramatiq")], timeout=2).read()
+    found = {s.metric.removeprefix("dynoscaler_"): s.value for s in samples}
+    assert found["queue_depth"] == 2
+    assert found["queue_oldest_age_seconds"] == pytest.approx(time.time() - sent, abs=1.0)
 
 
 def test_a_bad_key_or_message_costs_only_its_own_queue(db13):

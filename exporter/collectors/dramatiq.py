@@ -28,6 +28,7 @@ One Lua script per queue:
   messages. Dramatiq drops `eta` when it moves a due message to the queue, so
   there its age counts from when it was sent (as dramatiq's own AgeLimit does).
   Messages that are not JSON (another encoder) have no readable time.
+  Only the first _READ_AT_MOST ids of the delay queue are read for due ones.
 - dead: the dead letters of `<ns>:<q>.XQ` (messages out of retries, kept
   for the broker's dead_message_ttl, 7 days by default).
 - no completed count: the broker deletes an acked message and counts nothing.
@@ -42,6 +43,8 @@ from exporter.collectors import Queue
 from exporter.collectors.redis_shared import Shared, oldest_age
 from exporter.metrics import Sample
 
+# Message ids of the list and of the delay queue read at each scrape: about 10 to 20 ms
+# of Redis time for 1,000 of each on the loaded development machine (bench backends).
 _READ_AT_MOST = 1000
 _HEARTBEAT_TIMEOUT_MS = 60_000  # dramatiq.brokers.redis.DEFAULT_HEARTBEAT_TIMEOUT
 
@@ -51,9 +54,15 @@ _HEARTBEAT_TIMEOUT_MS = 60_000  # dramatiq.brokers.redis.DEFAULT_HEARTBEAT_TIMEO
 # letters}.
 _QUEUE = f"""
 local queue, now = KEYS[1], tonumber(ARGV[1])
+local _SENT = '"message_timestamp":(%d+)}}$'
+local _ETA = '"eta":(%d+)}},"message_id":"[^"]*","message_timestamp":%d+}}$'
 local oldest = false
 local function ready(message, eta)
   if not message then return nil end
+  -- dramatiq's JSONEncoder writes the fields in this order, so a match is cheaper
+  -- than decoding; anything else (another encoder) is decoded.
+  local matched = string.match(message, eta and _ETA or _SENT)
+  if matched then return tonumber(matched) end
   local ok, body = pcall(cjson.decode, message)
   if not ok or type(body) ~= 'table' then return nil end
   local at = body.message_timestamp
