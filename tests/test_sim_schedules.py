@@ -7,8 +7,10 @@ import pytest
 
 from dynoscaler.config import ConfigError
 from dynoscaler.sim import scenario as scenarios
+from dynoscaler.sim.lower_bound import LowerBound
 from dynoscaler.sim.metrics import Misses
-from dynoscaler.sim.report import evaluate, goals, schedule_goal, table
+from dynoscaler.sim.report import ScenarioResult, evaluate, goals, schedule_goal, table
+from dynoscaler.sim.sweep import Sweep, sweep_table
 from tests.sim_support import run_result, scenario
 
 
@@ -51,3 +53,22 @@ def test_scenario_schedules_are_checked_like_the_settings():
         scenario(role={"schedules": [{**window, "min_dynos": 3}]})
     with pytest.raises(ConfigError, match="start: '2026-12-04T09:45' is not a date and time"):
         scenario(start="2026-12-04T09:45")
+
+
+def test_the_seeds_table_sums_up_the_schedules_seed_by_seed():
+    case = scenario()
+    results = tuple(
+        ScenarioResult(
+            case,
+            LowerBound(1000.0, True, 0.0),
+            (run_result("dynoscaler", 1.0, seconds, misses=late(with_)),),
+            (run_result("dynoscaler", 0.9, 1000.0, misses=late(without)),),
+        )
+        for with_, seconds, without in ((0, 1050.0, 7), (1, 1020.0, 9))
+    )
+    text = sweep_table(Sweep(case, results, (1, 2)))
+    assert (
+        "dynoscaler with its schedules: late jobs per seed 0, 1; without them 7, 9; "
+        "dyno-seconds 1.020–1.050× those without them; the schedules' goal (0 late where "
+        "there were some, ≤ 1.1× the dyno-seconds) met on 1 of 2 seeds."
+    ) in text

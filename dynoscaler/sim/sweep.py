@@ -26,6 +26,7 @@ from dynoscaler.sim.report import (
     PAGES_HEADING,
     PAGES_TEXT,
     RATIO_GOAL,
+    SCHEDULE_COST_GOAL,
     WITHIN_GOAL,
     ScenarioResult,
     evaluate,
@@ -35,6 +36,7 @@ from dynoscaler.sim.report import (
     matched_for_less,
     no_false_page,
     ratio_goal,
+    schedule_goal,
     within_goal,
 )
 from dynoscaler.sim.scenario import Scenario
@@ -85,16 +87,18 @@ def sweep(
             parts = tuple(pool.map(_evaluate_seed, seeds))
     finally:
         _shared = None
-    results = tuple(ScenarioResult(scenario, bound, runs) for bound, runs in parts)
+    results = tuple(ScenarioResult(scenario, *part) for part in parts)
     return Sweep(scenario, results, seeds)
 
 
 _shared: tuple[Scenario, tuple[str, ...] | None] | None = None  # what forked workers evaluate
 
 
-def _evaluate_seed(seed: int) -> tuple[LowerBound, tuple[RunResult, ...]]:
+def _evaluate_seed(
+    seed: int,
+) -> tuple[LowerBound, tuple[RunResult, ...], tuple[RunResult, ...]]:
     result = evaluate(*_shared, seed)
-    return result.bound, result.runs
+    return result.bound, result.runs, result.unscheduled
 
 
 def in_goal(result: ScenarioResult, run: RunResult) -> bool:
@@ -134,7 +138,28 @@ def sweep_table(result: Sweep) -> str:
     for model in MODELS:
         if result.runs_of(model):
             lines += ["", _model_summary(result, model)]
+        if any(res.unscheduled_of(model) for res in result.results):
+            lines += ["", _schedule_summary(result, model)]
     return "\n".join(lines)
+
+
+def _schedule_summary(result: Sweep, model: str) -> str:
+    """The model with the role's schedules against without them, seed by seed."""
+    pairs = [
+        (res.run_of(model), res.unscheduled_of(model))
+        for res in result.results
+        if res.run_of(model) and res.unscheduled_of(model)
+    ]
+    ratios = [run.dyno_seconds / reactive.dyno_seconds for run, reactive in pairs]
+    met = sum(schedule_goal(run, reactive) for run, reactive in pairs)
+    return (
+        f"{model} with its schedules: late jobs per seed "
+        f"{', '.join(str(run.late) for run, _ in pairs)}; without them "
+        f"{', '.join(str(reactive.late) for _, reactive in pairs)}; dyno-seconds "
+        f"{min(ratios):.3f}–{max(ratios):.3f}× those without them; the schedules' goal "
+        f"(0 late where there were some, ≤ {SCHEDULE_COST_GOAL}× the dyno-seconds) met on "
+        f"{met} of {len(pairs)} seeds."
+    )
 
 
 def _policies(result: Sweep) -> list[str]:
