@@ -61,7 +61,7 @@ local function ready(message, eta)
   if not message then return nil end
   -- dramatiq's JSONEncoder writes the fields in this order, so a match is cheaper
   -- than decoding; anything else (another encoder) is decoded.
-  local matched = string.match(message, eta and _ETA or _SENT)
+  local matched = string.match(message, eta and _ETA or _SENT, eta and -200 or -40)
   if matched then return tonumber(matched) end
   local ok, body = pcall(cjson.decode, message)
   if not ok or type(body) ~= 'table' then return nil end
