@@ -6,11 +6,16 @@ import io
 import re
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+import head_start
 import pytest
 from rules_support import ROOT
 
 from dynoscaler.bench_rules import histogram, roles, write_history
+from dynoscaler.processes import stop
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
@@ -48,13 +53,30 @@ def test_histogram_buckets_are_cumulative_up_to_the_count() -> None:
     assert total == pytest.approx(count * 2.0)
 
 
-def test_bench_reports_every_group_with_no_missed_iteration() -> None:
+@contextmanager
+def settling() -> Iterator[Callable[[], tuple[int, str, str]]]:
+    """The bench, started when the session is collected (head_start.py); yields its wait."""
     command = [sys.executable, "-m", "dynoscaler", "bench", "rules", "--roles", "20"]
     # a minute of sampling: the once-a-minute group runs at least once
     command += ["--history", "300", "--warmup", "5", "--seconds", "62"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=150)
-    assert result.returncode == 0, result.stderr
-    out = result.stdout
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        bench = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=err, text=True)
+
+        def finished() -> tuple[int, str, str]:
+            code = bench.wait(timeout=150)
+            out.seek(0)
+            err.seek(0)
+            return code, out.read(), err.read()
+
+        try:
+            yield finished
+        finally:
+            stop(bench, timeout=15)
+
+
+def test_bench_reports_every_group_with_no_missed_iteration() -> None:
+    code, out, err = head_start.running(sys.modules[__name__])()
+    assert code == 0, err
     for group in GROUPS:
         line = re.search(rf"^group {group}: .* missed (\d+)$", out, re.M)
         assert line is not None, out

@@ -16,10 +16,14 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import head_start
 import pytest
 import requests
 import yaml
@@ -60,18 +64,24 @@ def exposition(started: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture
-def exporter() -> Iterator[str]:
+@contextmanager
+def settling() -> Iterator[str]:
+    """Prometheus scraping the page, started when the session is collected (head_start.py)."""
     started = time.monotonic()
     server = metrics_page(lambda: exposition(started))
     try:
-        yield f"127.0.0.1:{server.port}"
+        with tempfile.TemporaryDirectory() as directory:
+            yield from _prometheus(Path(directory), f"127.0.0.1:{server.port}")
     finally:
         server.close()
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path, exporter: str) -> Iterator[str]:
+def prometheus() -> str:
+    return head_start.running(sys.modules[__name__])
+
+
+def _prometheus(tmp_path: Path, exporter: str) -> Iterator[str]:
     shutil.copytree(ROOT / "prometheus" / "rules", tmp_path / "rules")
     config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text("utf-8"))
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}

@@ -16,23 +16,28 @@ Roles (D = 60 s, B = 10 s, miss ratio 0.01; S by Little's law):
   the backlog's drain term decides (200·4/46 = 17.4 slots, 9 dynos);
 - dialer/calls: idle, nothing waiting, min_dynos 1, 3 dynos.
 
-The test takes about three minutes, not the one Prometheus needs: in
+The engines need about three minutes to agree, not the one Prometheus needs: in
 VictoriaMetrics 1.79.5 (Debian) a recorded series that is new is seen by the
 rules reading it about 10 s later, per level of the rules' chain, so the counts
 driven by the rates (they appear after a minute) reach desired_dynos about 100 s
 after Prometheus has them. docs/scaling.md gives the measurements and the
-other differences between the engines.
+other differences between the engines. So the engines start when the session
+is collected (head_start.py) and settle while the other tests run.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import head_start
 import pytest
 import requests
 import yaml
@@ -120,8 +125,14 @@ class Engines:
         return (self.directory / f"{name}.log").read_text(errors="replace")[-3000:]
 
 
-@pytest.fixture
-def engines(tmp_path: Path) -> Iterator[tuple[Engines, Receiver, Receiver]]:
+@contextmanager
+def settling() -> Iterator[tuple[Engines, Receiver, Receiver]]:
+    """The engines, started when the session is collected (head_start.py)."""
+    with tempfile.TemporaryDirectory() as directory:
+        yield from _engines(Path(directory))
+
+
+def _engines(tmp_path: Path) -> Iterator[tuple[Engines, Receiver, Receiver]]:
     started = time.monotonic()
     page = metrics_page(lambda: exposition(started))
     from_prometheus, from_vmalert = Receiver(), Receiver()
@@ -180,6 +191,11 @@ def engines(tmp_path: Path) -> Iterator[tuple[Engines, Receiver, Receiver]]:
             stop(process, timeout=15)
         for server in (page, from_prometheus, from_vmalert):
             server.close()
+
+
+@pytest.fixture
+def engines() -> tuple[Engines, Receiver, Receiver]:
+    return head_start.running(sys.modules[__name__])
 
 
 def desired(url: str) -> dict[tuple[str, str], float]:
