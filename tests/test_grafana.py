@@ -17,9 +17,11 @@ import yaml
 
 from dynoscaler.demo.stack import Ports, Stack, StackOptions
 from dynoscaler.demo.workload import Producer, spike
+from exporter.web import RequestTimes
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+STACK_REDIS = "redis://127.0.0.1:6379/4"
 ROUTER_LINE = (
     "<158>1 2026-11-23T10:00:00+00:00 host heroku router - at=info method=GET "
     'path="/" host=demo-shop.herokuapp.com request_id={n} dyno=web.1 connect=1ms '
@@ -66,7 +68,8 @@ def test_provisioning_points_at_the_dashboards_folder():
 
 
 def stack_settings(tmp_path: Path) -> Path:
-    """The demo's settings plus a web role fed by the router log drain."""
+    """The demo's settings plus a web role fed by the router log drain, with a
+    schedule (no floor or budget of its own: it changes nothing but its series)."""
     document = yaml.safe_load((ROOT / "dynoscaler/demo/demo.yml").read_text())
     document["apps"]["demo-shop"]["roles"]["web"] = {
         "min_dynos": 1,
@@ -75,10 +78,22 @@ def stack_settings(tmp_path: Path) -> Path:
         "target_deadline": 2,
         "boot_time": 5,
         "requests": "router",
+        "middleware": {"url": STACK_REDIS},
+        "schedules": [{"name": "business-hours", "cron": "0 9 * * 1-5", "duration": "8h"}],
     }
     path = tmp_path / "dashboard.yml"
     path.write_text(yaml.safe_dump(document))
     return path
+
+
+def time_web_requests(times: RequestTimes, count: int) -> None:
+    """`count` requests through the web role's middleware counters (40-60 ms in the
+    queue, 20 ms in the app) and one with a router clock ahead; flushed to Redis."""
+    now = time.time()
+    for i in range(count):
+        times.record(now - 0.04 - 0.001 * i, now, now + 0.02)
+    times.record(now + 5, now, now + 0.02)
+    times.flush()
 
 
 def drain_router_lines(stack: Stack, count: int, start: int) -> None:
@@ -101,12 +116,13 @@ def test_every_panel_query_returns_data_from_the_running_loop(tmp_path):
         settings=stack_settings(tmp_path),
         run_dir=tmp_path / "run",
         ports=Ports.free(),
-        redis_url="redis://127.0.0.1:6379/4",
+        redis_url=STACK_REDIS,
     )
     options.run_dir.mkdir()
     queries = [query for path in DASHBOARDS for query in expressions(json.loads(path.read_text()))]
     with Stack(options) as stack:
         producer = Producer(stack.redis, ["default", "mailers"], spike(duration=150)).start()
+        times = RequestTimes(stack.redis, role="web", flush_seconds=3600)
         # A panel passes once its query has answered with data at some point of the run
         # (the firing-alerts table, for one, is empty between scale actions).
         empty = queries
@@ -115,6 +131,7 @@ def test_every_panel_query_returns_data_from_the_running_loop(tmp_path):
             sent = 0
             while empty and time.monotonic() < deadline:
                 drain_router_lines(stack, 20, sent)
+                time_web_requests(times, 20)
                 sent += 20
                 empty = [(title, expr) for title, expr in empty if not stack.query(expr)]
                 time.sleep(2)
