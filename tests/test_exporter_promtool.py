@@ -33,6 +33,8 @@ def test_promtool_accepts_a_scrape_with_every_kind_of_series(tmp_path):
                     {"name": "reports", "backend": "rq", "url": REDIS_DB1},
                     {"name": "celery", "backend": "celery", "url": REDIS_DB1},
                     {"name": "twilio", "backend": "resque", "url": REDIS_DB1},
+                    {"name": "mail", "backend": "bullmq", "url": REDIS_DB1},
+                    {"name": "jobs", "backend": "dramatiq", "url": REDIS_DB1},
                     {"name": "absent", "backend": "rabbitmq", "url": RABBITMQ_API},
                     {"name": "down", "backend": "redis_list", "url": "redis://127.0.0.1:1/0"},
                 ]},
@@ -54,6 +56,8 @@ def test_promtool_accepts_a_scrape_with_every_kind_of_series(tmp_path):
         "dynoscaler_queue_oldest_age_seconds",
         "dynoscaler_jobs_completed_total",
         "dynoscaler_policy_scale_down_window_seconds",
+        'dynoscaler_queue_dead{app="shop",backend="bullmq",queue="mail",role="worker"} 0.0',
+        'dynoscaler_queue_depth{app="shop",backend="dramatiq",queue="jobs",role="worker"} 0.0',
         'dynoscaler_source_up{app="shop",backend="redis_list",role="worker",'
         'source="redis://127.0.0.1:1/0"} 0.0',
     ):
