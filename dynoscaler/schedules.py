@@ -23,6 +23,7 @@ scaler clamps with them too.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -115,13 +116,11 @@ def next_windows(role: RoleSettings, after: float, count: int) -> list[tuple[Sch
     """The next `count` openings (schedule, epoch seconds) of the role's schedules after
     `after`, earliest first."""
     openings = [
-        (opening, schedule)
+        (schedule, opening)
         for schedule in role.schedules
-        for opening, _ in zip(schedule.openings(after), range(count), strict=False)
+        for opening in itertools.islice(schedule.openings(after), count)
     ]
-    return [(schedule, opening) for opening, schedule in sorted(openings, key=lambda p: p[0])][
-        :count
-    ]
+    return sorted(openings, key=lambda pair: pair[1])[:count]
 
 
 def describe(schedule: Schedule, opening: float) -> str:
