@@ -2,9 +2,10 @@
 time range (the shadow report, the snapshot) or at one instant (a decision's
 explanation in the annotations API).
 
-Every term is a series the rules record per app and role
+Every term but the price is a series the rules record per app and role
 (prometheus/rules/capacity.yml), so what is read here is what the rules
-computed and the scaler acted on, not a recomputation.
+computed and the scaler acted on, not a recomputation; the price is the
+exporter's gauge for the formation's dyno size.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ TERMS = {
         Term("processing_p99", "app_role:dynoscaler_processing_seconds:p99_1h", "S99 (s)", "max"),
         Term("drain_slots", "app_role:dynoscaler_drain_slots", "drain slots", "avg"),
         Term("required_slots", "app_role:dynoscaler_required_slots", "required slots", "avg"),
+        Term("price", "dynoscaler_dyno_hourly_price_dollars", "$ per dyno-hour", "max"),
     )
 }
 

@@ -31,7 +31,7 @@ from scaler.prometheus import PrometheusError
 from scaler.store import Store
 
 MINUTE = 60
-TERMS = ("formation", "desired", "needed", "max_dynos", "depth", "oldest", "deadline")
+TERMS = ("formation", "desired", "needed", "max_dynos", "depth", "oldest", "deadline", "price")
 # Decision outcomes that set (or, dry run, would have set) a count.
 ACTIONS = ("dry_run", "success", "limit")
 
@@ -47,6 +47,7 @@ class Minute:
     depth: float | None
     oldest: float | None
     deadline: float | None
+    price: float | None = None  # dollars per dyno-hour of the formation's size
 
     @property
     def below_need(self) -> bool:
@@ -72,6 +73,13 @@ class RoleReport:
     def dyno_hours(self, name: str) -> float:
         return sum(getattr(m, name) or 0.0 for m in self.minutes) / 60
 
+    def dollars(self, name: str) -> float | None:
+        """What the minutes' `name` dynos cost at the formation's price (None: no price)."""
+        priced = [m for m in self.minutes if m.price is not None]
+        if not priced:
+            return None
+        return sum((getattr(m, name) or 0.0) * m.price for m in priced) / 60
+
     def known(self, name: str) -> int:
         """Minutes with a value of `name`."""
         return sum(getattr(m, name) is not None for m in self.minutes)
@@ -92,6 +100,7 @@ def build(series: role_series.RoleSeries, decisions: list[dict[str, Any]]) -> Ro
             v["depth"][i],
             v["oldest"][i],
             v["deadline"][i],
+            v["price"][i],
         )
         for i, t in enumerate(series.times)
     ]
@@ -172,6 +181,12 @@ def summary(report: RoleReport, output: Path) -> str:
     lines.append(
         f"  dyno-hours: formation {actual:.2f}, dynoscaler would have set {would_be:.2f}{change}"
     )
+    cost = report.dollars("formation"), report.dollars("would_be")
+    if None not in cost:
+        lines.append(
+            f"  at the formation's dyno price: ${cost[0]:.2f} against ${cost[1]:.2f}"
+            f" (minutes with a price: {report.known('price')})"
+        )
     actions = report.actions()
     outcomes = sorted({d["outcome"] for d in actions})
     lines.append(
@@ -198,7 +213,7 @@ def summary(report: RoleReport, output: Path) -> str:
 
 
 def write_csv(report: RoleReport, path: Path) -> Path:
-    columns = ("formation", "would_be", "needed", "depth", "oldest", "deadline")
+    columns = ("formation", "would_be", "needed", "depth", "oldest", "deadline", "price")
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(("minute_end_utc", *columns, "below_need", "past_deadline"))

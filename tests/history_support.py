@@ -51,6 +51,8 @@ def spike_history(start: float) -> Series:
         "app_role:dynoscaler_processing_seconds": (ROLE, level(2, 2.5)),
         "app_role:dynoscaler_drain_slots": (ROLE, level(0.4, 21)),
         "app_role:dynoscaler_required_slots": (ROLE, level(3.5, 30)),
+        # standard-1x: $25 a month, 1/720 of it an hour
+        "dynoscaler_dyno_hourly_price_dollars": (ROLE, level(25 / 720, 25 / 720)),
     }
 
 

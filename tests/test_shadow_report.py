@@ -64,6 +64,10 @@ def test_the_command_prints_figures_and_writes_csv_and_chart(shadow, capsys):
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "dyno-hours: formation 8.00, dynoscaler would have set 5.00 (-38%)" in printed
+    # 8 and 5 dyno-hours at $25/720 an hour
+    assert (
+        "at the formation's dyno price: $0.28 against $0.17 (minutes with a price: 120)" in printed
+    )
     assert "scale actions in the decision log: 2 (dry_run)" in printed
     assert "below the deadline's need: 10 (dynoscaler's count: 0)" in printed
     assert "(JobPastDeadline): 5, up to 400 jobs waiting then" in printed
