@@ -18,6 +18,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
     "fake-heroku": "scaler.fake_heroku",
     "demo": "dynoscaler.demo.main",
     "simulate": "dynoscaler.sim.cli",
+    "simulate-web": "dynoscaler.sim.web",
     "scaler": {"serve": "scaler.serve", "reconcile": "scaler.reconcile"},
     "decisions": "scaler.decisions",
     "cost": "dynoscaler.cost",
