@@ -602,6 +602,11 @@ def queue_url_problem(backend: str, url: str) -> str | None:
         if problem is None and urlsplit(url).scheme in POSTGRES_SCHEMES:
             return _postgres_url_problem(url)
         return problem
+    if backend in ("celery", "dramatiq") and urlsplit(url).scheme in ("amqp", "amqps"):
+        return (
+            f"{_short(redact(url))} is the broker's AMQP URL: {backend} on RabbitMQ is read "
+            "through the management API (http://user:password@host:15672/<vhost>)"
+        )
     # The Redis-based backends: the exporter opens the URL with redis-py's from_url,
     # whose parser this is.
     try:

@@ -242,6 +242,18 @@ def test_urls_are_checked_after_expansion(tmp_path):
     assert config.load(write(tmp_path, text), {"REDIS_URL": "redis://r:1/2"})
 
 
+@pytest.mark.parametrize("backend", ["celery", "dramatiq"])
+def test_the_amqp_url_of_a_rabbitmq_broker_points_at_the_management_api(tmp_path, backend):
+    entry = f"{{name: default, backend: {backend}, url: 'amqp://guest:secret@mq:5672/'}}"
+    text = BASE.replace('{name: default, backend: sidekiq, url: "redis://127.0.0.1:6379/0"}', entry)
+    message = refused(tmp_path, text)
+    assert (
+        f"queues.0.url: 'amqp://guest:***@mq:5672/' is the broker's AMQP URL: {backend} on "
+        "RabbitMQ is read through the management API" in message
+    )
+    assert "secret" not in message
+
+
 def test_a_dollar_sign_without_a_brace_stays_literal(tmp_path):
     text = BASE.replace("guest:guest@", "guest:pa$$word@")
     settings = config.load(write(tmp_path, text), {})
