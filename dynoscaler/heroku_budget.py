@@ -8,8 +8,11 @@ refill. The scaler's PATCHes come first: the exporter's formation poller takes
 at most 1 - SCALER_RESERVE of that share, reads one app at a time
 (round-robin), and pauses while the bucket is below FLOOR_SHARE of its size,
 for as long as the refill needs to bring it back, so the scaler always has
-tokens left; a 429 is a bucket at 0 (and its Retry-After, when Heroku sends
-one, is waited for too): never a retry storm.
+tokens left; below that floor the scaler too skips its formation read before
+a PATCH where it knows the counts (`Budget.spare`), so the floor is the
+PATCHes'. A 429 is a bucket at 0 (and its Retry-After, when Heroku sends one,
+is waited for too): never a retry storm; the scaler shares its 429 hold
+between its processes through the decision store (scaler/actuator.py).
 
 Every answer passes through `record` (dynoscaler.heroku's session calls it):
 it counts the call by client and kind and keeps the last RateLimit-Remaining,
@@ -151,6 +154,14 @@ class Budget:
         if remaining is not None and remaining < self.floor:
             waits.append((self.floor - remaining) / self.refill - (now - at))
         return max(0.0, *waits)
+
+    def spare(self, remaining: float | None, at: float) -> bool:
+        """Whether a call its caller can do without (the scaler's formation read before a
+        PATCH) may take a token: not while the bucket, `remaining` as seen at `at`
+        (monotonic) plus the refill since, is below the floor the poller leaves to PATCHes."""
+        if remaining is None:
+            return True
+        return remaining + (time.monotonic() - at) * self.refill >= self.floor
 
     def may_sweep(self) -> bool:
         """Whether a start-up read of every app may go on back to back: only while the

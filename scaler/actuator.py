@@ -7,8 +7,9 @@ is harmless), all within the request's Deadline (scaler/deadline.py): every
 call's time-out is what is left of it, at most ATTEMPT_TIMEOUT_SECONDS, and a
 back-off that would not leave room for another call ends the attempts at once.
 A 429 waits for Heroku's Retry-After when it sends one, else for its bucket to
-refill (one token every 0.8 s at 4,500 an hour), doubling per attempt; this
-process then makes no call until that wait is over (other requests fail fast
+refill (one token every 0.8 s at 4,500 an hour), doubling per attempt; no
+process on the same decision store (every gunicorn worker, the reconcile loop)
+then makes a call until that wait is over (`Holds`: other requests fail fast
 instead of adding to a retry storm). 422 cannot_run_above_limit is an account
 limit: never retried; the limit Heroku names comes back in the Result for the
 caller to remember. A count is only ever taken from Heroku's success answer.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import logging
 import math
 import os
 import random
@@ -26,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import heroku3
 import requests
@@ -36,8 +38,12 @@ from scaler import metrics
 from scaler.deadline import Deadline
 
 T = TypeVar("T")
+log = logging.getLogger("dynoscaler.scaler")
 
 SUCCESS, FAILURE, LIMIT = "success", "failure", "limit"
+# A refusal naming only limits the caller already knew (the retry after a limit's
+# back-off): counted apart, so ScalerActuationFailing fires once per new limit.
+HELD = "held"
 
 # Heroku refills its 4,500-token bucket at 75 a minute: one token every 0.8 s.
 TOKEN_SECONDS = 3600 / 4500
@@ -62,6 +68,7 @@ class Result:
     counts: dict[str, int] = field(default_factory=dict)
     answer: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, str] = field(default_factory=dict)  # on success: each role's dyno size
 
 
 class HerokuError(Exception):
@@ -112,6 +119,14 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+class Holds(Protocol):
+    """A hold on Heroku calls shared between processes (scaler.store.Store)."""
+
+    def held_until(self, account: str) -> float: ...
+
+    def hold(self, account: str, until: float) -> None: ...
+
+
 class Actuator:
     """Reads and scales formations through heroku3 (dynoscaler.heroku.client).
 
@@ -127,8 +142,12 @@ class Actuator:
         max_delay: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
         budget: float | None = None,
+        holds: Holds | None = None,
     ) -> None:
+        """holds: where a 429's hold is shared (the decision store): every process
+        on it (gunicorn workers, the reconcile loop) then waits it out."""
         self._connect = connect
+        self.holds = holds
         self._connection: heroku3.api.Heroku | None = None
         self._apps: dict[str, heroku3.models.app.App] = {}
         self._sizes: dict[str, dict[str, str]] = {}  # per app, each role's dyno size
@@ -140,6 +159,7 @@ class Actuator:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._held_until = 0.0  # monotonic: no call before (after a 429)
+        self._seen: tuple[float | None, float] = (None, 0.0)  # RateLimit-Remaining, when
         self._probe = _Probe(self._check_now)
 
     @property
@@ -163,6 +183,7 @@ class Actuator:
                 kwargs["timeout"] = deadline.attempt_timeout()
             response = send(method, url, **kwargs)
             self._local.response = response
+            self._note(response)
             return response
 
         session.request = request
@@ -193,18 +214,21 @@ class Actuator:
         targets: dict[str, int],
         deadline: Deadline | None = None,
         at_limit: bool = False,
+        sizes: dict[str, str] | None = None,
+        known_limits: dict[str, int] | None = None,
     ) -> Result:
         """Set several roles of one app in one batch PATCH.
 
         at_limit: the targets are held at Heroku's limit below the counts asked
         for; the change is then counted as outcome limit even when Heroku takes it.
+        sizes: the dyno size to set with the quantity, for the roles named.
+        known_limits: the limits the caller knows per role; a refusal naming only
+        those is counted as outcome held.
         """
         started = time.monotonic()
         try:
             changed = self._retrying(
-                app,
-                lambda: self._app(app).batch_scale_formation_processes(targets),
-                self._deadline(deadline),
+                app, lambda: self._batch(app, targets, sizes or {}), self._deadline(deadline)
             )
         except HerokuError as error:
             if error.kind == "limit":
@@ -215,10 +239,43 @@ class Actuator:
         else:
             counts = {f.type: f.quantity for f in changed}
             result = Result(SUCCESS, counts, {"formation": counts, **self._rate_limit()})
+            if sizes:
+                result.sizes = {f.type: str(f.size) for f in changed}
+                result.answer["sizes"] = result.sizes
+                self._sizes.setdefault(app, {}).update(result.sizes)
         metrics.ACTUATION_SECONDS.labels(app).observe(time.monotonic() - started)
         counted = LIMIT if at_limit and result.outcome == SUCCESS else result.outcome
+        known = known_limits or {}
+        if result.limits and all(known.get(r) == n for r, n in result.limits.items()):
+            counted = HELD
         metrics.ACTUATIONS.labels(app, counted).inc()
         return result
+
+    def _batch(
+        self, app: str, targets: dict[str, int], sizes: dict[str, str]
+    ) -> list[heroku3.models.formation.Formation]:
+        """PATCH /apps/{id}/formation; with sizes, each update carries its size too
+        (heroku3's batch calls set either quantities or sizes, not both at once)."""
+        found = self._app(app)
+        if not sizes:
+            return found.batch_scale_formation_processes(targets)
+        updates = [
+            {"type": role, "quantity": n, **({"size": sizes[role]} if role in sizes else {})}
+            for role, n in targets.items()
+        ]
+        connection = found._h
+        response = connection._http_resource(
+            method="PATCH",
+            resource=("apps", found.id, "formation"),
+            data=connection._resource_serialize({"updates": updates}),
+        )
+        response.raise_for_status()
+        items = connection._resource_deserialize(response.content.decode("utf-8"))
+        return connection._process_items(items, obj=heroku3.models.formation.Formation)
+
+    def sizes(self, app: str) -> dict[str, str]:
+        """Each role's dyno size as the last formation read or change showed it."""
+        return dict(self._sizes.get(app, {}))
 
     def _held(self, app: str, targets: dict[str, int], error: HerokuError) -> dict[str, int]:
         """The roles a cannot_run_above_limit holds, with the limit: those sent above it,
@@ -274,16 +331,39 @@ class Actuator:
         remaining = None if response is None else response.headers.get("RateLimit-Remaining")
         if remaining is None or not remaining.strip().isdigit():
             return {}
-        metrics.RATE_LIMIT_REMAINING.labels(self.connection._heroku_url).set(float(remaining))
         return {"ratelimit_remaining": int(remaining)}
 
+    def _note(self, response: requests.Response) -> None:
+        value = response.headers.get("RateLimit-Remaining", "").strip()
+        if response.status_code == 429:
+            self._seen = (0.0, time.monotonic())
+        elif value.isdigit():
+            self._seen = (float(value), time.monotonic())
+
+    def remaining(self) -> tuple[float | None, float]:
+        """Heroku's RateLimit-Remaining in this actuator's last answer (a 429: 0) and
+        when (monotonic); None before any answer."""
+        return self._seen
+
     def held_for(self) -> float:
-        """Seconds until this process calls Heroku again after a 429 (0: free to call)."""
-        return max(0.0, self._held_until - time.monotonic())
+        """Seconds until this process calls Heroku again after a 429, its own or one
+        another process on the same holds met (0: free to call)."""
+        held = self._held_until - time.monotonic()
+        if self.holds is not None:
+            try:
+                held = max(held, self.holds.held_until(self.account) - time.time())
+            except Exception as error:  # noqa: BLE001 - the store's failure is not Heroku's
+                log.warning("shared Heroku hold unreadable, this process's own used: %s", error)
+        return max(0.0, held)
 
     def _hold(self, seconds: float) -> None:
         with self._lock:
             self._held_until = max(self._held_until, time.monotonic() + seconds)
+        if self.holds is not None:
+            try:
+                self.holds.hold(self.account, time.time() + seconds)
+            except Exception as error:  # noqa: BLE001 - held here at least
+                log.warning("shared Heroku hold not stored, held in this process only: %s", error)
 
     def _retrying(self, app: str, call: Callable[[], T], deadline: Deadline) -> T:
         for attempt in range(1, self.attempts + 1):

@@ -7,7 +7,7 @@ gunicorn worker in PROMETHEUS_MULTIPROC_DIR) before any value is created.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 REQUESTS = Counter(
     "dynoscaler_scaler_requests",
@@ -35,12 +35,6 @@ HEROKU_ERRORS = Counter(
     "dynoscaler_scaler_heroku_errors",
     "Failed Heroku API attempts, by kind (rate_limit, server, timeout, client, limit)",
     ["app", "kind"],
-)
-RATE_LIMIT_REMAINING = Gauge(
-    "dynoscaler_scaler_heroku_rate_limit_remaining",
-    "RateLimit-Remaining of Heroku's last answer",
-    ["api"],
-    multiprocess_mode="mostrecent",
 )
 NOTIFICATIONS = Counter(
     "dynoscaler_scaler_notifications",

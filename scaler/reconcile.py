@@ -33,6 +33,9 @@ QUERIES = {
     "desired_at": f"timestamp({DESIRED})",
     "dynos_at": "timestamp(dynoscaler_dynos)",
     "down": "dynoscaler_source_up == 0",
+    # Roles with sizes: the slots they need, as ResizeRole carries them.
+    "slots": "app_role:dynoscaler_required_slots"
+    " and on (app, role) app_role:dynoscaler_needed_dynos",
 }
 
 
@@ -56,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_scaler(settings: Config) -> Scaler:
-    return Scaler(
-        settings, Store(settings.scaler.store), Actuator(), Notifiers(settings.scaler.notifiers)
-    )
+    store = Store(settings.scaler.store)
+    return Scaler(settings, store, Actuator(holds=store), Notifiers(settings.scaler.notifiers))
 
 
 def reconcile_once(settings: Config, scaler: Scaler) -> bool:
@@ -89,6 +91,7 @@ def role_inputs(
     desired_at = _by_role(results["desired_at"])
     dynos_at = _by_role(results["dynos_at"])
     down = _sources_down_by_role(results["down"])
+    slots = _by_role(results["slots"])
     inputs: dict[str, list[RoleInput]] = defaultdict(list)
     for sample in results["desired"]:
         app, role = sample["metric"].get("app"), sample["metric"].get("role")
@@ -109,7 +112,12 @@ def role_inputs(
             "sources_down": sources_down,
         }
         observed_at = min(times) if fresh else None
-        inputs[app].append(RoleInput(role, Request(desired, observed_at), recorded))
+        request = Request(desired, observed_at)
+        if settings_of_role.sizes:  # the scaler chooses size and count from the slots
+            needed = slots.get((app, role))
+            recorded["slots"] = needed
+            request = Request(None, observed_at, slots=needed)
+        inputs[app].append(RoleInput(role, request, recorded))
     return dict(inputs)
 
 

@@ -106,9 +106,11 @@ class _Server(BaseApplication):
         from scaler.actuator import Actuator
         from scaler.app import create_app
         from scaler.deadline import RequestDeadline
+        from scaler.store import Store
 
         settings = config.load(self.args.config)
-        actuator = Actuator()
+        store = Store(settings.scaler.store)
+        actuator = Actuator(holds=store)  # a 429 holds every worker
         if not settings.scaler.dry_run:
             actuator.start_probe()  # /healthz then never waits for a first answer
-        return RequestDeadline(create_app(settings, actuator=actuator))
+        return RequestDeadline(create_app(settings, store=store, actuator=actuator))

@@ -24,11 +24,24 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from dynoscaler.config import Config, RoleSettings
+from dynoscaler.heroku_budget import Budget
 from dynoscaler.schedules import in_force
+from dynoscaler.sizing import choose_size, units_needed
 from scaler import metrics
 from scaler.actuator import FAILURE, LIMIT, SUCCESS, HerokuError, Result
+from scaler.busy import BusyReader
 from scaler.deadline import Deadline, current
-from scaler.guardrails import Policy, Request, State, Verdict, decide
+from scaler.guardrails import (
+    IN_FLIGHT_EXPIRY_SECONDS,
+    Busy,
+    Policy,
+    Request,
+    State,
+    Verdict,
+    busy_refusal,
+    decide,
+    size_refusal,
+)
 from scaler.store import AppLock, Decision, Limit, Store, StoredState, owner_alive
 
 log = logging.getLogger("dynoscaler.scaler")
@@ -41,6 +54,9 @@ FORMATION_REUSE_SECONDS = 30.0
 # back-off, 360 refused PATCHes an hour per role.)
 LIMIT_BACKOFF_SECONDS = 600.0
 LIMIT_BACKOFF_MAX_SECONDS = 4 * 3600.0
+# How many of a sized role's newest decisions are searched for its last size change
+# (its size cooldown): at one decision per alert, every 10 s, half an hour.
+SIZE_HISTORY_ROWS = 200
 
 _RECORDED_SETTINGS = (
     "min_dynos",
@@ -51,6 +67,7 @@ _RECORDED_SETTINGS = (
     "boot_time",
     "concurrency",
     "scale_down_window",
+    "scale_down_when_busy",
 )
 
 
@@ -61,6 +78,7 @@ class RoleInput:
     role: str
     request: Request
     inputs: dict[str, Any]
+    busy: Busy | None = None  # jobs running now, for scale_down_when_busy
 
 
 class FormationSource(Protocol):
@@ -74,7 +92,10 @@ class FormationSource(Protocol):
         targets: dict[str, int],
         deadline: Deadline | None = None,
         at_limit: bool = False,
+        known_limits: dict[str, int] | None = None,
     ) -> Result: ...
+
+    def remaining(self) -> tuple[float | None, float]: ...
 
 
 class Notify(Protocol):
@@ -91,6 +112,7 @@ class Scaler:
         actuator: FormationSource,
         notify: Notify,
         clock: Callable[[], float] = time.time,
+        busy: Callable[[str, str], Busy] | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -98,6 +120,8 @@ class Scaler:
         self.notify = notify
         self.clock = clock
         self.dry_run = config.scaler.dry_run
+        self.budget = Budget(config.heroku)
+        self.busy = busy or BusyReader(config.scaler.prometheus_url)
 
     def apply(
         self,
@@ -114,13 +138,15 @@ class Scaler:
         deadline = deadline or current() or Deadline()
         # a schedule's window sets the floor and budget in force (as the exporter publishes)
         settings = {i.role: in_force(self._settings(app, i.role), self.clock()) for i in inputs}
+        inputs = [self._with_busy(app, i, settings[i.role]) for i in inputs]
         decisions = self._without_heroku(app, inputs, settings, source)
         if decisions is not None:
             self._observe(decisions)
             return decisions
         read_at = self.clock()
         try:
-            formation = None if self.dry_run else self.actuator.formation(app, deadline)
+            spared = self.dry_run or self._read_spared(app, inputs)
+            formation = None if spared else self.actuator.formation(app, deadline)
         except HerokuError as error:
             reason = f"cannot read formation: {error}"
             decisions = [
@@ -156,7 +182,9 @@ class Scaler:
         """Send the targets; at Heroku's limit, remember it and send the batch again
         at the limit; store what Heroku confirmed and record the decisions."""
         targets = {r: v.target for r, v in verdicts.items() if v.target is not None}
-        result = self._send(app, targets, deadline)
+        sizes = {r: v.size for r, v in verdicts.items() if v.size is not None}
+        known = {r: states[r].limit for r in targets if states[r].limit is not None}
+        result = self._send(app, targets, deadline, sizes=sizes, known=known)
         limits: dict[str, Limit | None] = {}
         second: Result | None = None
         retry: dict[str, Verdict] = {}
@@ -180,7 +208,9 @@ class Scaler:
                 retry = {}  # nothing held lower: the same batch would be refused again
             if retry:
                 at_limit = {r: v.target for r, v in retry.items() if v.target is not None}
-                second = self._send(app, at_limit, deadline, at_limit=True)
+                # Counted as limit only for a limit not known before (alerted once).
+                new = any(v and v.count != known.get(r) for r, v in limits.items())
+                second = self._send(app, at_limit, deadline, at_limit=new, known=known)
                 if second.outcome == LIMIT:  # lower still: learn that too, send no third
                     limits.update(self._learned(app, at_limit, second, states, stored, settings))
         final = second or result
@@ -209,6 +239,17 @@ class Scaler:
                 }
             )
         return decisions
+
+    def _read_spared(self, app: str, inputs: list[RoleInput]) -> bool:
+        """Whether to act on the stored counts without reading the formation first: Heroku's
+        bucket is below the floor kept for PATCHes, and every role's count is known."""
+        if self.budget.spare(*self.actuator.remaining()):
+            return False
+        stored = self.store.states(app)
+        if any(i.role not in stored or stored[i.role].state.current is None for i in inputs):
+            return False
+        log.warning("%s: Heroku's bucket is low: the stored counts stand for a read", app)
+        return True
 
     def _learned(
         self,
@@ -276,6 +317,9 @@ class Scaler:
             stored = {i.role: lock.states[i.role] for i in inputs}
             if any(_older(s.current_at, now) for s in stored.values()):
                 return None
+            sizes = self._sizes(app)
+            if any(i.request.slots is not None and i.role not in sizes for i in inputs):
+                return None  # a sized role's current size is read with the formation
             states = {role: self._stored_state(s, role, settings) for role, s in stored.items()}
             verdicts = {i.role: self._verdict(i, states[i.role], settings, now) for i in inputs}
             if any(v.target is not None for v in verdicts.values()):
@@ -305,11 +349,103 @@ class Scaler:
             verdicts[i.role], states[i.role] = verdict, state
         return verdicts, states
 
+    def _with_busy(self, app: str, i: RoleInput, settings: RoleSettings) -> RoleInput:
+        """The input with the jobs running now, read (before any lock is taken) for a
+        role whose scale-downs wait for them; recorded with the inputs."""
+        asks = i.request.desired is not None or i.request.slots is not None
+        if settings.scale_down_when_busy == "allow" or not asks:
+            return i
+        busy = self.busy(app, i.role)
+        recorded = {"in_progress": busy.in_progress, "oldest_in_progress_age": busy.oldest_age}
+        return dataclasses.replace(i, busy=busy, inputs={**i.inputs, "busy": recorded})
+
+    def _sizes(self, app: str) -> dict[str, str]:
+        """Each role's dyno size as the actuator last saw it (none: it cannot tell)."""
+        sizes = getattr(self.actuator, "sizes", None)
+        return sizes(app) if sizes is not None else {}
+
+    def _sized(
+        self, i: RoleInput, role: RoleSettings, state: State, now: float
+    ) -> tuple[Verdict | None, RoleInput, str]:
+        """A role with sizes: the cheapest (size, count) for the slots it needs.
+
+        A size change is a verdict sending size and count together. Where the size
+        stays (the cheapest, or it may not change: stale data, size cooldown) the
+        input comes back asking for the count the current size needs, which the
+        guardrails decide like any other; the note says why the size stays.
+        """
+        current = self._sizes(role.app).get(i.role)
+        option = role.size(current)
+        if option is None:
+            shown = "unknown" if current is None else f"{current}, not listed in sizes"
+            return Verdict(None, f"no change: current dyno size {shown}"), i, ""
+        units = units_needed(i.request.slots or 0.0, option)
+        choice = choose_size(units, role, self.config.prices)
+        note = ""
+        if choice.option != option:
+            note = size_refusal(
+                i.request.observed_at,
+                self._last_size_change(role),
+                role.size_cooldown,
+                now,
+                self.config.scaler.stale_after,
+            ) or ("" if i.request.scale_down_allowed else "no size change: scale-up only input")
+            now_capacity = option.capacity * (state.current or 0)
+            if not note and choice.count * choice.option.capacity < now_capacity:
+                # A size change restarts every dyno: a smaller one leaves no slot of
+                # the role to its running jobs. (A larger one goes ahead, as a
+                # scale-up would: the deadline needs it.)
+                busy = busy_refusal(role.scale_down_when_busy, i.busy, 0, role.concurrency)
+                note = "" if busy is None else busy.replace("no scale-down", "no size change")
+            if not note:
+                if _in_flight_target(state, now) is not None:
+                    return Verdict(None, f"{state.in_flight} already in flight"), i, ""
+                reason = f"resize {state.current} x {current} -> {choice.describe(units)}"
+                i.inputs["size_change"] = {"from": current, "to": choice.size}
+                dry = self.dry_run
+                shown = f"dry run: {reason}" if dry else reason
+                return Verdict(choice.count, shown, dry_run=dry, size=choice.size), i, ""
+            note += f" (cheapest: {choice.describe(units)})"
+        at_size = dataclasses.replace(role, sizes=(option,))
+        count = choose_size(units, at_size, self.config.prices).count
+        request = dataclasses.replace(i.request, desired=count)
+        return None, dataclasses.replace(i, request=request), note
+
+    def _last_size_change(self, role: RoleSettings) -> float | None:
+        """When the decision log last shows a size change Heroku took for the role."""
+        for row in self.store.decisions(role.app, role.role, limit=SIZE_HISTORY_ROWS):
+            if row["outcome"] == SUCCESS and (row["inputs"] or {}).get("size_change"):
+                return row["time"]
+        return None
+
     def _verdict(
         self, i: RoleInput, state: State, settings: dict[str, RoleSettings], now: float
     ) -> Verdict:
-        policy = Policy.of(settings[i.role])
-        return decide(i.request, state, policy, now, self.config.scaler.stale_after, self.dry_run)
+        role = settings[i.role]
+        policy = Policy.of(role)
+        note = ""
+        if i.request.slots is not None and role.sizes:
+            sized, i, note = self._sized(i, role, state, now)
+            if sized is not None:
+                return sized
+        verdict = self._count_verdict(i, state, role, policy, now)
+        return dataclasses.replace(verdict, reason=f"{verdict.reason}; {note}") if note else verdict
+
+    def _count_verdict(
+        self, i: RoleInput, state: State, role: RoleSettings, policy: Policy, now: float
+    ) -> Verdict:
+        verdict = decide(
+            i.request, state, policy, now, self.config.scaler.stale_after, self.dry_run
+        )
+        current = state.current
+        lowers = verdict.target is not None and current is not None and verdict.target < current
+        if lowers and current <= role.max_dynos:  # above the budget: back inside regardless
+            refusal = busy_refusal(
+                role.scale_down_when_busy, i.busy, verdict.target, role.concurrency
+            )
+            if refusal:
+                return Verdict(None, refusal)
+        return verdict
 
     def record(self, decisions: list[Decision]) -> list[Decision]:
         """Store decisions taken outside `apply` (ignored alerts, unreadable formation)."""
@@ -418,11 +554,21 @@ class Scaler:
         return state
 
     def _send(
-        self, app: str, targets: dict[str, int], deadline: Deadline, at_limit: bool = False
+        self,
+        app: str,
+        targets: dict[str, int],
+        deadline: Deadline,
+        at_limit: bool = False,
+        sizes: dict[str, str] | None = None,
+        known: dict[str, int] | None = None,
     ) -> Result:
         if self.dry_run:
             return Result("dry_run", dict(targets), {"dry_run": True})
-        return self.actuator.scale(app, targets, deadline, at_limit)
+        if sizes:
+            return self.actuator.scale(
+                app, targets, deadline, at_limit, sizes=sizes, known_limits=known
+            )
+        return self.actuator.scale(app, targets, deadline, at_limit, known_limits=known)
 
     def _decision(
         self,
@@ -456,6 +602,12 @@ class Scaler:
         for d in decisions:
             metrics.DECISIONS.labels(d.app, d.role, d.source, d.outcome).inc()
             log.info("%s/%s %s: %s (%s)", d.app, d.role, d.source, d.reason, d.outcome)
+
+
+def _in_flight_target(state: State, now: float) -> int | None:
+    if state.in_flight_since is None or now - state.in_flight_since > IN_FLIGHT_EXPIRY_SECONDS:
+        return None
+    return state.in_flight
 
 
 def _older(confirmed_at: float | None, now: float) -> bool:

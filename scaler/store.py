@@ -54,6 +54,12 @@ _SCHEMA = (
         PRIMARY KEY (app, role)
     )""",
     "CREATE TABLE IF NOT EXISTS heartbeat (id INTEGER PRIMARY KEY, at DOUBLE PRECISION)",
+    # Per Heroku account (scaler.actuator.Actuator.account): no call before `until`
+    # (unix time), after a 429; every worker and the reconcile loop read it.
+    """CREATE TABLE IF NOT EXISTS heroku_hold (
+        account TEXT PRIMARY KEY,
+        until DOUBLE PRECISION NOT NULL
+    )""",
 )
 # Columns added to role_state after its first release (added to older stores on start).
 _ADDED_COLUMNS = (
@@ -367,6 +373,27 @@ class Store:
         rows = cursor.fetchall()
         self._connection().commit()
         return dict(_stored(row) for row in rows)
+
+    # -- Heroku's 429 hold, shared ------------------------------------------
+
+    def held_until(self, account: str) -> float:
+        """Unix time before which no process may call Heroku for `account` (0: none)."""
+        cursor = _Cursor(self._connection().cursor(), self._sql)
+        cursor.execute("SELECT until FROM heroku_hold WHERE account = ?", (account,))
+        rows = cursor.fetchall()
+        self._connection().commit()
+        return float(rows[0][0]) if rows else 0.0
+
+    def hold(self, account: str, until: float) -> None:
+        """Hold every call to Heroku for `account` until `until` (unix time), or later
+        if another process already holds longer."""
+        later = "GREATEST" if self.postgres else "MAX"
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO heroku_hold (account, until) VALUES (?, ?) ON CONFLICT (account) "
+                f"DO UPDATE SET until = {later}(heroku_hold.until, excluded.until)",
+                (account, until),
+            )
 
     # -- decisions -----------------------------------------------------------
 

@@ -134,7 +134,8 @@ def test_dyno_limit_is_recorded_and_notified(stack) -> None:
         8,
     )
     text = requests.get(f"{scaler.url}/metrics", timeout=10).text
-    assert re.search(r'dynoscaler_scaler_heroku_rate_limit_remaining\{api="[^"]+"\} 4\d\d\d', text)
+    # the API budget's gauge (dynoscaler.heroku_budget), shared with the exporter
+    assert re.search(r'dynoscaler_heroku_rate_limit_remaining\{client="scaler"\} 4\d\d\d', text)
 
 
 @pytest.fixture
