@@ -17,7 +17,8 @@ subscribed to the exporter's formation webhook first (`dynoscaler heroku
 webhooks`, whose token cost is printed apart).
 
 After `--warmup`, for `--seconds`, every `--event-every` seconds one of two
-events, in turn, on the next app of the round:
+events, in turn, on the next app of the round whose role is at rest (back at
+its 1 dyno, no event pending; none: the event is skipped):
 - a spike: 200 jobs pushed into the app's worker queue; its reaction time is
   from the push to the scaler's PATCH of that app at the fake (then the queue
   is emptied, as its dynos would);
@@ -368,6 +369,14 @@ class Fleet:
         state = requests.get(self.fake("state"), timeout=10).json()
         return {app["id"]: app["name"] for app in state["apps"]}
 
+    def quantities(self) -> dict[tuple[str, str], int]:
+        state = requests.get(self.fake("state"), timeout=10).json()
+        return {
+            (app["name"], f["type"]): f["quantity"]
+            for app in state["apps"]
+            for f in app["formation"]
+        }
+
     def patches(self) -> list[dict[str, Any]]:
         return requests.get(self.fake("requests"), timeout=10).json()
 
@@ -488,21 +497,27 @@ def _run_events(fleet: Fleet, figures: Figures, every: float, seconds: float) ->
     sampler.start()
     spikes: list[_Pending] = []
     hands: list[_Pending] = []
-    order = iter(range(10**9))
+    spike_next = hand_next = 0  # each event takes the next app of its round at rest
+    kinds = iter(range(10**9))
     next_event, next_age = started + 1, started
     while (now := time.monotonic()) < started + seconds:
         if now >= next_age:
             figures.ages += [float(s["value"][1]) for s in fleet.query(_AGE)]
             next_age += AGE_SAMPLE_SECONDS
         if now >= next_event:
-            n = next(order)
-            app = fleet.apps[(n // 2) % len(fleet.apps)]
-            if n % 2 == 0 and not any(p.app == app for p in spikes):
-                spikes.append(_Pending(app, fleet.spike(app)))
-                figures.spikes += 1
-            elif n % 2 == 1 and not any(p.app == app for p in hands):
-                hands.append(_Pending(app, fleet.by_hand(app)))
-                figures.by_hand += 1
+            quantities = fleet.quantities()
+            if next(kinds) % 2 == 0:
+                busy = {p.app for p in spikes}
+                app, spike_next = _at_rest(fleet.apps, spike_next, quantities, "worker", busy)
+                if app is not None:
+                    spikes.append(_Pending(app, fleet.spike(app)))
+                    figures.spikes += 1
+            else:
+                busy = {p.app for p in hands}
+                app, hand_next = _at_rest(fleet.apps, hand_next, quantities, BY_HAND[0], busy)
+                if app is not None:
+                    hands.append(_Pending(app, fleet.by_hand(app)))
+                    figures.by_hand += 1
             next_event += every
         _settle(fleet, figures, spikes, hands, names)
         time.sleep(1.0)
@@ -533,6 +548,20 @@ def _run_events(fleet: Fleet, figures: Figures, every: float, seconds: float) ->
 
 
 _AGE = "dynoscaler_heroku_formation_age_seconds"
+
+
+def _at_rest(
+    apps: list[str], start: int, quantities: dict[tuple[str, str], int], role: str, busy: set[str]
+) -> tuple[str | None, int]:
+    """The first app from `start` on (round-robin) whose `role` is back at its 1 dyno and
+    that has no event pending (a spike on a role still scaled up measures its cooldown,
+    not the loop), and where the next search starts; None when every app is busy."""
+    for offset in range(len(apps)):
+        index = (start + offset) % len(apps)
+        app = apps[index]
+        if app not in busy and quantities.get((app, role)) == SETTINGS["min_dynos"]:
+            return app, index + 1
+    return None, start
 
 
 def _settle(
@@ -607,7 +636,7 @@ def report(figures: Figures, peer: Figures | None = None) -> Iterator[str]:
     for name, (cores, mib) in sorted(f.processes.items()):
         yield f"  {name:12} CPU {cores:.3f} cores, {mib:.0f} MiB"
     if peer is not None and peer.reactions and f.reactions:
-        ratio = statistics.median(f.reactions) / statistics.median(peer.reactions)
+        ratio = percentile(f.reactions, 50) / percentile(peer.reactions, 50)
         yield f"reaction p50 vs 1 app: x{ratio:.2f}"
     if peer is not None and peer.rule_share:
         yield f"rule evaluation vs 1 app: x{f.rule_share / peer.rule_share:.2f}"
@@ -623,7 +652,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--webhooks", action=argparse.BooleanOptionalAction, default=True, help="formation hooks"
     )
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--peer-seconds", type=float, default=120, help="seconds at 1 app")
+    parser.add_argument("--peer-seconds", type=float, default=180, help="seconds at 1 app")
     parser.add_argument(
         "--redis-url", default="redis://127.0.0.1:6379/13", help="where the queues live"
     )
