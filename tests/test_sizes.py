@@ -1,0 +1,242 @@
+"""Dyno sizes (issue 18, item 2): settings, the cheapest (size, count), the fake Heroku's
+422s, and the scaler's size change through heroku3 to a fake Heroku over HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from scaler_support import HEROKU_KEY, alert, payload
+
+from dynoscaler import check_config, config, heroku
+from dynoscaler.config import ConfigError
+from dynoscaler.prices import Prices
+from dynoscaler.sizing import choose_size, units_needed
+from exporter.collectors.policy import policy_samples
+from scaler import alerts, reconcile
+from scaler.actuator import Actuator
+from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
+from scaler.guardrails import Request
+from scaler.service import RoleInput, Scaler
+from scaler.store import Store
+
+pytestmark = pytest.mark.timeout(60)
+
+# standard-1x runs 2 jobs at once; a load needing 2.5 standard-1x dynos is 5 slots.
+SIZES = [
+    {"size": "standard-1x", "concurrency": 2},
+    {"size": "standard-2x", "concurrency": 4},
+    {"size": "performance-m", "concurrency": 8, "speed": 1.5},
+    {"size": "performance-l", "concurrency": 16, "speed": 1.5},
+]
+
+
+def settings_document(tmp_path: Path, **role: Any) -> dict[str, Any]:
+    unique = {
+        "min_dynos": 1,
+        "max_dynos": 1,
+        "sizes": SIZES,
+        "queues": [{"name": "unique", "backend": "rq", "url": "redis://127.0.0.1/13"}],
+        **role,
+    }
+    urgent = {"queues": [{"name": "urgent", "backend": "rq", "url": "redis://127.0.0.1/13"}]}
+    return {
+        "apps": {"shop": {"roles": {"unique": unique, "urgent": urgent}}},
+        "scaler": {"store": f"sqlite:///{tmp_path / 's.sqlite3'}", "stale_after": 60},
+    }
+
+
+def load(tmp_path: Path, document: dict[str, Any]) -> config.Config:
+    path = tmp_path / "autoscale.yml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return config.load(path)
+
+
+def test_the_cheapest_size_that_covers_the_need(tmp_path) -> None:
+    role = load(tmp_path, settings_document(tmp_path)).roles[0]
+    prices = Prices()
+    at_1x = role.size("standard-1x")
+    # 2.5 standard-1x dynos of work with one dyno allowed: performance-m is the cheapest
+    # size whose one dyno covers it (standard-2x has 4 slots, performance-l costs twice).
+    choice = choose_size(units_needed(2.5 * at_1x.concurrency, at_1x), role, prices)
+    assert (choice.size, choice.count, choice.meets) == ("performance-m", 1, True)
+    assert choice.hourly == pytest.approx(prices.hourly("performance-m"))
+    # Slots measured on a faster size are worth more slots of speed 1.
+    at_m = role.size("performance-m")
+    assert units_needed(8, at_m) == 12  # what one performance-m dyno has: it stays
+    assert choose_size(12, role, prices).size == "performance-m"
+    assert choose_size(units_needed(8.5, at_m), role, prices).size == "performance-l"
+    # A small need goes back to the cheapest size; no need: min_dynos of the cheapest.
+    assert choose_size(1.5, role, prices).size == "standard-1x"
+    assert (choose_size(0, role, prices).size, choose_size(0, role, prices).count) == (
+        "standard-1x",
+        1,
+    )
+    # Beyond every size: the most capacity there is, flagged as short.
+    short = choose_size(100, role, prices)
+    assert (short.size, short.count, short.meets) == ("performance-l", 1, False)
+
+
+def test_several_cheaper_dynos_beat_one_big_one(tmp_path) -> None:
+    role = load(tmp_path, settings_document(tmp_path, max_dynos=3)).roles[0]
+    choice = choose_size(7, role, Prices())
+    # standard-1x would need 4 (> 3); 2 x standard-2x ($0.139/h) < 1 x performance-m.
+    assert (choice.size, choice.count) == ("standard-2x", 2)
+    # A price override in the settings changes the choice.
+    cheap_m = Prices({"performance-m": 0.05})
+    assert choose_size(7, role, cheap_m).size == "performance-m"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sizes": [*SIZES, {"size": "Standard-1X", "concurrency": 3}]}, "listed twice"),
+        ({"sizes": [{"size": "huge-9x", "concurrency": 3}]}, "no price for dyno type 'huge-9x'"),
+        ({"concurrency": 4}, "concurrency is set per size under sizes:"),
+        ({"sizes": [{"size": "standard-1x", "concurrency": 0}]}, "sizes.0.concurrency"),
+        ({"sizes": []}, "sizes"),
+        ({"scale_down_when_busy": "later"}, "is not one of: allow, wait, wait_long"),
+        ({"size_cooldown": -1}, "size_cooldown"),
+    ],
+)
+def test_bad_size_settings_are_named(tmp_path, change, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(tmp_path, settings_document(tmp_path, **change))
+
+
+def test_check_config_shows_sizes_prices_and_busy_mode(tmp_path, capsys) -> None:
+    document = settings_document(tmp_path, scale_down_when_busy="wait_long")
+    path = tmp_path / "autoscale.yml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    assert check_config.run(type("Args", (), {"file": str(path)})()) == 0
+    out = capsys.readouterr().out
+    assert "scale_down_when_busy=wait_long" in out
+    assert "size performance-m: concurrency 8, speed 1.5, $0.3472/dyno-hour" in out
+    assert "size_cooldown=105" in out  # boot_time 45 + 60 by default
+
+
+@pytest.fixture
+def fake_heroku(tmp_path, monkeypatch) -> Iterator[tuple[config.Config, FakeHeroku, str]]:
+    settings = load(tmp_path, settings_document(tmp_path))
+    fake = FakeHeroku(settings, HEROKU_KEY)
+    server = FakeHerokuServer(fake, access_log=False).start()
+    monkeypatch.setenv("HEROKU_API_URL", server.url)
+    monkeypatch.setenv("HEROKU_API_KEY", HEROKU_KEY)
+    try:
+        yield settings, fake, server.url
+    finally:
+        server.stop()
+
+
+def patch(url: str, updates: list[dict[str, Any]]) -> requests.Response:
+    return requests.patch(
+        f"{url}/apps/shop/formation",
+        json={"updates": updates},
+        headers={"Accept": "application/vnd.heroku+json; version=3"},
+        auth=("", HEROKU_KEY),
+        timeout=5,
+    )
+
+
+def test_fake_heroku_refuses_sizes_like_heroku(fake_heroku) -> None:
+    _, fake, url = fake_heroku
+    assert fake.state()["apps"][0]["formation"][0]["size"] == "standard-1X"  # the first listed
+    for size, words in (
+        ("standard-3x", "Invalid size"),
+        ("private-m", "only be used in a Private or Shield Space"),
+        ("eco", "Cannot mix Eco or Basic dynos"),  # urgent runs standard-1X
+    ):
+        answer = patch(url, [{"type": "unique", "quantity": 1, "size": size}])
+        assert answer.status_code == 422, size
+        assert answer.json()["id"] == "invalid_params"
+        assert words in answer.json()["message"]
+    answer = patch(url, [{"type": "unique", "quantity": 1, "size": "Performance-M"}])
+    assert answer.status_code == 200
+    assert answer.json()[0]["size"] == "performance-M"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_scaler_changes_size_and_count_in_one_patch(fake_heroku) -> None:
+    settings, fake, _ = fake_heroku
+    clock = Clock()
+    scaler = Scaler(settings, Store(settings.scaler.store), Actuator(heroku.client), print, clock)
+
+    def deliver(slots: float, observed_at: float | None) -> Any:
+        request = Request(None, observed_at, slots=slots)
+        (decision,) = scaler.apply("shop", [RoleInput("unique", request, {})], "test")
+        return decision
+
+    # 5 slots at standard-1x (2.5 dynos' worth), one dyno allowed: performance-m.
+    first = deliver(5.0, clock.now)
+    assert first.outcome == "success", first.reason
+    assert first.reason.startswith("resize 1 x standard-1X -> 1 x performance-m")
+    (sent,) = fake.request_log()
+    assert sent["body"] == {"updates": [{"type": "unique", "quantity": 1, "size": "performance-m"}]}
+    assert first.answer["sizes"] == {"unique": "performance-M"}
+    # Within the size cooldown a smaller need keeps the size (and says why).
+    clock.now += 30
+    held = deliver(1.0, clock.now)
+    assert held.outcome == "none"
+    assert "no size change: size cooldown" in held.reason
+    # After it, on stale data, still no size change.
+    clock.now += settings.roles[0].size_cooldown
+    stale = deliver(1.0, clock.now - 120)
+    assert "no size change: input data stale" in stale.reason
+    # Fresh data: back to the cheapest size that covers 1 slot at speed 1.5.
+    back = deliver(1.0, clock.now)
+    assert back.outcome == "success", back.reason
+    assert fake.state()["apps"][0]["formation"][0]["size"] == "standard-1X"
+    assert len(fake.request_log()) == 2
+
+
+def test_resize_alerts_are_parsed_and_bad_ones_refused(tmp_path) -> None:
+    settings = load(tmp_path, settings_document(tmp_path))
+    resize = alert("shop", "unique", "", name="ResizeRole", direction="size")
+    resize["annotations"] = {"required_slots": "4.500"}
+    parsed = alerts.parse(payload(resize), settings, time.time())
+    (only,) = parsed.scale["shop"]
+    assert (only.role, only.request.slots, only.request.desired) == ("unique", 4.5, None)
+    resize["annotations"] = {"required_slots": "1e3"}
+    with pytest.raises(alerts.PayloadError, match="required_slots of shop/unique is '1e3'"):
+        alerts.parse(payload(resize), settings, time.time())
+
+
+def test_the_exporter_marks_sized_roles(tmp_path) -> None:
+    settings = load(tmp_path, settings_document(tmp_path))
+    sized = [
+        (s.labels, s.value)
+        for s in policy_samples(settings, time.time())
+        if s.metric == "dynoscaler_policy_sizes"
+    ]
+    assert sized == [(("shop", "unique"), 4)]  # urgent lists no sizes: ScaleRole as before
+
+
+def test_reconcile_asks_a_sized_role_by_its_slots(tmp_path) -> None:
+    settings = load(tmp_path, settings_document(tmp_path))
+    unique, urgent = {"app": "shop", "role": "unique"}, {"app": "shop", "role": "urgent"}
+
+    def vector(value: str) -> list[dict[str, Any]]:
+        return [{"metric": m, "value": [0, value]} for m in (unique, urgent)]
+
+    results = {
+        "desired": vector("1"),
+        "desired_at": vector("100"),
+        "dynos_at": vector("100"),
+        "down": [],
+        "slots": vector("4.5"),
+    }
+    inputs = {i.role: i.request for i in reconcile.role_inputs(settings, results)["shop"]}
+    assert (inputs["unique"].desired, inputs["unique"].slots) == (None, 4.5)
+    assert (inputs["urgent"].desired, inputs["urgent"].slots) == (1, None)
