@@ -7,7 +7,9 @@
   process: with none running (a role at zero dynos) they would never count.
 - oldest age: since the earliest of the ready executions' `created_at` (when the
   job became ready), the due scheduled ones' `scheduled_at` and the expired
-  blocked ones' `expires_at`.
+  blocked ones' `expires_at`. Solid Queue's own `Queue#size` and `#latency`
+  (app/models/solid_queue/queue.rb) are the ready part: the count and the
+  earliest `created_at` of the queue's ready executions.
 - in progress: `solid_queue_claimed_executions` (joined to their job for its
   queue) of processes whose heartbeat is younger than Solid Queue's
   `process_alive_threshold` (5 minutes): a claim of a dead process is released
