@@ -3,7 +3,8 @@
 - depth: rows with `finished_at` and `expired_at` null and `run_at` <= now that
   no worker holds: Que locks a job it works with `pg_try_advisory_lock(id)`, so
   a job is running exactly while that lock is in `pg_locks` (as Que's own
-  `job_stats` reads it). Retries (a later `run_at`) count once due, with or
+  `job_stats` reads it, lib/que/utils/introspection.rb; here only granted locks
+  of this database). Retries (a later `run_at`) count once due, with or
   without a worker running.
 - oldest age: since the earliest `run_at` of those rows.
 - in progress: unfinished jobs whose advisory lock is held.
