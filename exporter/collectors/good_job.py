@@ -1,4 +1,5 @@
-"""GoodJob (PostgreSQL): the `good_jobs` table, by GoodJob::Job's own scopes.
+"""GoodJob (PostgreSQL): the `good_jobs` table, by GoodJob::Job's own scopes
+(`queued`, `running`, `finished`: app/models/good_job/job.rb).
 
 - depth: `queued`: `performed_at` and `finished_at` null and
   coalesce(`scheduled_at`, `created_at`) <= now. Scheduled jobs and retries
