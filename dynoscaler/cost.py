@@ -12,7 +12,9 @@ each configured role over the period:
   exporter's formation reads), as a check on the log;
 - the role's dyno size from Prometheus (`dynoscaler_dyno_size_info`, the last
   one seen in the period; standard-1x when none was), priced by
-  dynoscaler.prices with the settings' `prices:`;
+  dynoscaler.prices with the settings' `prices:`; and the dollars Prometheus
+  counts minute by minute (dynos × `dynoscaler_dyno_hourly_price_dollars`),
+  which follow a role's size changes where the log's column takes the last size;
 - the share of jobs within their deadline from Prometheus: of the jobs completed
   (app_role:dynoscaler_completions:rate1m, once a minute), those finishing while
   the oldest waiting job's age plus the mean processing time was within the
@@ -55,6 +57,7 @@ class RoleCost:
     dyno_hours: float  # from the decision log
     prometheus_dyno_hours: float | None
     dollars: float
+    prometheus_dollars: float | None
     at_max_dollars: float
     before_dollars: float | None
     within_share: float | None
@@ -150,6 +153,7 @@ def role_costs(
     sizes = _by_role(query(url, f"last_over_time(dynoscaler_dyno_size_info[{window}])"), "size")
     hours = _by_role(query(url, f"avg_over_time(dynoscaler_dynos[{window}])"))
     within = _by_role(query(url, _within_query(window)))
+    spent = _by_role(query(url, _dollars_query(window)))
     costs = []
     for role in settings.roles:
         seconds, covered = dyno_seconds(logs[role.key], start, end)
@@ -164,6 +168,7 @@ def role_costs(
                 None if average is None else float(average) * (end - start) / 3600,
                 before.get(role.key),
                 within.get(role.key),
+                spent.get(role.key),
             )
         )
     return costs
@@ -178,6 +183,7 @@ def _cost(
     prometheus_dyno_hours: float | None,
     before: int | None,
     within: str | None,
+    spent: str | None,
 ) -> RoleCost:
     name = size or DEFAULT_SIZE
     try:
@@ -194,10 +200,20 @@ def _cost(
         dyno_hours=seconds / 3600,
         prometheus_dyno_hours=prometheus_dyno_hours,
         dollars=hourly * seconds / 3600,
+        prometheus_dollars=None if spent is None else float(spent),
         at_max_dollars=hourly * role.max_dynos * covered / 3600,
         before_dollars=None if before is None else hourly * before * covered / 3600,
         within_share=share,
     )
+
+
+def _dollars_query(window: str) -> str:
+    """Dollars over the window, a sample a minute of dollars an hour (so / 60)."""
+    hourly = (
+        "max by (app, role) (dynoscaler_dynos)"
+        " * on (app, role) max by (app, role) (dynoscaler_dyno_hourly_price_dollars)"
+    )
+    return f"sum_over_time(({hourly})[{window}:1m]) / 60"
 
 
 def _within_query(window: str) -> str:
@@ -229,6 +245,7 @@ def report(costs: list[RoleCost], since: str) -> str:
         "dyno-hours",
         "Prometheus",
         "cost $",
+        "Prometheus $",
         "at max $",
         "before $",
         "saved vs max",
@@ -242,6 +259,7 @@ def report(costs: list[RoleCost], since: str) -> str:
             f"{c.dyno_hours:,.1f}",
             "-" if c.prometheus_dyno_hours is None else f"{c.prometheus_dyno_hours:,.1f}",
             f"{c.dollars:,.2f}",
+            "-" if c.prometheus_dollars is None else f"{c.prometheus_dollars:,.2f}",
             f"{c.at_max_dollars:,.2f}",
             "-" if c.before_dollars is None else f"{c.before_dollars:,.2f}",
             _share(1 - c.dollars / c.at_max_dollars) if c.at_max_dollars else "-",
@@ -249,14 +267,24 @@ def report(costs: list[RoleCost], since: str) -> str:
         )
         for c in costs
     ]
-    total = sum(c.dollars for c in costs)
-    at_max = sum(c.at_max_dollars for c in costs)
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = [f"Dyno cost over the last {since} (decision log; sizes and deadlines: Prometheus)"]
     lines += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in [header]]
     lines += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-    lines.append(f"total ${total:,.2f}, at max_dynos ${at_max:,.2f}")
+    apps = {c.app: [d for d in costs if d.app == c.app] for c in costs}
+    lines += [_total(f"app {app}", part) for app, part in apps.items()]
+    lines.append(_total("total", costs))
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _total(what: str, costs: list[RoleCost]) -> str:
+    total = sum(c.dollars for c in costs)
+    at_max = sum(c.at_max_dollars for c in costs)
+    before = [c.before_dollars for c in costs if c.before_dollars is not None]
+    text = f"{what}: ${total:,.2f}, at max_dynos ${at_max:,.2f}"
+    if len(before) == len(costs):  # every role's count before is known
+        text += f", before dynoscaler ${sum(before):,.2f}"
+    return text
 
 
 def _share(value: float) -> str:

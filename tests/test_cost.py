@@ -61,6 +61,7 @@ def openmetrics(end: float) -> str:
     families = {
         f"dynoscaler_dynos{{{role}}}": lambda at: 2 if at < end - HOUR else 4,
         f'dynoscaler_dyno_size_info{{{role},size="Standard-2X"}}': lambda at: 1,
+        f"dynoscaler_dyno_hourly_price_dollars{{{role}}}": lambda at: HOURLY["standard-2x"],
         f"app_role:dynoscaler_completions:rate1m{{{role}}}": lambda at: 1,
         f"app_role:dynoscaler_processing_seconds{{{role}}}": lambda at: 20,
         f"app_role:dynoscaler_queue_oldest_age_seconds{{{role}}}": (
@@ -149,10 +150,12 @@ def test_cost_from_the_decision_log_and_prometheus(tmp_path, prometheus, capsys)
     assert float(cells[3]) == pytest.approx(6.0, abs=0.02)  # 2 dynos for 1 h, 4 for 1 h
     assert float(cells[4]) == pytest.approx(6.0, abs=0.1)  # Prometheus' average count
     assert float(cells[5]) == pytest.approx(6 * price, abs=0.01)
-    assert float(cells[6]) == pytest.approx(10 * 2 * price, abs=0.01)  # at max_dynos
-    assert float(cells[7]) == pytest.approx(6 * 2 * price, abs=0.01)  # before: 6 dynos
-    assert cells[8] == "70.0%"  # saved against max_dynos
-    assert float(cells[9].rstrip("%")) == pytest.approx(75.0, abs=1.5)  # half an hour late
+    assert float(cells[6]) == pytest.approx(6 * price, abs=0.02)  # Prometheus, minute by minute
+    assert float(cells[7]) == pytest.approx(10 * 2 * price, abs=0.01)  # at max_dynos
+    assert float(cells[8]) == pytest.approx(6 * 2 * price, abs=0.01)  # before: 6 dynos
+    assert cells[9] == "70.0%"  # saved against max_dynos
+    assert float(cells[10].rstrip("%")) == pytest.approx(75.0, abs=1.5)  # half an hour late
+    assert "app shop: $0.42, at max_dynos $1.39, before dynoscaler $0.83" in out
 
 
 @pytest.mark.parametrize(
