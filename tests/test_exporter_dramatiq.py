@@ -91,12 +91,15 @@ def test_waiting_delayed_and_running_messages_on_redis(db13):
     try:
         for _ in range(2):
             assert running.acquire(timeout=10)
+        # Every message not acked yet keeps its body in `.msgs` (dramatiq's qsize adds the
+        # fetched ones again from the acks sets): 3 waiting + 2 running once the worker has
+        # moved the due delayed message to the queue (it holds it in memory for a moment in
+        # between, where neither the list nor the delay queue shows it).
+        bodies = f"{NAMESPACE}:mail.msgs"
+        wait_for(lambda: db13.hlen(bodies) == 3 + 2, timeout=10, interval=0.05)
         busy = _figures(_mail())
         assert busy[("queue_in_progress", "mail")] == 2
         assert busy[("queue_depth", "mail")] == 3
-        # Every message not acked yet keeps its body in `.msgs` (qsize adds the fetched ones
-        # again from the acks sets).
-        assert db13.hlen(f"{NAMESPACE}:mail.msgs") == 3 + 2
         assert busy[("queue_oldest_age_seconds", "mail")] == pytest.approx(
             _oldest_waiting(db13, time.time()), abs=1.0
         )
