@@ -17,9 +17,8 @@ ships; the query reads the rows that are due.
 
 from __future__ import annotations
 
-from exporter.collectors.sql import MYSQL, POSTGRESQL, Dialect, union
+from exporter.collectors.sql import Dialect, union
 
-DIALECTS = (POSTGRESQL, MYSQL)
 # Delayed::Worker::DEFAULT_MAX_RUN_TIME.
 MAX_RUN_SECONDS = 4 * 3600
 

@@ -19,9 +19,7 @@ scheduled_at) WHERE finished_at IS NULL, and
 
 from __future__ import annotations
 
-from exporter.collectors.sql import POSTGRESQL, Dialect, union
-
-DIALECTS = (POSTGRESQL,)
+from exporter.collectors.sql import Dialect, union
 
 
 def statement(dialect: Dialect) -> str:

@@ -17,9 +17,7 @@ expired_at IS NULL.
 
 from __future__ import annotations
 
-from exporter.collectors.sql import POSTGRESQL, Dialect, union
-
-DIALECTS = (POSTGRESQL,)
+from exporter.collectors.sql import Dialect, union
 
 
 def statement(dialect: Dialect) -> str:

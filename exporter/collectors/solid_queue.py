@@ -29,9 +29,8 @@ Indexes used: `index_solid_queue_poll_by_queue` (queue_name, priority, job_id),
 
 from __future__ import annotations
 
-from exporter.collectors.sql import MYSQL, POSTGRESQL, Dialect, union
+from exporter.collectors.sql import Dialect, union
 
-DIALECTS = (POSTGRESQL, MYSQL)
 # SolidQueue.process_alive_threshold's default.
 PROCESS_ALIVE_SECONDS = 300
 

@@ -1,10 +1,11 @@
 """What the SQL job libraries' queries share: the row they return and the two SQL dialects.
 
-Every backend module (solid_queue, good_job, delayed_job, que) has `DIALECTS`
-(the databases the library runs on) and `statement(dialect) -> str`: one
-SELECT for all the configured queues of that library in one database, with
-the parameters `names` (the queue names), `now`, and `since`/`until` (the
-window of finished jobs to count), giving one row per queue that has anything:
+Every backend module (solid_queue, good_job, delayed_job, que) has
+`statement(dialect) -> str` (the databases each library runs on are
+dynoscaler.config.SQL_SCHEMES, checked with the settings): one SELECT for all
+the configured queues of that library in one database, with the parameters
+`names` (the queue names), `now`, and `since`/`until` (the window of finished
+jobs to count), giving one row per queue that has anything:
 
     queue, depth, since (epoch seconds of the oldest waiting job's time, or
     NULL), in_progress, paused (0 or 1), finished (jobs finished in the window)

@@ -28,6 +28,7 @@ whose worker's clock is that far behind the exporter's, is not counted.
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from collections import Counter
@@ -82,8 +83,7 @@ class _Database(Protocol):
 
 class _PostgreSQL:
     def __init__(self, url: str, timeout: float) -> None:
-        import psycopg
-
+        psycopg = _driver("psycopg")
         statement_ms = max(1, int(timeout * STATEMENT_SHARE * 1000))
         self.connection = psycopg.connect(
             url,
@@ -111,8 +111,7 @@ class _PostgreSQL:
 
 class _MySQL:
     def __init__(self, url: str, timeout: float) -> None:
-        import pymysql
-
+        pymysql = _driver("pymysql")
         parts = urlsplit(url)
         socket = parse_qs(parts.query).get("socket") or parse_qs(parts.query).get("unix_socket")
         self.connection = pymysql.connect(
@@ -245,6 +244,14 @@ class SqlSource:
 
 class _StatementFailed(Exception):
     """One statement failed on a connection that still works (a missing table, a time-out)."""
+
+
+def _driver(name: str) -> ModuleType:
+    """The database driver, imported only where a database of its kind is configured."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise RuntimeError(f"{name} is not installed: pip install 'dynoscaler[sql]'") from None
 
 
 def _first_line(error: Exception) -> str:
