@@ -16,6 +16,7 @@ MAX_YAML_NODES values; numbers must be finite and counts whole.
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import re
@@ -432,6 +433,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         words = " or ".join(_TYPE_WORDS.get(t, t) for t in wanted)
         whole = isinstance(error.instance, float) and error.instance.is_integer()
         hint = f" (write {int(error.instance)})" if whole and "integer" in wanted else ""
+        if isinstance(error.instance, datetime.date):  # YAML reads an unquoted date as one
+            hint = " (quote it: YAML reads an unquoted date and time as a timestamp)"
         return f"{_short(error.instance)} is not {words}{hint}"
     if error.validator == "minLength":
         return "a value is required"

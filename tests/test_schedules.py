@@ -237,3 +237,11 @@ def test_the_scaler_clamps_with_the_window_in_force(tmp_path, monkeypatch):
     finally:
         server.stop()
         store.close()
+
+
+def test_an_unquoted_date_is_refused_with_a_hint(tmp_path):
+    path = tmp_path / "autoscale.yml"
+    text = yaml.safe_dump(document({"name": "launch", "at": "AT", "duration": "1h"}))
+    path.write_text(text.replace("AT", "2099-12-04 09:55:00"))
+    with pytest.raises(ConfigError, match=r"schedules.0.at: datetime.* is not text \(quote it"):
+        config.load(path)
