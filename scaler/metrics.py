@@ -22,7 +22,7 @@ DECISIONS = Counter(
 # The alert rules use exactly this name and its outcome values.
 ACTUATIONS = Counter(
     "dynoscaler_scaler_actuations",
-    "Formation changes sent to Heroku, by outcome (success, failure, limit)",
+    "Formation changes sent to Heroku, by outcome (success, failure, limit, held)",
     ["app", "outcome"],
 )
 ACTUATION_SECONDS = Histogram(
