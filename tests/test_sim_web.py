@@ -55,8 +55,11 @@ def test_the_lower_bound_is_the_erlang_c_count_at_a_steady_rate():
     ("change", "message"),
     [
         ({"role": {**RAMP["role"], "min_dynos": 0}}, "needs 1 <= min_dynos"),
-        ({"duration": 90}, "whole minutes"),
+        ({"duration": 90}, "duration: 90 is not a multiple of 60"),
         ({"service": {"type": "uniform"}}, "not one of"),
+        ({"role": {**RAMP["role"], "concurrency": "four"}}, "role.concurrency: 'four' is not"),
+        ({"heroku_p95_target": None}, "heroku_p95_target: None is not of type"),
+        ({"arrivals": None}, "arrivals: None is not of type 'object'"),
     ],
 )
 def test_bad_scenarios_say_what_is_wrong(change, message):

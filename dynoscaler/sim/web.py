@@ -38,10 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import yaml
 
 from dynoscaler.config import ConfigError, RoleSettings, merged_policy
+from dynoscaler.config_schema import POLICY_PROPERTIES
 from dynoscaler.model import (
     DECISION_DELAY,
     RoleInputs,
@@ -52,11 +54,29 @@ from dynoscaler.model import (
 from dynoscaler.sim.arrivals import Profile, build_profile, draw_block
 from dynoscaler.sim.service import Service, build_service
 
+MINUTE = 60
 SCENARIO_DIR = Path(__file__).with_name("web_scenarios")
+_POSITIVE = {"type": "number", "exclusiveMinimum": 0}
+# Shapes only; arrivals and service are checked by their builders, which know each type.
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["duration", "role", "arrivals", "service", "heroku_p95_target"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "description": {"type": "string"},
+        "duration": {"type": "integer", "minimum": MINUTE, "multipleOf": MINUTE},
+        "seed": {"type": "integer", "minimum": 0},
+        "initial_dynos": {"type": "integer", "minimum": 1},
+        "role": {"type": "object", "additionalProperties": False, "properties": POLICY_PROPERTIES},
+        "arrivals": {"type": "object", "required": ["type"]},
+        "service": {"type": "object", "required": ["type"]},
+        "heroku_p95_target": _POSITIVE,
+    },
+}
 POLICIES = ("dynoscaler", "heroku")
 EVALUATION_SECONDS = 5.0  # prometheus.yml's evaluation_interval
 HEROKU_SCALE_DOWN_SHARE = 0.5
-MINUTE = 60
 
 
 @dataclass(frozen=True)
@@ -94,19 +114,20 @@ def load(name_or_path: str) -> WebScenario:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
         return parse(document, path.stem)
-    except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
-        raise ConfigError(f"{path}: not a web scenario: {error!r}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
 
 
-def parse(document: dict[str, Any], default_name: str) -> WebScenario:
+def parse(document: Any, default_name: str) -> WebScenario:
+    problems = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(document), key=str)
+    if problems:
+        raise ConfigError("; ".join(f"{_where(e)}: {e.message}" for e in problems))
     settings = merged_policy(document["role"])
     if settings["min_dynos"] < 1 or settings["min_dynos"] > settings["max_dynos"]:
         raise ConfigError("role: a web role needs 1 <= min_dynos <= max_dynos")
     duration = int(document["duration"])
-    if duration < MINUTE or duration % MINUTE:
-        raise ConfigError("duration: whole minutes, at least one")
     role = RoleSettings(app="sim", role="web", requests="router", **settings)
     return WebScenario(
         name=str(document.get("name", default_name)),
@@ -269,6 +290,10 @@ def lower_bound_dyno_seconds(scenario: WebScenario) -> float:
             dynos += 1
         total += dynos * MINUTE
     return total
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
