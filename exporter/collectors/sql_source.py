@@ -89,6 +89,12 @@ class _PostgreSQL:
             url,
             autocommit=True,
             connect_timeout=max(1, math.ceil(timeout)),
+            # a server that stops answering mid-read (statement_timeout cannot
+            # fire there): the connection breaks instead of hanging the source
+            tcp_user_timeout=max(1, int(timeout * 1000)),
+            keepalives_idle=max(1, math.ceil(timeout)),
+            keepalives_interval=1,
+            keepalives_count=2,
             application_name="dynoscaler-exporter",
             options=(
                 f"-c statement_timeout={statement_ms} -c default_transaction_read_only=on "
