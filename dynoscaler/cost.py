@@ -8,8 +8,8 @@ each configured role over the period:
   record's `to_count` the count Heroku confirmed; the count holds until the next
   record, and before the first record of the period the last one before it holds
   (a role with no record before the period starts counting at its first);
-- the dyno-hours from Prometheus too (`avg_over_time(dynoscaler_dynos)`, the
-  exporter's formation reads), as a check on the log;
+- the dyno-hours from Prometheus too (`dynoscaler_dynos`, the exporter's
+  formation reads, once a minute), as a check on the log;
 - the role's dyno size from Prometheus (`dynoscaler_dyno_size_info`, the last
   one seen in the period; standard-1x when none was), priced by
   dynoscaler.prices with the settings' `prices:`; and the dollars Prometheus
@@ -139,25 +139,16 @@ def dyno_seconds(records: list[Mapping[str, Any]], start: float, end: float) -> 
 def role_costs(
     settings: Config, start: float, end: float, before: Mapping[tuple[str, str], int]
 ) -> list[RoleCost]:
-    store = Store(settings.scaler.store)
-    try:
-        logs = {
-            role.key: store.decisions(role.app, role.role, MAX_RECORDS, since=start, until=end)
-            + store.decisions(role.app, role.role, 1, until=start)
-            for role in settings.roles
-        }
-    finally:
-        store.close()
+    logs = _decision_logs(settings, start, end)
     window = f"{max(60, round(end - start))}s"
     url = settings.scaler.prometheus_url
     sizes = _by_role(query(url, f"last_over_time(dynoscaler_dyno_size_info[{window}])"), "size")
-    hours = _by_role(query(url, f"avg_over_time(dynoscaler_dynos[{window}])"))
+    hours = _by_role(query(url, _per_minute("max by (app, role) (dynoscaler_dynos)", window)))
     within = _by_role(query(url, _within_query(window)))
     spent = _by_role(query(url, _dollars_query(window)))
     costs = []
     for role in settings.roles:
         seconds, covered = dyno_seconds(logs[role.key], start, end)
-        average = hours.get(role.key)
         costs.append(
             _cost(
                 role,
@@ -165,7 +156,7 @@ def role_costs(
                 sizes.get(role.key),
                 seconds,
                 covered,
-                None if average is None else float(average) * (end - start) / 3600,
+                None if role.key not in hours else float(hours[role.key]),
                 before.get(role.key),
                 within.get(role.key),
                 spent.get(role.key),
@@ -207,13 +198,35 @@ def _cost(
     )
 
 
+def _decision_logs(
+    settings: Config, start: float, end: float
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Each role's records of the period and the last one before it (the store names
+    a database it cannot open or read: ConfigError)."""
+    store = Store(settings.scaler.store)
+    try:
+        return {
+            role.key: store.decisions(role.app, role.role, MAX_RECORDS, since=start, until=end)
+            + store.decisions(role.app, role.role, 1, until=start)
+            for role in settings.roles
+        }
+    finally:
+        store.close()
+
+
+def _per_minute(hourly: str, window: str) -> str:
+    """The sum over the window of a per-hour series sampled once a minute (so / 60):
+    dyno-hours from dynos, dollars from dollars an hour, for the part of the window
+    the series covers."""
+    return f"sum_over_time(({hourly})[{window}:1m]) / 60"
+
+
 def _dollars_query(window: str) -> str:
-    """Dollars over the window, a sample a minute of dollars an hour (so / 60)."""
     hourly = (
         "max by (app, role) (dynoscaler_dynos)"
         " * on (app, role) max by (app, role) (dynoscaler_dyno_hourly_price_dollars)"
     )
-    return f"sum_over_time(({hourly})[{window}:1m]) / 60"
+    return _per_minute(hourly, window)
 
 
 def _within_query(window: str) -> str:

@@ -177,3 +177,14 @@ def test_a_dead_prometheus_is_named(tmp_path):
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ConfigError, match=rf"cannot read Prometheus at {url} \(scaler.prom"):
         run_cost("--config", str(settings(tmp_path, url)))
+
+
+def test_a_dead_decision_store_is_named(tmp_path):
+    path = settings(tmp_path, f"http://127.0.0.1:{free_port()}")
+    document = yaml.safe_load(path.read_text())
+    document["scaler"]["store"] = f"postgresql://postgres:secret@127.0.0.1:{free_port()}/none"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(ConfigError) as raised:
+        run_cost("--config", str(path))
+    assert str(raised.value).startswith("scaler.store: cannot connect to PostgreSQL")
+    assert "secret" not in str(raised.value)
