@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = config.load(args.file)
     print(f"{args.file}: OK, {len(settings.roles)} role(s) in {len(settings.apps)} app(s)")
+    overrides = ", ".join(f"{k} ${v:g}" for k, v in settings.prices.overrides.items())
+    if overrides:
+        print(f"prices per dyno-hour over Heroku's (dynoscaler/prices.py): {overrides}")
     for role in settings.roles:
         values = ", ".join(f"{name}={getattr(role, name)}" for name in _COLUMNS)
         print(f"\n{role.app}/{role.role}: {values}")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import argparse
 
-from dynoscaler import config
+import pytest
+import yaml
+
+from dynoscaler import check_config, config
 from dynoscaler.config import ConfigError
 from dynoscaler.prices import Prices, UnknownDynoType
 
@@ -52,3 +55,12 @@ def test_bad_prices_are_config_errors(prices, message):
     with pytest.raises(ConfigError) as raised:
         config.parse(document(prices=prices), "p.yml", {})
     assert message in str(raised.value)
+
+
+def test_check_config_shows_the_overrides(tmp_path, capsys):
+    path = tmp_path / "autoscale.yml"
+    path.write_text(yaml.safe_dump(document(prices={"standard-2x": 0.07})))
+    assert check_config.run(argparse.Namespace(file=str(path))) == 0
+    assert "prices per dyno-hour over Heroku's (dynoscaler/prices.py): standard-2x $0.07" in (
+        capsys.readouterr().out
+    )
