@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from dynoscaler.config import RoleSettings
 
 _TICK = timedelta(microseconds=1)
+# schedule -> (from, until, its latest opening at any time in [from, until))
+_SPANS: dict[Schedule, tuple[float, float, float | None]] = {}
 
 
 class ScheduleError(ValueError):
@@ -73,7 +76,20 @@ class Schedule:
             yield opening.timestamp()
 
     def last_opening(self, at_or_before: float) -> float | None:
-        """The latest opening at or before `at_or_before`, or None."""
+        """The latest opening at or before `at_or_before`, or None.
+
+        Remembered until the next opening: the exporter asks at every scrape for
+        every role (cronsim takes a millisecond or two a call).
+        """
+        span = _SPANS.get(self)
+        if span is not None and span[0] <= at_or_before < span[1]:
+            return span[2]
+        opening = self._last_opening(at_or_before)
+        following = next(self.openings(at_or_before if opening is None else opening), math.inf)
+        _SPANS[self] = (-math.inf if opening is None else opening, following, opening)
+        return opening
+
+    def _last_opening(self, at_or_before: float) -> float | None:
         if self.at is not None:
             return self.at if self.at <= at_or_before else None
         assert self.cron is not None
