@@ -32,7 +32,7 @@ import redis.connection
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from dynoscaler.config_schema import POLICY_PROPERTIES, SCHEMA, SQL_BACKENDS
+from dynoscaler.config_schema import MAX_SECONDS, POLICY_PROPERTIES, SCHEMA, SQL_BACKENDS
 from dynoscaler.prices import Prices, UnknownDynoType
 from dynoscaler.schedules import Schedule, ScheduleError
 from dynoscaler.schedules import parse as parse_schedule
@@ -724,9 +724,11 @@ def merged_policy(*layers: dict[str, Any]) -> dict[str, Any]:
     settings = {k: v for layer in (BUILTIN_DEFAULTS, *layers) for k, v in layer.items()}
     settings.setdefault("scale_down_window", settings["boot_time"])
     settings.setdefault("cooldown", settings["boot_time"])
-    # After a size change every dyno reboots; S (a 1m rate) reflects the new size
-    # a minute after they serve.
-    settings.setdefault("size_cooldown", settings["boot_time"] + 60)
+    # After a size change every dyno reboots: S (a 1m rate) reflects the new size a
+    # minute after they serve, and the backlog of the restart drains within the
+    # deadline; until then the need measured is the change's own.
+    size_cooldown = settings["boot_time"] + 60 + settings["target_deadline"]
+    settings.setdefault("size_cooldown", min(size_cooldown, MAX_SECONDS))
     return settings
 
 

@@ -380,7 +380,10 @@ class Scaler:
             shown = "unknown" if current is None else f"{current}, not listed in sizes"
             return Verdict(None, f"no change: current dyno size {shown}"), i, ""
         units = units_needed(i.request.slots or 0.0, option)
-        choice = choose_size(units, role, self.config.prices)
+        i.inputs["units"] = units
+        units = max([units, *self._recent_units(role, now)])
+        now_at = None if state.current is None else (option, state.current)
+        choice = choose_size(units, role, self.config.prices, now_at)
         note = ""
         if choice.option != option:
             note = size_refusal(
@@ -410,6 +413,18 @@ class Scaler:
         count = choose_size(units, at_size, self.config.prices).count
         request = dataclasses.replace(i.request, desired=count)
         return None, dataclasses.replace(i, request=request), note
+
+    def _recent_units(self, role: RoleSettings, now: float) -> list[float]:
+        """The needs recorded within size_cooldown (dynoscaler.sizing.SizeNeed): a size
+        goes down only once the need stayed lower that long. Those of the boot_time +
+        target_deadline after the last size change are the change's own (its restart's
+        backlog), left out."""
+        since = now - role.size_cooldown
+        changed = self._last_size_change(role)
+        if changed is not None:
+            since = max(since, changed + role.boot_time + role.target_deadline)
+        rows = self.store.decisions(role.app, role.role, SIZE_HISTORY_ROWS, since=since)
+        return [r["inputs"]["units"] for r in rows if "units" in (r["inputs"] or {})]
 
     def _last_size_change(self, role: RoleSettings) -> float | None:
         """When the decision log last shows a size change Heroku took for the role."""

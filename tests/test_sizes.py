@@ -117,7 +117,7 @@ def test_check_config_shows_sizes_prices_and_busy_mode(tmp_path, capsys) -> None
     out = capsys.readouterr().out
     assert "scale_down_when_busy=wait_long" in out
     assert "size performance-m: concurrency 8, speed 1.5, $0.3472/dyno-hour" in out
-    assert "size_cooldown=105" in out  # boot_time 45 + 60 by default
+    assert "size_cooldown=165" in out  # boot_time 45 + 60 + the deadline 60 by default
 
 
 @pytest.fixture
@@ -185,16 +185,19 @@ def test_the_scaler_changes_size_and_count_in_one_patch(fake_heroku) -> None:
     (sent,) = fake.request_log()
     assert sent["body"] == {"updates": [{"type": "unique", "quantity": 1, "size": "performance-m"}]}
     assert first.answer["sizes"] == {"unique": "performance-M"}
-    # Within the size cooldown a smaller need keeps the size (and says why).
+    # Within the size cooldown a smaller need keeps the size, and says why.
     clock.now += 30
     held = deliver(1.0, clock.now)
     assert held.outcome == "none"
     assert "no size change: size cooldown" in held.reason
-    # After it, on stale data, still no size change.
+    assert held.inputs["units"] == 1.5  # recorded: the next decisions' window reads it
+    # After it, on stale data, no size change either.
     clock.now += settings.roles[0].size_cooldown
     stale = deliver(1.0, clock.now - 120)
     assert "no size change: input data stale" in stale.reason
-    # Fresh data: back to the cheapest size that covers 1 slot at speed 1.5.
+    # Once the need stayed low for size_cooldown (the needs of the change's own boot and
+    # deadline left out): back to the cheapest size that covers 1 slot at speed 1.5.
+    clock.now += settings.roles[0].size_cooldown
     back = deliver(1.0, clock.now)
     assert back.outcome == "success", back.reason
     assert fake.state()["apps"][0]["formation"][0]["size"] == "standard-1X"

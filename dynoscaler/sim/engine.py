@@ -25,13 +25,15 @@ holds both paths to Erlang C.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 
 import numpy as np
 
 from dynoscaler import schedules
-from dynoscaler.config import RoleSettings
+from dynoscaler.config import RoleSettings, SizeOption
+from dynoscaler.prices import Prices
 from dynoscaler.sim.actuation import Actuator
 from dynoscaler.sim.alerting import Pager
 from dynoscaler.sim.fifo import Fifo
@@ -42,7 +44,8 @@ from dynoscaler.sim.observe import View
 from dynoscaler.sim.policies import build
 from dynoscaler.sim.policies.base import Context, Policy
 from dynoscaler.sim.scenario import Scenario
-from scaler.guardrails import Busy
+from dynoscaler.sizing import SizeNeed, choose_size, units_needed
+from scaler.guardrails import Busy, busy_refusal, size_refusal
 
 _MAX_PASSES = 4
 # queues up to this long are served job by job (exact); longer ones through assign()
@@ -96,9 +99,14 @@ class Simulation:
         self.rows_cap = math.ceil(1.5 * self.dt / scenario.service.mean) + 1
         self.changes: list[int] = []
         self.pager = Pager(policy.flag_for, policy.flag_delay)
+        # A role with sizes runs at one size at a time, the first to start with.
+        self.size: SizeOption | None = role.sizes[0] if role.sizes else None
+        self.size_changes: list[tuple[float, str]] = []
+        self._size_need = SizeNeed(role.size_cooldown)
+        self.prices = Prices()
 
     def run(self) -> RunResult:
-        pending: deque[tuple[float, int]] = deque()
+        pending: deque[tuple[float, int, SizeOption | None]] = deque()
         arrived = 0
         for k in range(self.ticks):
             now = k * self.dt
@@ -108,7 +116,8 @@ class Simulation:
             if k >= self.lag_ticks and (k - self.lag_ticks) % self.decide_every == 0:
                 self._decide(now, pending)
             while pending and pending[0][0] <= now:
-                self._actuate(pending.popleft()[1], now)
+                _, desired, size = pending.popleft()
+                self._actuate(desired, now, size)
             arrivals, services = self.source.jobs(k)
             arrived += arrivals.size
             self.fifo.push(arrivals, services)
@@ -117,19 +126,47 @@ class Simulation:
             self.formation.retire_drained(now + self.dt)
         return self._result()
 
-    def _decide(self, now: float, pending: deque[tuple[float, int]]) -> None:
+    def _decide(self, now: float, pending: deque[tuple[float, int, SizeOption | None]]) -> None:
         current = self.formation.quantity
         self.policy.role = self._in_force(now)
         decision = self.policy.decide(self.view, now, current)
         self.pager.update(now, decision.unmeetable)
-        delay = self.policy.delay_for(now, decision, current)
+        desired, size = decision.desired, None
+        if self.size is not None and self.policy.guarded and decision.slots is not None:
+            # ResizeRole fires while the role has a need and Alertmanager repeats it
+            # every 10 s: the scaler hears of each decision; most change nothing.
+            desired, size = self._sized(decision.slots, now, current)
+            delay = None if (desired, size) == (current, None) else self.policy.delay
+        else:
+            delay = self.policy.delay_for(now, decision, current)
         if delay is None:
             return
         due = now + delay
         # a newer decision that acts sooner supersedes the older ones still on their way
         while pending and pending[-1][0] >= due:
             pending.pop()
-        pending.append((due, decision.desired))
+        pending.append((due, desired, size))
+
+    def _sized(self, slots: float, now: float, current: int) -> tuple[int, SizeOption | None]:
+        """As the scaler decides for a role with sizes (scaler.service): the cheapest
+        (size, count) for the slots, the size kept where it may not change (stale data,
+        size cooldown, a smaller size while jobs run under scale_down_when_busy)."""
+        role, size = self._in_force(now), self.size
+        units = self._size_need.update(now, units_needed(slots, size))
+        choice = choose_size(units, role, self.prices, (size, current))
+        if choice.option != size:
+            last = self.size_changes[-1][0] if self.size_changes else None
+            observed_at = self.view.times[self.view.count - 1]
+            held = size_refusal(
+                observed_at, last, role.size_cooldown, now, self.actuator.stale_after
+            )
+            if not held and choice.count * choice.option.capacity < current * size.capacity:
+                busy = Busy(self.view.latest("in_progress"))
+                held = busy_refusal(role.scale_down_when_busy, busy, 0, role.concurrency)
+            if not held:
+                return choice.count, choice.option
+        at_size = dataclasses.replace(role, sizes=(size,))
+        return choose_size(units, at_size, self.prices).count, None
 
     def _scrape(self, now: float, arrived: int) -> None:
         oldest = self.fifo.oldest_arrival()
@@ -155,11 +192,25 @@ class Simulation:
         trace.billed.append(self.formation.billed_now())
 
     def _in_force(self, now: float) -> RoleSettings:
-        """The role's settings at `now`: a schedule's floor and budget while in force."""
-        return schedules.in_force(self.scenario.role, self.scenario.start + now)
+        """The role's settings at `now`: a schedule's floor and budget while in force
+        (and a role with sizes: its current size's concurrency)."""
+        role = schedules.in_force(self.scenario.role, self.scenario.start + now)
+        if self.size is None:
+            return role
+        return dataclasses.replace(role, concurrency=self.size.concurrency)
 
-    def _actuate(self, desired: int, now: float) -> None:
+    def _actuate(self, desired: int, now: float, size: SizeOption | None = None) -> None:
         current = self.formation.quantity
+        if size is not None and size != self.size:
+            # Every dyno restarts at the new size: a boot for each.
+            self.formation.resize(size.concurrency, desired, now)
+            self.changes.append(desired - current)
+            self.size_changes.append((now, size.size))
+            role = self._in_force(now)
+            self._size_need.changed(now + role.boot_time + role.target_deadline)
+            self.size = size
+            self.actuator.applied(now)
+            return
         self.actuator.role = self._in_force(now)
         busy = Busy(self.view.latest("in_progress"))  # as Prometheus last saw it
         observed_at = self.view.times[self.view.count - 1]
@@ -184,7 +235,7 @@ class Simulation:
 
     def _serve_exact(self, free: np.ndarray, horizon: float) -> None:
         """Each job in turn on the earliest-free slot: the exact FIFO multi-server queue."""
-        arrivals, services = self.fifo.head(EXACT_LIMIT)
+        arrivals, services = self._at_speed(*self.fifo.head(EXACT_LIMIT))
         starts = []
         for arrival, service in zip(arrivals.tolist(), services.tolist(), strict=True):
             slot = int(free.argmin())
@@ -206,7 +257,7 @@ class Simulation:
         for _ in range(_MAX_PASSES):
             if not len(self.fifo) or free[0] >= horizon:  # nothing waits, or no slot frees up
                 break
-            arrivals, services = self.fifo.head(free.size * self.rows_cap)
+            arrivals, services = self._at_speed(*self.fifo.head(free.size * self.rows_cap))
             started, start, end, new_free = assign(free, arrivals, services, horizon)
             if not started.any():
                 break
@@ -220,6 +271,14 @@ class Simulation:
         flat = np.empty_like(free)
         flat[order] = free
         return flat
+
+    def _at_speed(
+        self, arrivals: np.ndarray, services: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Jobs' processing times on the current size (drawn at speed 1)."""
+        if self.size is None or self.size.speed == 1:
+            return arrivals, services
+        return arrivals, services / self.size.speed
 
     def _account(
         self, arrivals: np.ndarray, start: np.ndarray, end: np.ndarray, s: np.ndarray
@@ -249,6 +308,8 @@ class Simulation:
             trace=self.trace,
             busy_stopped=self.formation.busy_stopped,
             cut=self.formation.cut,
+            size_changes=tuple(self.size_changes),
+            boots=self.formation.boots,
         )
 
 

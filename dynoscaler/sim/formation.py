@@ -8,6 +8,9 @@ Heroku semantics as modelled here:
   its last job is done. Nothing is requeued. Such a dyno's jobs are counted:
   `busy_stopped` jobs were running on a dyno when it was stopped, `cut` of them
   ran past Heroku's SIGTERM grace (SIGKILL: cut and retried on Heroku).
+- a size change (`resize`) stops every dyno as a scale-down would and starts the
+  same count of the new size, booting; a row has as many slots as its size's
+  concurrency, the columns beyond are never free (+inf).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Formation:
         self.ready = np.zeros(size)
         self.status = np.zeros(size, dtype=np.int8)
         self.billed_seconds = 0.0
+        self.boots = 0  # dynos started after the initial formation
         self.busy_stopped = 0  # jobs running on dynos when they were stopped
         self.cut = 0  # of those, jobs still running SIGTERM_GRACE_SECONDS later
         self._serving: np.ndarray | None = None  # cache, valid until _valid_until
@@ -54,13 +58,28 @@ class Formation:
         return self._serving
 
     def in_progress(self, now: float) -> int:
-        return int(np.count_nonzero(self.free_at[self.status != _UNUSED] > now))
+        used = self.free_at[self.status != _UNUSED]
+        return int(np.count_nonzero((used > now) & np.isfinite(used)))
+
+    def resize(self, concurrency: int, quantity: int, now: float) -> None:
+        """A size change: every dyno stops (draining its jobs) and `quantity` dynos of
+        `concurrency` slots boot."""
+        for row in np.flatnonzero(self.status == _RUNNING):
+            self._stop(int(row), now)
+        if concurrency > self.free_at.shape[1]:
+            extra = np.full((self.free_at.shape[0], concurrency - self.free_at.shape[1]), np.inf)
+            self.free_at = np.hstack((self.free_at, extra))
+        self.concurrency = concurrency
+        for _ in range(quantity):
+            self._add(now, now + self.boot_time)
+        self.boots += quantity
 
     def scale_to(self, quantity: int, now: float) -> int:
         """Change the formation; return the change in dynos (+ up, - down)."""
         change = quantity - self.quantity
         for _ in range(change):
             self._add(now, now + self.boot_time)
+        self.boots += max(change, 0)
         if change < 0:
             running = np.flatnonzero(self.status == _RUNNING)
             # newest first (the highest-numbered on a tie); booting dynos are the newest
@@ -74,8 +93,8 @@ class Formation:
             return
         self._draining = False
         for row in np.flatnonzero(self.status == _DRAINING):
-            if self.free_at[row].max() <= now:
-                self.billed_seconds += self.free_at[row].max() - self.requested[row]
+            if self._last_end(row) <= now:
+                self.billed_seconds += self._last_end(row) - self.requested[row]
                 self.status[row] = _UNUSED
             else:
                 self._draining = True
@@ -83,7 +102,7 @@ class Formation:
     def close(self, now: float) -> float:
         """Bill everything still running at the end of a run; return total dyno-seconds."""
         for row in np.flatnonzero(self.status != _UNUSED):
-            end = max(now, float(self.free_at[row].max()))
+            end = max(now, self._last_end(row))
             self.billed_seconds += end - self.requested[row]
             self.status[row] = _UNUSED
         return self.billed_seconds
@@ -101,22 +120,29 @@ class Formation:
         self.status[row] = _RUNNING
         self.requested[row] = now
         self.ready[row] = ready
-        self.free_at[row] = ready
+        self.free_at[row] = np.inf  # the columns beyond this size's slots: never free
+        self.free_at[row, : self.concurrency] = ready
 
     def _stop(self, row: int, now: float) -> None:
         self._changed()
-        if self.ready[row] > now or self.free_at[row].max() <= now:
+        if self.ready[row] > now or self._last_end(row) <= now:
             self.billed_seconds += now - self.requested[row]
             self.status[row] = _UNUSED
         else:
-            self.busy_stopped += int(np.count_nonzero(self.free_at[row] > now))
-            self.cut += int(np.count_nonzero(self.free_at[row] > now + SIGTERM_GRACE_SECONDS))
+            ends = self.free_at[row][np.isfinite(self.free_at[row])]
+            self.busy_stopped += int(np.count_nonzero(ends > now))
+            self.cut += int(np.count_nonzero(ends > now + SIGTERM_GRACE_SECONDS))
             self.status[row] = _DRAINING
             self._draining = True
 
+    def _last_end(self, row: int) -> float:
+        """When the row's last job ends (its slots only)."""
+        ends = self.free_at[row]
+        return float(ends[np.isfinite(ends)].max())
+
     def _grow(self) -> None:
         size = self.status.size
-        self.free_at = np.vstack((self.free_at, np.zeros((size, self.concurrency))))
+        self.free_at = np.vstack((self.free_at, np.zeros((size, self.free_at.shape[1]))))
         self.requested = np.concatenate((self.requested, np.zeros(size)))
         self.ready = np.concatenate((self.ready, np.zeros(size)))
         self.status = np.concatenate((self.status, np.zeros(size, dtype=np.int8)))

@@ -168,6 +168,8 @@ class RunResult:
     misses: Misses = field(default_factory=Misses)
     busy_stopped: int = 0  # jobs running on dynos when they were stopped
     cut: int = 0  # of those, jobs past Heroku's 30 s SIGTERM grace (cut on Heroku)
+    size_changes: tuple[tuple[float, str], ...] = ()  # (time, new size) of each
+    boots: int = 0  # dynos started, each size change restarting every dyno
 
     @property
     def late(self) -> int:

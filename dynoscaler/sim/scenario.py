@@ -33,8 +33,15 @@ from typing import Any
 import jsonschema
 import yaml
 
-from dynoscaler.config import ConfigError, QueueSettings, RoleSettings, merged_policy, schedules_of
-from dynoscaler.config_schema import POLICY_PROPERTIES
+from dynoscaler.config import (
+    ConfigError,
+    QueueSettings,
+    RoleSettings,
+    SizeOption,
+    merged_policy,
+    schedules_of,
+)
+from dynoscaler.config_schema import POLICY_PROPERTIES, SIZE
 from dynoscaler.sim.arrivals import Profile, build_profile
 from dynoscaler.sim.policies import DEFAULT_POLICIES, REGISTRY
 from dynoscaler.sim.service import Service, build_service
@@ -59,7 +66,16 @@ SCHEMA: dict[str, Any] = {
         "cycles": _POSITIVE,
         "initial_dynos": {"type": "integer", "minimum": 0},
         "start": {"type": "string", "minLength": 1},
-        "role": {"type": "object", "additionalProperties": False, "properties": POLICY_PROPERTIES},
+        "role": {
+            "type": "object",
+            "additionalProperties": False,
+            # sizes as in autoscale.yml: the role starts at the first (service times
+            # are at speed 1) and dynoscaler chooses among them (dynoscaler.sizing)
+            "properties": {
+                **POLICY_PROPERTIES,
+                "sizes": {"type": "array", "minItems": 1, "items": SIZE},
+            },
+        },
         "arrivals": {"type": "object", "required": ["type"]},
         "service": {"type": "object", "required": ["type"]},
         "observation": {
@@ -201,7 +217,10 @@ def _where(error: jsonschema.ValidationError) -> str:
 
 
 def _role(spec: dict[str, Any], start: float) -> RoleSettings:
-    settings = merged_policy(spec)
+    sizes = tuple(SizeOption(**s) for s in spec.get("sizes", ()))
+    settings = merged_policy({k: v for k, v in spec.items() if k != "sizes"})
+    if sizes:
+        settings["concurrency"] = sizes[0].concurrency
     if settings["min_dynos"] > settings["max_dynos"]:
         raise ConfigError("role: min_dynos is above max_dynos")
     found, problems = schedules_of(settings, ("role",), start)
@@ -209,4 +228,4 @@ def _role(spec: dict[str, Any], start: float) -> RoleSettings:
         raise ConfigError("; ".join(f"{'.'.join(map(str, w))}: {m}" for w, m in problems))
     settings["schedules"] = found
     queue = QueueSettings(name="default", backend="sidekiq", url="sim://queue")
-    return RoleSettings(app="sim", role="worker", queues=(queue,), **settings)
+    return RoleSettings(app="sim", role="worker", queues=(queue,), sizes=sizes, **settings)

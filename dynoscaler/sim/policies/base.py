@@ -17,6 +17,7 @@ _COMMON = {"interval", "delay", "flag_for", "flag_delay"}
 class Decision:
     desired: int
     unmeetable: bool = False  # the policy says even max_dynos cannot meet the deadline
+    slots: float | None = None  # slots needed at the current speed (None: unknown)
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,8 @@ class Dynoscaler(Policy):
     def decide(self, view: View, now: float, current: int) -> Decision:
         capacity = required_capacity(self.inputs(view, now, current), self.role)
         desired = self.stabiliser.update(now, capacity)
-        return Decision(desired, unmeetable=capacity.unmeetable)
+        slots = None if capacity.holding else capacity.required_slots
+        return Decision(desired, unmeetable=capacity.unmeetable, slots=slots)
 
     def _processing(self, view: View, now: float, current: int) -> float | None:
         """S over the rate window; at zero dynos, where nothing completes, the last S
