@@ -28,19 +28,21 @@ from dynoscaler.demo.workload import SCENARIOS, Producer, Scenario
 
 if TYPE_CHECKING:
     from dynoscaler.demo.live import Monitor
-    from dynoscaler.demo.stack import Stack
+    from dynoscaler.demo.stack import Stack, StackOptions
 
 DEMO_SETTINGS = Path(__file__).with_name("demo.yml")
 DEFAULT_PORT_BASE = 19090
 DEFAULT_WARMUP = 65.0
+WEB = "web"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scenario",
-        choices=sorted(SCENARIOS),
+        choices=sorted([*SCENARIOS, WEB]),
         default="spike",
-        help="load shape (default: spike, within the target)",
+        help="load shape (default: spike, within the target); web: a web role's requests "
+        "through a router to gunicorn dynos (dynoscaler/demo/web_run.py)",
     )
     parser.add_argument(
         "--duration",
@@ -54,7 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds at the opening load first: the rules use rates only after a full minute",
     )
     parser.add_argument(
-        "--config", type=Path, default=DEMO_SETTINGS, help="settings (default: the demo's own)"
+        "--config",
+        type=Path,
+        help="settings (default: the demo's own, demo.yml; demo-web.yml for --scenario web)",
     )
     parser.add_argument(
         "--output",
@@ -82,29 +86,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here: the CLI imports every command module at start-up, and these pull
     # in matplotlib, Flask and the exporter.
-    from dynoscaler.demo.stack import Ports, Stack, StackOptions
+    from dynoscaler.demo.stack import Stack
 
+    if args.warmup < 0:
+        raise ConfigError(f"demo: --warmup must be 0 or more, not {args.warmup:g}")
+    if args.scenario == WEB:
+        return _run_web(args)
     scenario = SCENARIOS[args.scenario]()
     if args.duration is not None:
         if args.duration <= 0:
             raise ConfigError(f"demo: --duration must be positive, not {args.duration:g}")
         scenario = dataclasses.replace(scenario, duration=args.duration)
-    if args.warmup < 0:
-        raise ConfigError(f"demo: --warmup must be 0 or more, not {args.warmup:g}")
-    output = args.output or Path(f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}")
-    run_dir = output.resolve() / "run"
+    output, options = _stack_options(args, DEMO_SETTINGS)
+    try:
+        with stop_on_signals(), Stack(options) as stack:
+            _print_pages(stack, scenario, args.warmup)
+            return _run_scenario(stack, scenario, args.warmup, output, args.keep)
+    except DemoError as error:
+        print(f"dynoscaler demo: {error}", file=sys.stderr)
+        return 1
+
+
+def _stack_options(args: argparse.Namespace, settings: Path) -> tuple[Path, StackOptions]:
+    """The output directory (made) and the stack's options from the command line."""
+    from dynoscaler.demo.stack import Ports, StackOptions
+
+    output = (args.output or Path(f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}")).resolve()
+    run_dir = output / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     options = StackOptions(
-        settings=args.config.resolve(),
+        settings=(args.config or settings).resolve(),
         run_dir=run_dir,
         ports=Ports.from_base(args.port_base),
         redis_url=args.redis_url,
         mode=args.mode,
     )
+    return output, options
+
+
+def _run_web(args: argparse.Namespace) -> int:
+    from dynoscaler.demo.stack import Stack
+    from dynoscaler.demo.web_run import DEMO_WEB_SETTINGS, run_web
+
+    _, options = _stack_options(args, DEMO_WEB_SETTINGS)
     try:
         with stop_on_signals(), Stack(options) as stack:
-            _print_pages(stack, scenario, args.warmup)
-            return _run_scenario(stack, scenario, args.warmup, output.resolve(), args.keep)
+            print(f"demo: Prometheus   {stack.urls['prometheus']}/alerts")
+            print(f"demo: logs in      {stack.options.run_dir}")
+            with signals_set(threading.Event()) as interrupted:
+                return run_web(stack, args.warmup, interrupted)
     except DemoError as error:
         print(f"dynoscaler demo: {error}", file=sys.stderr)
         return 1

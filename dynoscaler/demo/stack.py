@@ -27,6 +27,7 @@ from dynoscaler.demo.supervisor import (
     free_port,
     http_ok,
 )
+from dynoscaler.demo.web import web_dyno_argv
 from dynoscaler.demo.workers import DynoPool, dyno_argv
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 
@@ -225,6 +226,12 @@ class Stack:
             )
             for role in self.settings.roles
             if role.queues
+        } | {
+            role.key: web_dyno_argv(
+                self.options.redis_url, role.role, role.concurrency, role.boot_time
+            )
+            for role in self.settings.roles
+            if role.middleware and not role.queues
         }
 
     def _clean_redis(self) -> None:

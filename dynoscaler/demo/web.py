@@ -42,11 +42,12 @@ from exporter.web import RequestTimes, WsgiTimer
 PORTS_KEY = "demo:web:ports"
 CONNECT_TRIES = 3
 SERVICE_ENV = "DEMO_WEB_SERVICE"
+DEFAULT_SERVICE_SECONDS = 0.1
 _SIGMA = math.sqrt(math.log(2))  # a lognormal of cv 1
 
 
 def _app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    mean = float(os.environ.get(SERVICE_ENV, "0.1"))
+    mean = float(os.environ.get(SERVICE_ENV, DEFAULT_SERVICE_SECONDS))
     time.sleep(random.lognormvariate(-_SIGMA * _SIGMA / 2, _SIGMA) * mean)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
