@@ -18,7 +18,7 @@ import redis
 import requests
 import yaml
 
-from dynoscaler.benchstats import percentile
+from dynoscaler.benchstats import percentile, positive_whole, positive_wholes
 from dynoscaler.processes import free_port, start_announced, stop, wait_until_answering
 
 BENCH_DB = 2  # the exporter benchmark's Redis database (flushed by every run)
@@ -30,24 +30,14 @@ MAX_ARGUMENT = 128 * 1024 - 1
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sizes",
-        type=_sizes,
+        type=positive_wholes,
         default="10,100,1000,10000",
         help="queue counts to measure (comma separated)",
     )
     parser.add_argument(
-        "--scrapes", type=_positive, default=20, help="scrapes per size and exporter"
+        "--scrapes", type=positive_whole, default=20, help="scrapes per size and exporter"
     )
     parser.add_argument("--redis", default="127.0.0.1:6379", help="Redis host:port (DB 2 is used)")
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return int(text)
-
-
-def _sizes(text: str) -> list[int]:
-    return [_positive(size.strip()) for size in text.split(",")]
 
 
 @dataclass

@@ -27,8 +27,7 @@ from collections.abc import Callable
 
 import redis
 
-from dynoscaler.benchstats import percentile
-from exporter.bench import _positive, _sizes
+from dynoscaler.benchstats import percentile, positive_whole, positive_wholes
 from exporter.collectors import Queue
 from exporter.collectors.redis_source import RedisSource
 
@@ -37,9 +36,12 @@ BENCH_URL = "redis://127.0.0.1:6379/14"  # flushed by every run
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--depths", type=_sizes, default="100,1000,10000", help="queue depths (comma separated)"
+        "--depths",
+        type=positive_wholes,
+        default="100,1000,10000",
+        help="queue depths (comma separated)",
     )
-    parser.add_argument("--scrapes", type=_positive, default=20, help="reads per queue")
+    parser.add_argument("--scrapes", type=positive_whole, default=20, help="reads per queue")
     parser.add_argument("--redis", default=BENCH_URL, help="a Redis URL whose database is flushed")
 
 

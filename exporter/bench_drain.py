@@ -40,7 +40,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from dynoscaler.benchstats import percentile
+from dynoscaler.benchstats import percentile, positive_whole, positive_wholes
 from dynoscaler.processes import start_announced, stop
 
 APP, ROLE = "bench", "web"
@@ -57,34 +57,29 @@ _LINE = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--batches", type=_numbers, default="10,25", help="router lines per POST (throughput)"
+        "--batches",
+        type=positive_wholes,
+        default="10,25",
+        help="router lines per POST (throughput)",
     )
     parser.add_argument(
-        "--connections", type=_positive, default=4, help="keep-alive connections (throughput)"
+        "--connections", type=positive_whole, default=4, help="keep-alive connections (throughput)"
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one throughput round")
-    parser.add_argument("--rounds", type=_positive, default=3, help="throughput rounds per server")
     parser.add_argument(
-        "--senders", type=_numbers, default="32,128", help="concurrent senders (concurrency)"
+        "--rounds", type=positive_whole, default=3, help="throughput rounds per server"
     )
     parser.add_argument(
-        "--posts", type=_positive, default=20, help="POSTs per sender (concurrency)"
+        "--senders", type=positive_wholes, default="32,128", help="concurrent senders (concurrency)"
+    )
+    parser.add_argument(
+        "--posts", type=positive_whole, default=20, help="POSTs per sender (concurrency)"
     )
     parser.add_argument(
         "--peers",
         default=",".join(PEERS),
         help=f"peers to measure alongside ({', '.join(PEERS)}; 'none' for this exporter alone)",
     )
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return int(text)
-
-
-def _numbers(text: str) -> list[int]:
-    return [_positive(part.strip()) for part in text.split(",")]
 
 
 def logplex_body(lines: int, offset: int = 0) -> bytes:
