@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 import psycopg
 import pymysql
 
-from dynoscaler.benchstats import percentile
-from exporter.bench import _positive
+from dynoscaler.benchstats import percentile, positive_whole
 from exporter.collectors import PartialRead, Queue
 from exporter.collectors.sql_source import SqlSource
 from exporter.sql_libraries import create
@@ -82,9 +81,9 @@ RUNS = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--finished", type=_positive, default=1_000_000, help="finished rows")
-    parser.add_argument("--ready", type=_positive, default=100_000, help="waiting rows")
-    parser.add_argument("--scrapes", type=_positive, default=50, help="reads per library")
+    parser.add_argument("--finished", type=positive_whole, default=1_000_000, help="finished rows")
+    parser.add_argument("--ready", type=positive_whole, default=100_000, help="waiting rows")
+    parser.add_argument("--scrapes", type=positive_whole, default=50, help="reads per library")
     parser.add_argument(
         "--database", default="dynoscaler_bench_sql", help="created and dropped by every run"
     )
