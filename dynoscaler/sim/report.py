@@ -49,6 +49,12 @@ class ScenarioResult:
     def unscheduled_of(self, policy: str) -> RunResult | None:
         return next((r for r in self.unscheduled if r.policy == policy), None)
 
+    def named_runs(self) -> list[tuple[str, RunResult]]:
+        """Every run under its row's name: the policies, then the models without schedules."""
+        return [(r.policy, r) for r in self.runs] + [
+            (f"{r.policy} without its schedules", r) for r in self.unscheduled
+        ]
+
     def pages(self, run: RunResult) -> PageCounts:
         return page_counts(run, self.scenario.role.target_deadline)
 
@@ -210,8 +216,7 @@ def table(result: ScenarioResult) -> str:
         "| actions | direction changes | flag lead (s) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    unscheduled = [(f"{r.policy} without its schedules", r) for r in result.unscheduled]
-    for name, run in [*((r.policy, r) for r in result.runs), *unscheduled]:
+    for name, run in result.named_runs():
         ratio = result.ratio(run)
         changes = f"{run.direction_changes}"
         if scenario.cycles:
@@ -246,10 +251,10 @@ def plot(result: ScenarioResult, path: Path) -> None:
 
     scenario = result.scenario
     per_dyno = scenario.role.concurrency / scenario.service.mean  # jobs/s one dyno finishes
-    runs = result.runs
+    runs = result.named_runs()
     figure, axes = plt.subplots(len(runs), 1, figsize=(7, 1.3 * len(runs) + 0.6), sharex=True)
     axes = [axes] if len(runs) == 1 else list(axes)
-    for axis, run in zip(axes, runs, strict=True):
+    for axis, (name, run) in zip(axes, runs, strict=True):
         trace = run.trace
         starts = np.arange(0, len(trace.times), max(1, len(trace.times) // _PLOT_POINTS))
         hours = np.asarray(trace.times)[starts] / 3600
@@ -259,7 +264,7 @@ def plot(result: ScenarioResult, path: Path) -> None:
         axis.step(hours, dynos, where="post", color="tab:blue", lw=1, label="dynos")
         billed = np.maximum.reduceat(trace.billed, starts)
         axis.step(hours, billed, where="post", color="tab:blue", lw=0.6, ls=":", label="billed")
-        axis.set_ylabel(run.policy, fontsize=8)
+        axis.set_ylabel(name.replace(" without", "\nwithout"), fontsize=8)
         queue = axis.twinx()
         depth = np.maximum.reduceat(trace.depth, starts)
         queue.plot(hours, depth, color="tab:red", lw=0.7, label="queue depth")
