@@ -59,6 +59,11 @@ FAMILIES: dict[str, Family] = {
     "dynoscaler_queue_oldest_age_seconds": Family(
         "gauge", "Time in queue of the oldest waiting job (0 when empty)", QUEUE_LABELS
     ),
+    "dynoscaler_queue_oldest_in_progress_age_seconds": Family(
+        "gauge",
+        "How long the oldest job in progress has run (Sidekiq; none while nothing runs)",
+        QUEUE_LABELS,
+    ),
     "dynoscaler_queue_paused": Family(
         "gauge",
         "1 while the library has the queue paused (its jobs then count as not waiting)",

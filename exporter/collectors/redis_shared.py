@@ -9,6 +9,7 @@ job of any queue the exporter can name).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +17,12 @@ from typing import Any
 from exporter.collectors import Queue, ReadError
 from exporter.metrics import HistogramSample, Sample
 
-# Opens a script: count(entry, key) tallies one JSON busy entry under its queue,
-# values(reply, key) is a redis.pcall reply's values ({} when the key is of the
-# wrong type), skip(key, problem) notes an entry or key that was left out.
+# Opens a script: count(entry, key) tallies one JSON busy entry under its queue
+# (and the earliest numeric run_at, when the job started: Sidekiq's), values(reply,
+# key) is a redis.pcall reply's values ({} when the key is of the wrong type),
+# skip(key, problem) notes an entry or key that was left out.
 LUA_HELPERS = """
-local counts, bad = {}, {}
+local counts, bad, started = {}, {}, {}
 local function skip(key, problem)
   local name = key .. '\\0' .. problem
   bad[name] = (bad[name] or 0) + 1
@@ -29,6 +31,9 @@ local function count(entry, key)
   local ok, work = pcall(cjson.decode, entry)
   if ok and type(work) == 'table' and type(work.queue) == 'string' then
     counts[work.queue] = (counts[work.queue] or 0) + 1
+    if type(work.run_at) == 'number' and work.run_at < (started[work.queue] or math.huge) then
+      started[work.queue] = work.run_at
+    end
   else
     skip(key, 'entries that are no job naming its queue')
   end
@@ -50,9 +55,11 @@ local function flat(map)
 end
 """
 
-# Ends a busy-workers script: {queue, count, ...} and {key\0problem, count, ...}.
+# Ends a busy-workers script: {queue, count, ...}, {key\0problem, count, ...} and
+# {queue, earliest run_at as text, ...} (Redis would cut a Lua number to an integer).
 _LUA_RETURN_COUNTS = """
-return {flat(counts), flat(bad)}
+for name, at in pairs(started) do started[name] = string.format('%.17g', at) end
+return {flat(counts), flat(bad), flat(started)}
 """
 
 
@@ -63,6 +70,8 @@ class Shared:
     samples: list[Sample | HistogramSample] = field(default_factory=list)
     errors: list[ReadError] = field(default_factory=list)
     busy: dict[str, int] = field(default_factory=dict)  # jobs in progress per queue name
+    # the earliest start (run_at, as the backend wrote it) of a job in progress per queue
+    busy_since: dict[str, float] = field(default_factory=dict)
     # due scheduled jobs per queue name: (count, earliest due time in epoch seconds)
     due: dict[str, tuple[int, float]] = field(default_factory=dict)
 
@@ -79,11 +88,13 @@ def worker_commands(processed_key: str, busy_script: str) -> list[tuple[Any, ...
 
 def worker_shared(queues: Sequence[Queue], replies: list[Any]) -> Shared:
     """The replies to worker_commands: completed (server-wide) and busy counts per queue."""
-    processed, (busy, bad) = replies[0], replies[1]
+    processed, (busy, bad, started) = replies[0], replies[1]
+    since = per_queue_counts(started, float)
     return Shared(
         samples=list(server_completed(queues, processed)),
         errors=skipped(queues[0].backend, bad),
         busy=per_queue_counts(busy),
+        busy_since={name: at for name, at in since.items() if math.isfinite(at)},
     )
 
 
@@ -96,10 +107,10 @@ def skipped(backend: str, flat: list[Any]) -> list[ReadError]:
     return sorted(errors, key=lambda error: error.message)
 
 
-def per_queue_counts(flat: list[Any]) -> dict[str, int]:
+def per_queue_counts(flat: list[Any], kind: type = int) -> dict[str, Any]:
     """[queue, count, queue, count, ...] from a Lua script as {queue: count}."""
     names = [_text(name) for name in flat[::2]]
-    return dict(zip(names, map(int, flat[1::2]), strict=True))
+    return dict(zip(names, (kind(_text(v)) for v in flat[1::2]), strict=True))
 
 
 def oldest_age(queue: Queue, depth: int, *ages: float | None) -> list[Sample]:

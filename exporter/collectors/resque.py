@@ -54,7 +54,8 @@ def parse_shared(queues: Sequence[Queue], replies: list[Any], now: float) -> Sha
     """Busy workers per namespace and queue; the processed counters of all namespaces added up."""
     shared, processed = Shared(), 0
     for index, namespace in enumerate(_namespaces(queues)):
-        counter, (busy, bad) = replies[2 * index : 2 * index + 2]
+        # Resque's run_at is a date text: no start times (the third list) to read.
+        counter, (busy, bad, _) = replies[2 * index : 2 * index + 2]
         processed += int(counter or 0)
         shared.busy.update({f"{namespace}:{q}": n for q, n in per_queue_counts(busy).items()})
         shared.errors += skipped("resque", bad)

@@ -154,7 +154,20 @@ def parse_queue(queue: Queue, replies: list[Any], now: float, shared: Shared) ->
         Sample("dynoscaler_queue_depth", queue.labels, depth),
         in_progress(queue, shared.busy),
         *oldest_age(queue, depth, age(oldest, now), due_for),
+        *running_age(queue, shared, now),
     ]
+
+
+def running_age(queue: Queue, shared: Shared, now: float) -> list[Sample]:
+    """How long the queue's oldest job in progress has run, from its busy entry's
+    run_at (seconds, or milliseconds in Sidekiq 8); none while nothing runs."""
+    started = shared.busy_since.get(queue.name)
+    if started is None or not shared.busy.get(queue.name):
+        return []
+    if started > _MILLISECONDS_FROM:
+        started /= 1000
+    name = "dynoscaler_queue_oldest_in_progress_age_seconds"
+    return [Sample(name, queue.labels, max(0.0, now - started))]
 
 
 def age(job: bytes | None, now: float) -> float | None:
