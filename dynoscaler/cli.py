@@ -7,8 +7,12 @@ A ConfigError anywhere becomes a one-line message and exit code 2.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
 from dynoscaler.config import ConfigError
 
@@ -41,27 +45,46 @@ COMMANDS: dict[str, str | dict[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line; given `argv`, only the module of the command it names is
+    imported (the others are listed from their docstrings: some import matplotlib, gunicorn
+    or a database driver, seconds of start-up for every command)."""
     parser = argparse.ArgumentParser(prog="dynoscaler", description=__doc__.splitlines()[0])
-    _add_commands(parser, COMMANDS)
+    _add_commands(parser, COMMANDS, argv)
     return parser
 
 
-def _add_commands(parser: argparse.ArgumentParser, commands: dict[str, str | dict]) -> None:
+def _add_commands(
+    parser: argparse.ArgumentParser, commands: dict[str, str | dict], argv: Sequence[str] | None
+) -> None:
     subparsers = parser.add_subparsers(dest=f"command_{id(parser)}", required=True)
+    chosen = argv[0] if argv else None
     for name, target in commands.items():
+        rest = None if argv is None else (argv[1:] if name == chosen else [])
         if isinstance(target, dict):
-            _add_commands(subparsers.add_parser(name, help=f"{name} commands"), target)
+            _add_commands(subparsers.add_parser(name, help=f"{name} commands"), target, rest)
             continue
-        module = importlib.import_module(target)
-        summary = (module.__doc__ or "").strip().splitlines()[0]
-        sub = subparsers.add_parser(name, help=summary, description=module.__doc__)
-        module.add_arguments(sub)
-        sub.set_defaults(run=module.run)
+        description = _docstring(target)
+        summary = description.strip().splitlines()[0] if description.strip() else ""
+        sub = subparsers.add_parser(name, help=summary, description=description)
+        if argv is None or name == chosen:
+            module = importlib.import_module(target)
+            module.add_arguments(sub)
+            sub.set_defaults(run=module.run)
+
+
+def _docstring(module_name: str) -> str:
+    """A module's docstring, read from its source without importing it."""
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"no module named {module_name!r}")
+    source = Path(spec.origin).read_text(encoding="utf-8")
+    return ast.get_docstring(ast.parse(source)) or ""
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.run(args)
     except ConfigError as error:
