@@ -210,7 +210,10 @@ class Scaler:
                 at_limit = {r: v.target for r, v in retry.items() if v.target is not None}
                 # Counted as limit only for a limit not known before (alerted once).
                 new = any(v and v.count != known.get(r) for r, v in limits.items())
-                second = self._send(app, at_limit, deadline, at_limit=new, known=known)
+                resized = {r: v.size for r, v in retry.items() if v.size is not None}
+                second = self._send(
+                    app, at_limit, deadline, at_limit=new, sizes=resized, known=known
+                )
                 if second.outcome == LIMIT:  # lower still: learn that too, send no third
                     limits.update(self._learned(app, at_limit, second, states, stored, settings))
         final = second or result

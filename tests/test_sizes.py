@@ -204,6 +204,28 @@ def test_the_scaler_changes_size_and_count_in_one_patch(fake_heroku) -> None:
     assert len(fake.request_log()) == 2
 
 
+def test_the_retry_at_herokus_dyno_limit_keeps_the_size(fake_heroku) -> None:
+    settings, fake, _ = fake_heroku
+    fake.set_limit(2, "shop")
+    clock = Clock()
+    scaler = Scaler(settings, Store(settings.scaler.store), Actuator(heroku.client), print, clock)
+    inputs = [
+        RoleInput("unique", Request(None, clock.now, slots=5.0), {}),
+        RoleInput("urgent", Request(4, clock.now), {}),
+    ]
+    decisions = {d.role: d for d in scaler.apply("shop", inputs, "test")}
+    first, second = (r["body"]["updates"] for r in fake.request_log())
+    # urgent's 4 is above the limit: the batch is sent again with urgent at 2, and the
+    # size unique was to change to goes with it.
+    assert {"type": "unique", "quantity": 1, "size": "performance-m"} in first
+    assert {"type": "unique", "quantity": 1, "size": "performance-m"} in second
+    assert {"type": "urgent", "quantity": 2} in second
+    formation = {f["type"]: f for f in fake.state()["apps"][0]["formation"]}
+    assert formation["unique"]["size"] == "performance-M"
+    assert formation["urgent"]["quantity"] == 2
+    assert decisions["unique"].to_count == 1
+
+
 def test_resize_alerts_are_parsed_and_bad_ones_refused(tmp_path) -> None:
     settings = load(tmp_path, settings_document(tmp_path))
     resize = alert("shop", "unique", "", name="ResizeRole", direction="size")
