@@ -228,7 +228,8 @@ def test_delayed_job_counts_what_ready_to_run_takes(database: tuple[str, Any]) -
     assert default["queue_depth"] == 3
     assert abs(default["queue_oldest_age_seconds"] - (time.time() - stale)) < 1
     assert default["queue_in_progress"] == 1
-    assert "jobs_completed" not in default  # Delayed Job deletes what succeeds
+    # Delayed Job deletes what succeeds: PostgreSQL counts the deletions, MariaDB cannot
+    assert ("jobs_completed" in default) == url.startswith("postgresql")
 
 
 # -- GoodJob and Que (PostgreSQL) --------------------------------------------------
@@ -291,6 +292,69 @@ def test_que_counts_locked_jobs_as_running(postgres: psycopg.Connection) -> None
     assert default["queue_depth"] == 2
     assert abs(default["queue_oldest_age_seconds"] - 12) < 1
     assert default["queue_in_progress"] == 1
+
+
+def _completed(samples: list[Sample], backend: str) -> dict[tuple[str, ...], float]:
+    return {
+        s.labels: s.value
+        for s in samples
+        if s.metric == "dynoscaler_jobs_completed" and s.labels[3] == backend
+    }
+
+
+def test_deleted_jobs_count_as_completions_of_the_role_owning_the_table(
+    postgres: psycopg.Connection,
+) -> None:
+    """Delayed Job and Que delete a finished job: the table's n_tup_del grows by one each,
+    published under the only queue the role has there, or server-wide (queue "")."""
+    postgres.execute("DELETE FROM delayed_jobs")
+    postgres.execute("DELETE FROM que_jobs")
+    postgres.execute("SELECT pg_stat_force_next_flush()")  # into the figures before
+    queues = [
+        Queue("shop", "worker", "default", "delayed_job"),
+        Queue("shop", "worker", "mail", "que"),
+        Queue("shop", "worker", "low", "que"),
+    ]
+    source = SqlSource(POSTGRES_URL, queues, TIMEOUT)
+    before = {**_completed(source.read(), "delayed_job"), **_completed(source.read(), "que")}
+    delayed, que = ("shop", "worker", "default", "delayed_job"), ("shop", "worker", "", "que")
+    assert set(before) == {delayed, que}
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as worker:
+        for _ in range(3):
+            _delayed_job(worker.cursor(), "default", time.time() - 1)
+        for queue in ("mail", "mail", "low", "low", "low"):
+            worker.execute(
+                "INSERT INTO que_jobs (queue, job_class, job_schema_version) "
+                "VALUES (%s, 'Report', 2)",
+                [queue],
+            )
+        # each job as its worker finishes it: DELETE ... WHERE id = $1
+        for (id_,) in worker.execute("SELECT id FROM delayed_jobs").fetchall():
+            worker.execute("DELETE FROM delayed_jobs WHERE id = %s", [id_])
+        for (id_,) in worker.execute("SELECT id FROM que_jobs").fetchall():
+            worker.execute("DELETE FROM que_jobs WHERE id = %s", [id_])
+        worker.execute("SELECT pg_stat_force_next_flush()")  # else up to 1 s (10 s idle)
+    deadline, after = time.monotonic() + 3, before
+    while time.monotonic() < deadline and (after[delayed], after[que]) == (
+        before[delayed],
+        before[que],
+    ):
+        time.sleep(0.1)
+        samples = source.read()
+        after = {**_completed(samples, "delayed_job"), **_completed(samples, "que")}
+    assert after[delayed] - before[delayed] == 3
+    assert after[que] - before[que] == 5
+
+
+def test_a_table_several_roles_share_publishes_no_completions(
+    postgres: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """n_tup_del is per table: with two roles' queues in it, it cannot be split between them."""
+    queues = [Queue("shop", "worker", "default", "que"), Queue("shop", "mailer", "mail", "que")]
+    source = SqlSource(POSTGRES_URL, queues, TIMEOUT)
+    assert _completed(source.read(), "que") == {}
+    assert "roles shop/mailer, shop/worker share it" in caplog.text
+    assert "que on postgresql://127.0.0.1:5432/" in caplog.text
 
 
 # -- faults -------------------------------------------------------------------------

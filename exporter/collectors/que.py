@@ -8,8 +8,9 @@
   without a worker running.
 - oldest age: since the earliest `run_at` of those rows.
 - in progress: unfinished jobs whose advisory lock is held.
-- completed: none: Que destroys a job that returns without `finish`
-  (the default), so finished rows are not a count of completions.
+- completed: Que destroys a job that returns without `finish` (the default),
+  so finished rows are not a count of completions; the table's deletions are
+  (sql.deletions; the source publishes them only for a table one role owns).
 
 Index: `que_poll_idx` (queue, priority, run_at, id) WHERE finished_at IS NULL AND
 expired_at IS NULL.
@@ -17,7 +18,7 @@ expired_at IS NULL.
 
 from __future__ import annotations
 
-from exporter.collectors.sql import Dialect, union
+from exporter.collectors.sql import Dialect, deletions, union
 
 
 def statement(dialect: Dialect) -> str:
@@ -37,5 +38,6 @@ def statement(dialect: Dialect) -> str:
             ") l ON l.id = j.id "
             f"WHERE j.finished_at IS NULL AND j.expired_at IS NULL AND j.queue {names} "
             f"AND (j.run_at <= {now} OR l.id IS NOT NULL) GROUP BY j.queue",
+            deletions("que_jobs"),
         ],
     )

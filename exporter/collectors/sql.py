@@ -10,6 +10,10 @@ jobs to count), giving one row per queue that has anything:
     queue, depth, since (epoch seconds of the oldest waiting job's time, or
     NULL), in_progress, paused (0 or 1), finished (jobs finished in the window)
 
+On PostgreSQL, the libraries that delete a finished job (Delayed Job, Que)
+add `deletions(table)`: one more row, whose queue is NULL (every other part
+keeps only the configured names), with the table's deletions in `finished`.
+
 `union(dialect, parts)` adds up the per-table parts of a backend into that row.
 Times are passed in and read back as epoch seconds: a value the exporter's
 Python could not hold (PostgreSQL's -infinity, MariaDB's zero date) becomes a
@@ -46,6 +50,18 @@ POSTGRESQL = Dialect(
     "postgresql", "to_timestamp({})", "extract(epoch from {})::float8", "= ANY(%(names)s)"
 )
 MYSQL = Dialect("mysql", "FROM_UNIXTIME({})", "UNIX_TIMESTAMP({})", "IN %(names)s")
+
+
+def deletions(table: str) -> str:
+    """The rows deleted from `table` since PostgreSQL's statistics were last reset, as a part
+    with a NULL queue: `pg_stat_user_tables.n_tup_del`, cumulative, a counter for rate().
+
+    NULL on a standby: recovery does not count the deletions it replays there.
+    """
+    return (
+        "SELECT NULL, 0, NULL, 0, 0, CASE WHEN pg_is_in_recovery() THEN NULL ELSE n_tup_del END "
+        f"FROM pg_stat_user_tables WHERE relid = to_regclass('{table}')"
+    )
 
 
 def union(dialect: Dialect, parts: Sequence[str]) -> str:

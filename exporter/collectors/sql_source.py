@@ -24,11 +24,17 @@ adds them to a counter of its own (0 when the exporter starts, a counter reset
 for rate()). The lag leaves time for the worker's transaction to commit:
 a job whose row commits more than FINISHED_LAG after its `finished_at`, or
 whose worker's clock is that far behind the exporter's, is not counted.
+The libraries that delete a finished job (Delayed Job, Que) are counted on
+PostgreSQL by their table's deletions (sql.deletions), per table and not per
+queue: published as the completions of the one app/role owning every queue
+configured on that table here (with the queue's name when it is the only one,
+else an empty queue label as Sidekiq's server-wide count), else not at all.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import time
 from collections import Counter
@@ -64,6 +70,10 @@ STATEMENT_SHARE = 0.8
 # The libraries that keep finished jobs with their finishing time.
 COUNTS_COMPLETIONS = ("solid_queue", "good_job")
 FINISHED_LAG = 5.0
+# The libraries that delete a finished job: PostgreSQL counts the deletions.
+COUNTS_DELETIONS = ("delayed_job", "que")
+
+_log = logging.getLogger(__name__)
 
 
 def dialect_of(url: str) -> Dialect | None:
@@ -171,6 +181,12 @@ class SqlSource:
         # per backend: the end of the last window of finished jobs counted
         self.counted_until: dict[str, float] = {}
         self.completed: Counter[tuple[str, ...]] = Counter()
+        # per backend: the labels its table's deletions are published with
+        self.deletions_of: dict[str, tuple[str, ...]] = {}
+        if dialect is POSTGRESQL:
+            for backend, _, backend_queues in self.parts:
+                if backend in COUNTS_DELETIONS:
+                    self._own_deletions(backend, backend_queues)
 
     def read(self) -> list[Sample]:
         if self.database is None or self.database.broken():
@@ -194,7 +210,11 @@ class SqlSource:
                 errors.append(ReadError(backend, message, frozenset(_feed(q) for q in queues)))
                 continue
             self.counted_until[backend] = until
-            found = {str(row[0]): row for row in rows}
+            found = {str(row[0]): row for row in rows if row[0] is not None}
+            deleted = [row[5] for row in rows if row[0] is None and row[5] is not None]
+            if deleted and backend in self.deletions_of:
+                labels = self.deletions_of[backend]
+                samples.append(Sample("dynoscaler_jobs_completed", labels, int(deleted[0])))
             for queue in queues:
                 row = found.get(queue.name, (queue.name, 0, None, 0, 0, 0))
                 try:
@@ -210,6 +230,22 @@ class SqlSource:
     def close(self) -> None:
         if self.database is not None:
             self.database.close()
+
+    def _own_deletions(self, backend: str, queues: Sequence[Queue]) -> None:
+        owners = sorted({(q.app, q.role) for q in queues})
+        if len(owners) == 1:
+            (app, role), names = owners[0], {q.name for q in queues}
+            name = names.pop() if len(names) == 1 else ""
+            self.deletions_of[backend] = (app, role, name, backend)
+            return
+        roles = ", ".join(f"{app}/{role}" for app, role in owners)
+        _log.warning(
+            "%s on %s: no dynoscaler_jobs_completed_total: the table's deletions count the "
+            "finished jobs of every queue together, and roles %s share it",
+            backend,
+            self.address,
+            roles,
+        )
 
     def _connect(self) -> None:
         self.close()
