@@ -8,6 +8,11 @@ dynoscaler depends on it:
   GET|PATCH /apps/{app}/formation/{type}, PATCH /apps/{app}/formation (batch
   {"updates": [{"type", "quantity"[, "size"]}]}), GET /account/rate-limits
   (which takes no token, as on Heroku);
+- config vars: GET /apps/{app}/config-vars (the object of every var, {} for a new
+  app), PATCH /apps/{app}/config-vars with a JSON object of names (word
+  characters) to a string value or null (null removes the var; the other vars
+  stay), answered 200 with every var after the change; anything else is 422
+  invalid_params and changes nothing;
 - app webhooks (scaler/fake_heroku_webhooks.py): POST|GET /apps/{app}/webhooks,
   GET|PATCH|DELETE /apps/{app}/webhooks/{id}, and a signed api:formation
   delivery to each subscription on every formation change;
@@ -44,7 +49,7 @@ Admin endpoints outside Heroku's API, without authentication (bind to localhost)
                            (None: hung up without an answer)
   GET  /__fake__/deliveries every webhook delivery attempt: at, webhook, app, url, status
   POST /__fake__/reset     formations back to min_dynos, no faults, empty log, full bucket,
-                           no webhooks
+                           no webhooks, no config vars
 
 In-process users (the demo) register formation listeners, called after each
 change as listener(app_name, process_type, old_quantity, new_quantity).
@@ -97,6 +102,7 @@ SPACE_SIZES = ("private-S", "private-M", "private-L", "shield-S", "shield-M", "s
 # Heroku runs an app's eco or basic dynos or its professional ones, never both.
 _HOBBY_SIZES = ("eco", "basic")
 _ACCEPT = re.compile(r"application/vnd\.heroku\+json;\s*version=3(\.[\w-]+)?(\s*[;,]|\s*$)")
+_CONFIG_VAR_NAME = re.compile(r"^\w+$", re.ASCII)
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Stable ids: the same app name gets the same UUID in every run.
 _NAMESPACE = uuid.UUID("5b1f0f5e-6a8e-4c55-9a43-6f3e4d1c2b7a")
@@ -146,6 +152,7 @@ class App:
     name: str
     created_at: str
     formations: dict[str, Formation] = field(default_factory=dict)
+    config_vars: dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -351,6 +358,25 @@ class FakeHeroku:
             if process is not None:
                 return self.formation(app, process).to_json()
             return [f.to_json() for f in app.formations.values()]
+
+    def config_vars(self, app: App, changes: dict[str, Any] | None = None) -> dict[str, str]:
+        """The app's config vars after `changes` (name -> value, None removes), all or none."""
+        changes = changes or {}
+        for name, value in changes.items():
+            if not _CONFIG_VAR_NAME.match(name) or not (value is None or isinstance(value, str)):
+                raise ApiError(
+                    422,
+                    "invalid_params",
+                    f"Invalid config var {name!r}: names are letters, digits and underscores, "
+                    "values strings or null.",
+                )
+        with self._lock:
+            for name, value in changes.items():
+                if value is None:
+                    app.config_vars.pop(name, None)
+                else:
+                    app.config_vars[name] = value
+            return dict(app.config_vars)
 
     def quantities(self) -> dict[tuple[str, str], int]:
         with self._lock:
@@ -592,6 +618,15 @@ def create_app(fake: FakeHeroku) -> Flask:
         if not all(isinstance(u, dict) and isinstance(u.get("type"), str) for u in updates):
             raise ApiError(422, "invalid_params", "each update needs a type.")
         return jsonify([f.to_json() for f in fake.update(app, updates)])
+
+    @web.get("/apps/<app_id>/config-vars")
+    def config_var_info(app_id: str) -> Response:
+        return jsonify(fake.config_vars(fake.app(app_id)))
+
+    @web.patch("/apps/<app_id>/config-vars")
+    def config_var_update(app_id: str) -> Response:
+        app = fake.app(app_id)
+        return jsonify(fake.config_vars(app, _json_object()))
 
     _add_webhook_routes(web, fake)
     _add_admin_routes(web, fake)

@@ -339,3 +339,43 @@ def test_dyno_limit_is_set_per_app_and_carried_in_the_422(api, fake):
     bad = requests.post(f"{fake.url}/__fake__/dyno-limit", json={"limit": -1}, timeout=5)
     assert bad.status_code == 422
     assert admin(fake, "POST", "reset").json()["dyno_limit"] == 5
+
+
+def test_config_vars_read_set_and_removed_as_heroku_does(api, fake):
+    app = api.app("shop")
+    assert app.config().to_dict() == {}
+    raw = requests.patch(
+        f"{fake.url}/apps/shop/config-vars",
+        auth=("", KEY),
+        headers={"Accept": ACCEPT},
+        json={"REDIS_URL": "redis://h:6379", "SIDEKIQ_CONCURRENCY": "10"},
+        timeout=5,
+    )
+    assert raw.status_code == 200
+    assert raw.json() == {"REDIS_URL": "redis://h:6379", "SIDEKIQ_CONCURRENCY": "10"}
+    # heroku3 PATCHes by the app's id; null removes one var and leaves the rest
+    updated = app.update_config({"SIDEKIQ_CONCURRENCY": None, "WEB_CONCURRENCY": "3"})
+    assert updated.to_dict() == {"REDIS_URL": "redis://h:6379", "WEB_CONCURRENCY": "3"}
+    assert api.app("shop").config().to_dict() == updated.to_dict()
+    assert api.app("dialer").config().to_dict() == {}  # each app its own
+
+
+def test_bad_config_var_changes_are_422_and_change_nothing(api, fake):
+    app = api.app("shop")
+    app.update_config({"KEEP": "1"})
+    for body in ({"OK": "x", "BAD-NAME": "y"}, {"COUNT": 3}, ["REDIS_URL"], {"OK": {"a": 1}}):
+        response = requests.patch(
+            f"{fake.url}/apps/{app.id}/config-vars",
+            auth=("", KEY),
+            headers={"Accept": ACCEPT},
+            json=body,
+            timeout=5,
+        )
+        assert response.status_code == 422, body
+        assert response.json()["id"] == "invalid_params"
+    assert app.config().to_dict() == {"KEEP": "1"}
+    with pytest.raises(requests.HTTPError) as caught:
+        api._session.get(f"{fake.url}/apps/nope/config-vars").raise_for_status()
+    assert caught.value.response.status_code == 404
+    admin(fake, "POST", "reset")
+    assert app.config().to_dict() == {}
