@@ -54,10 +54,6 @@ FORMATION_REUSE_SECONDS = 30.0
 # back-off, 360 refused PATCHes an hour per role.)
 LIMIT_BACKOFF_SECONDS = 600.0
 LIMIT_BACKOFF_MAX_SECONDS = 4 * 3600.0
-# How many of a sized role's newest decisions are searched for its last size change
-# (its size cooldown): at one decision per alert, every 10 s, half an hour.
-SIZE_HISTORY_ROWS = 200
-
 _RECORDED_SETTINGS = (
     "min_dynos",
     "max_dynos",
@@ -391,7 +387,7 @@ class Scaler:
         if choice.option != option:
             note = size_refusal(
                 i.request.observed_at,
-                self._last_size_change(role),
+                self._last_size_change(role, now),
                 role.size_cooldown,
                 now,
                 self.config.scaler.stale_after,
@@ -423,15 +419,19 @@ class Scaler:
         target_deadline after the last size change are the change's own (its restart's
         backlog), left out."""
         since = now - role.size_cooldown
-        changed = self._last_size_change(role)
+        changed = self._last_size_change(role, now)
         if changed is not None:
             since = max(since, changed + role.boot_time + role.target_deadline)
-        rows = self.store.decisions(role.app, role.role, SIZE_HISTORY_ROWS, since=since)
+        rows = self.store.decisions(role.app, role.role, limit=None, since=since)
         return [r["inputs"]["units"] for r in rows if "units" in (r["inputs"] or {})]
 
-    def _last_size_change(self, role: RoleSettings) -> float | None:
-        """When the decision log last shows a size change Heroku took for the role."""
-        for row in self.store.decisions(role.app, role.role, limit=SIZE_HISTORY_ROWS):
+    def _last_size_change(self, role: RoleSettings, now: float) -> float | None:
+        """When the decision log last shows a size change Heroku took for the role, of
+        those that still count: within size_cooldown, or whose boot_time +
+        target_deadline reach into the need window of _recent_units."""
+        since = now - role.size_cooldown - role.boot_time - role.target_deadline
+        rows = self.store.decisions(role.app, role.role, None, since=since, actions=True)
+        for row in rows:
             if row["outcome"] == SUCCESS and (row["inputs"] or {}).get("size_change"):
                 return row["time"]
         return None

@@ -405,12 +405,12 @@ class Store:
         self,
         app: str | None = None,
         role: str | None = None,
-        limit: int = 100,
+        limit: int | None = 100,
         since: float | None = None,
         until: float | None = None,
         actions: bool = False,
     ) -> list[dict[str, Any]]:
-        """The newest `limit` records first, optionally for one app and role,
+        """The newest `limit` records (None: all) first, optionally for one app and role,
         taken from `since` to `until` (Unix times, inclusive), and with `actions`
         only those with a target count (sent, or in a dry run would have been)."""
         where, params = (["to_count IS NOT NULL"] if actions else []), []
@@ -424,11 +424,12 @@ class Store:
                 where.append(condition)
                 params.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
+        clause += " ORDER BY id DESC"
         cursor = _Cursor(self._connection().cursor(), self._sql)
-        cursor.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM decisions{clause} ORDER BY id DESC LIMIT ?",
-            (*params, limit),
-        )
+        if limit is not None:
+            clause += " LIMIT ?"
+            params.append(limit)
+        cursor.execute(f"SELECT {', '.join(COLUMNS)} FROM decisions{clause}", tuple(params))
         rows = cursor.fetchall()
         self._connection().commit()
         return [_decode(dict(zip(COLUMNS, row, strict=True))) for row in rows]

@@ -23,7 +23,7 @@ from scaler.actuator import Actuator
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 from scaler.guardrails import Request
 from scaler.service import RoleInput, Scaler
-from scaler.store import Store
+from scaler.store import Decision, Store
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -202,6 +202,25 @@ def test_the_scaler_changes_size_and_count_in_one_patch(fake_heroku) -> None:
     assert back.outcome == "success", back.reason
     assert fake.state()["apps"][0]["formation"][0]["size"] == "standard-1X"
     assert len(fake.request_log()) == 2
+
+
+def test_the_last_size_change_is_found_behind_many_newer_decisions(fake_heroku) -> None:
+    settings, _, _ = fake_heroku
+    clock = Clock()
+    store = Store(settings.scaler.store)
+    scaler = Scaler(settings, store, Actuator(heroku.client), print, clock)
+    resize = RoleInput("unique", Request(None, clock.now, slots=5.0), {})
+    assert scaler.apply("shop", [resize], "test")[0].outcome == "success"
+    # 300 decisions that change nothing within the next 30 s (other inputs, say).
+    quiet = [
+        Decision(clock.now + k * 0.1, "test", "shop", "unique", {}, {}, 1, None, "no change")
+        for k in range(300)
+    ]
+    store.record(quiet)
+    clock.now += 40
+    low = RoleInput("unique", Request(None, clock.now, slots=1.0), {})
+    (held,) = scaler.apply("shop", [low], "test")
+    assert "no size change: size cooldown" in held.reason
 
 
 def test_the_retry_at_herokus_dyno_limit_keeps_the_size(fake_heroku) -> None:
