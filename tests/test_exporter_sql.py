@@ -24,9 +24,10 @@ from dynoscaler.config import ConfigError, parse
 from exporter import bench_sql
 from exporter.collectors import PartialRead, Queue
 from exporter.collectors.sql_source import FINISHED_LAG, SqlSource
-from exporter.metrics import Sample
+from exporter.metrics import QUEUE_LABELS, Sample
 from exporter.sql_libraries import create
 from tests.exporter_helpers import exporter, queue_figures, write_config
+from tests.rules_support import probe, selector, values
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root"}
@@ -344,6 +345,25 @@ def test_deleted_jobs_count_as_completions_of_the_role_owning_the_table(
         after = {**_completed(samples, "delayed_job"), **_completed(samples, "que")}
     assert after[delayed] - before[delayed] == 3
     assert after[que] - before[que] == 5
+
+    # The rules take the series as published: at 3 jobs a scrape (15 s), λ is 0.2/s.
+    published = {
+        s.metric: dict(zip(QUEUE_LABELS, s.labels, strict=True))
+        for s in samples
+        if s.labels == delayed
+    }
+    steps = range(30)
+    series = {
+        selector("dynoscaler_jobs_completed_total", published["dynoscaler_jobs_completed"]): (
+            values(after[delayed] + 3 * step for step in steps)
+        ),
+        selector("dynoscaler_queue_depth", published["dynoscaler_queue_depth"]): (
+            values(0 for _ in steps)
+        ),
+    }
+    query = ("app_role:dynoscaler_arrival_rate:rate1m", 300)
+    (rate,) = probe(series, [query])[query].values()
+    assert rate == pytest.approx(0.2)
 
 
 def test_a_table_several_roles_share_publishes_no_completions(
