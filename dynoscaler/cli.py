@@ -19,6 +19,7 @@ from dynoscaler.config import ConfigError
 # command name -> module; a dict value groups sub-commands ("scaler serve").
 COMMANDS: dict[str, str | dict[str, str]] = {
     "check-config": "dynoscaler.check_config",
+    "init": "dynoscaler.init",
     "fake-heroku": "scaler.fake_heroku",
     "demo": "dynoscaler.demo.main",
     "simulate": "dynoscaler.sim.cli",
