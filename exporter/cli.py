@@ -66,7 +66,17 @@ class Exporter:
 def build(settings: config.Config) -> Exporter:
     timeout = settings.exporter.source_timeout
     pairs = [
-        (queue.url, Queue(role.app, role.role, queue.name, queue.backend, prefix=queue.prefix))
+        (
+            queue.url,
+            Queue(
+                role.app,
+                role.role,
+                queue.name,
+                queue.backend,
+                prefix=queue.prefix,
+                deadline=role.target_deadline,
+            ),
+        )
         for role in settings.roles
         for queue in role.queues
     ]

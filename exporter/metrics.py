@@ -80,6 +80,16 @@ FAMILIES: dict[str, Family] = {
     "dynoscaler_job_duration_seconds": Family(
         "histogram", "Job processing time reported by workers", ("app", "role", "queue")
     ),
+    "dynoscaler_job_total_seconds": Family(
+        "histogram",
+        "Job time from enqueue to done reported by workers (bounds include the role's deadline)",
+        ("app", "role", "queue"),
+    ),
+    "dynoscaler_jobs_within_deadline": Family(
+        "counter",
+        "Finished jobs whose enqueue-to-done time met the role's target_deadline",
+        ("app", "role", "queue"),
+    ),
     "dynoscaler_dynos": Family("gauge", "Current formation quantity", ROLE_LABELS),
     "dynoscaler_dyno_hourly_price_dollars": Family(
         "gauge",
@@ -166,15 +176,18 @@ class HistogramSample(NamedTuple):
 
     metric: str
     labels: tuple[str, ...]
-    buckets: tuple[float, ...]  # one count per DURATION_BUCKETS bound, then the +Inf overflow
+    buckets: tuple[float, ...]  # one count per bound, then the +Inf overflow
     sum: float
+    bounds: tuple[float, ...] = DURATION_BUCKETS
 
 
-def cumulative(counts: Sequence[float]) -> list[tuple[str, float]]:
-    """Per-bucket counts (one per DURATION_BUCKETS bound plus +Inf) as Prometheus buckets."""
-    bounds = [*(str(float(b)) for b in DURATION_BUCKETS), "+Inf"]
+def cumulative(
+    counts: Sequence[float], bounds: Sequence[float] = DURATION_BUCKETS
+) -> list[tuple[str, float]]:
+    """Per-bucket counts (one per bound plus +Inf) as Prometheus buckets."""
+    names = [*(str(float(b)) for b in bounds), "+Inf"]
     total, buckets = 0.0, []
-    for bound, count in zip(bounds, counts, strict=True):
+    for bound, count in zip(names, counts, strict=True):
         total += count
         buckets.append((bound, total))
     return buckets
@@ -196,7 +209,9 @@ def families(samples: Iterable[Sample | HistogramSample]) -> list[Metric]:
         if metric is None:
             metric = built[sample.metric] = _new_family(sample.metric, family)
         if isinstance(sample, HistogramSample):
-            metric.add_metric(list(sample.labels), cumulative(sample.buckets), sample.sum)
+            metric.add_metric(
+                list(sample.labels), cumulative(sample.buckets, sample.bounds), sample.sum
+            )
         else:
             metric.add_metric(list(sample.labels), sample.value)
     return [built[name] for name in FAMILIES if name in built]

@@ -53,6 +53,8 @@ class Queue:
     # The backend's key prefix when not its default: RQ's RQ_KEY_PREFIX ("rq"),
     # the Resque namespace ("resque"), kombu's global_keyprefix ("").
     prefix: str | None = None
+    # The role's target_deadline: a bound of the enqueue-to-done histogram (timing_reader).
+    deadline: float | None = None
 
     @property
     def labels(self) -> tuple[str, str, str, str]:

@@ -6,17 +6,31 @@ missing hash gives no series, nor does one that is not a hash of numbers (a
 logged and counted error that costs only that hash). For a plain
 redis_list queue, whose backend keeps no counts, the hash's in-progress and
 completed counts stand in.
+
+The enqueue-to-done grid (`total:le:<bound>` fields, exporter.timing) folds into
+dynoscaler_job_total_seconds on the duration buckets plus the role's deadline,
+and dynoscaler_jobs_within_deadline_total counts the grid up to the deadline. A
+deadline off the grid counts the jobs of the grid bucket across it as late.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import Any
 
 from exporter.collectors import Queue, ReadError
 from exporter.collectors.redis_shared import Shared
-from exporter.metrics import HistogramSample, Sample
-from exporter.timing import BUCKET_FIELDS, COUNT_FIELD, IN_PROGRESS_FIELD, SUM_FIELD, timing_key
+from exporter.metrics import DURATION_BUCKETS, HistogramSample, Sample
+from exporter.timing import (
+    BUCKET_FIELDS,
+    COUNT_FIELD,
+    IN_PROGRESS_FIELD,
+    SUM_FIELD,
+    TOTAL_PREFIX,
+    TOTAL_SUM_FIELD,
+    timing_key,
+)
 
 # Returns {{index of the key, {field, value, ...}, ...}, {index, error, ...}}: the
 # hashes that exist, and the keys that are not hashes (each costs only its hash).
@@ -51,10 +65,13 @@ def parse_shared(queues: Sequence[Queue], replies: list[Any], now: float) -> Sha
         try:
             pairs = zip(flat[::2], flat[1::2], strict=True)
             fields = {name.decode(): float(value) for name, value in pairs}
+            totals = _totals(fields)
         except (ValueError, UnicodeDecodeError):
             shared.errors.append(_unusable(queue, "a field is not a number"))
             continue
         shared.samples += _samples(queue, fields)
+        if totals:
+            shared.samples += _total_samples(queue, totals, fields.get(TOTAL_SUM_FIELD, 0.0))
     return shared
 
 
@@ -88,4 +105,32 @@ def _samples(queue: Queue, fields: dict[str, float]) -> list[Sample | HistogramS
             Sample("dynoscaler_queue_in_progress", queue.labels, fields.get(IN_PROGRESS_FIELD, 0)),
             Sample("dynoscaler_jobs_completed", queue.labels, fields.get(COUNT_FIELD, 0)),
         ]
+    return samples
+
+
+def _totals(fields: dict[str, float]) -> dict[float, float]:
+    """The enqueue-to-done grid's counts by upper bound (+Inf as inf)."""
+    return {
+        float(name.removeprefix(TOTAL_PREFIX)): count
+        for name, count in fields.items()
+        if name.startswith(TOTAL_PREFIX)
+    }
+
+
+def _total_samples(
+    queue: Queue, totals: dict[float, float], total_sum: float
+) -> list[Sample | HistogramSample]:
+    deadline = queue.deadline
+    bounds = tuple(sorted({*DURATION_BUCKETS, *([] if deadline is None else [deadline])}))
+    counts = [0.0] * (len(bounds) + 1)
+    for bound, count in totals.items():
+        counts[bisect.bisect_left(bounds, bound)] += count
+    samples: list[Sample | HistogramSample] = [
+        HistogramSample(
+            "dynoscaler_job_total_seconds", queue.labels[:3], tuple(counts), total_sum, bounds
+        )
+    ]
+    if deadline is not None:
+        within = sum(count for bound, count in totals.items() if bound <= deadline)
+        samples.append(Sample("dynoscaler_jobs_within_deadline", queue.labels[:3], within))
     return samples
