@@ -1,0 +1,222 @@
+"""`dynoscaler init` against the fake Heroku (real HTTP), real Redis (DB 15) and RabbitMQ."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+import yaml
+from scaler_support import TOKEN, ScalerProcess
+
+from dynoscaler import cli, config, heroku
+from dynoscaler.init import management_url, rabbitmq_queues, redis_queues
+from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
+
+pytestmark = pytest.mark.timeout(120)
+KEY = "init-key-0123"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+RABBITMQ_API = "http://guest:guest@127.0.0.1:15672"
+# The account: what the fake Heroku serves (its formations start at min_dynos).
+ACCOUNT = """
+apps:
+  shop:
+    roles:
+      worker: {min_dynos: 3, queues: [{name: x, backend: sidekiq, url: "redis://h/0"}]}
+  front:
+    roles:
+      web: {min_dynos: 2, requests: router}
+"""
+
+
+@pytest.fixture
+def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHerokuServer]:
+    (tmp_path / "account.yml").write_text(ACCOUNT)
+    account = config.load(tmp_path / "account.yml")
+    server = FakeHerokuServer(FakeHeroku(account, KEY), access_log=False).start()
+    monkeypatch.setenv("HEROKU_API_URL", server.url)
+    monkeypatch.setenv("HEROKU_API_KEY", KEY)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def db15() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+def init(*args: str) -> int:
+    return cli.main(["init", *args])
+
+
+def test_from_an_account_to_a_dry_run_scaler_in_three_commands(fake, db15, tmp_path):
+    """The issue's goal: two apps (a Sidekiq worker, a web role) to a serving dry-run scaler."""
+    db15.sadd("queues", "default", "mailers")
+    db15.lpush("queue:default", '{"class": "Mail", "enqueued_at": 1}')
+    shop = heroku.client().app("shop")
+    shop.update_config({"REDIS_URL": REDIS_URL, "SIDEKIQ_CONCURRENCY": "8", "SECRET": "s3cret"})
+    heroku.client().app("front").update_config({"WEB_CONCURRENCY": "3"})
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "DYNOSCALER_WEBHOOK_TOKEN": TOKEN,
+        "DYNOSCALER_STORE": f"sqlite:///{tmp_path / 'decisions.sqlite3'}",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+    }
+    started = time.monotonic()
+    written = tmp_path / "autoscale.yml"
+    command = [sys.executable, "-m", "dynoscaler"]
+    first = subprocess.run(
+        [*command, "init", "--app", "shop", "--app", "front", "-o", str(written)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert first.returncode == 0, first.stderr
+    # what init asks the user to export: each app's var, named by app
+    assert 'export SHOP_REDIS_URL="$(heroku config:get REDIS_URL -a shop)"' in first.stderr
+    text = written.read_text()
+    assert "s3cret" not in text
+    written_urls = [
+        q["url"]
+        for r in yaml.safe_load(text)["apps"]["shop"]["roles"].values()
+        for q in r.get("queues", [])
+    ]
+    assert written_urls == ["${SHOP_REDIS_URL}"] * 2  # references, never values
+    env["SHOP_REDIS_URL"] = REDIS_URL
+    second = subprocess.run(
+        [*command, "check-config", str(written)], env=env, capture_output=True, text=True
+    )
+    assert second.returncode == 0, second.stderr
+    server = ScalerProcess(written, env)
+    try:
+        answer = requests.get(f"{server.url}/healthz", timeout=10).json()
+    finally:
+        server.close()
+    elapsed = time.monotonic() - started
+    print(f"init, check-config, scaler serve answering /healthz: {elapsed:.1f} s")
+    assert answer["heroku"] == "dry run"
+    assert elapsed < 600
+
+    settings = config.load(written, {**os.environ, "SHOP_REDIS_URL": REDIS_URL})
+    worker, web = settings.role("shop", "worker"), settings.role("front", "web")
+    assert (worker.min_dynos, worker.max_dynos, worker.concurrency) == (1, 6, 8)
+    assert {(q.name, q.backend) for q in worker.queues} == {
+        ("default", "sidekiq"),
+        ("mailers", "sidekiq"),
+    }
+    assert (web.min_dynos, web.max_dynos, web.concurrency, web.requests) == (1, 4, 3, "router")
+    assert settings.scaler.dry_run is True
+    assert "guessed: the only worker role works every queue found" in text
+
+
+def test_every_redis_library_is_found_with_its_backend(db15):
+    db15.sadd("queues", "critical")
+    db15.sadd("resque:queues", "twilio")
+    db15.sadd("rq:queues", "rq:queue:reports")
+    separator = "\x06\x16"
+    db15.sadd("_kombu.binding.celery", separator.join(["celery", "", "celery"]))
+    db15.sadd("_kombu.binding.celery.pidbox", separator.join(["", "", "abc.celery.pidbox"]))
+    db15.hset("bull:emails:meta", "opts.maxLenEvents", 10000)
+    db15.hset("dramatiq:default.msgs", "id", "{}")
+    db15.hset("dramatiq:default.DQ.msgs", "id", "{}")
+    assert redis_queues(REDIS_URL) == [
+        ("emails", "bullmq"),
+        ("celery", "celery"),
+        ("default", "dramatiq"),
+        ("twilio", "resque"),
+        ("reports", "rq"),
+        ("critical", "sidekiq"),
+    ]
+
+
+def test_rabbitmq_queues_by_library_through_the_management_api():
+    vhost = f"dynoscaler-init-{uuid.uuid4().hex[:8]}"
+    api = requests.Session()
+    api.auth = ("guest", "guest")
+    api.put(f"{RABBITMQ_API}/api/vhosts/{vhost}", timeout=10).raise_for_status()
+    api.put(
+        f"{RABBITMQ_API}/api/permissions/{vhost}/guest",
+        json={"configure": ".*", "write": ".*", "read": ".*"},
+        timeout=10,
+    ).raise_for_status()
+    try:
+        for name in ("orders", "mail", "mail.DQ", "mail.XQ"):
+            api.put(f"{RABBITMQ_API}/api/queues/{vhost}/{name}", json={}, timeout=10)
+        url = management_url(f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
+        assert url == f"http://guest:guest@127.0.0.1:15672/{vhost}"
+        assert rabbitmq_queues(url) == [("mail", "dramatiq"), ("orders", "rabbitmq")]
+    finally:
+        api.delete(f"{RABBITMQ_API}/api/vhosts/{vhost}", timeout=10)
+    assert (
+        management_url("amqps://u:p@rabbit.cloudamqp.com/vh")
+        == "https://u:p@rabbit.cloudamqp.com/vh"
+    )
+
+
+def test_an_unreachable_redis_is_a_placeholder_and_the_web_role_stays(fake, tmp_path, capsys):
+    heroku.client().app("shop").update_config({"REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"})
+    written = tmp_path / "out.yml"
+    assert init("--app", "shop", "--app", "front", "-o", str(written)) == 0
+    text = written.read_text()
+    assert "# REDIS_URL: could not read redis://127.0.0.1:1/0" in text
+    assert "hunter2" not in text
+    # a role with nothing to scale on is written commented out
+    assert "      # worker:  # standard-1X" in text
+    settings = config.load(written, {**os.environ, "SHOP_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert [r.key for r in settings.roles] == [("front", "web")]
+    capsys.readouterr()
+    # alone, the worker app has nothing to scale on: a one-line error, no file
+    assert init("--app", "shop", "-o", str(tmp_path / "none.yml")) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("dynoscaler: nothing to scale in shop") and "\n" not in error
+    assert not (tmp_path / "none.yml").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--app", "nope"], {}, "--app nope: no such app on this account (404)"),
+        (["--app", "shop"], {"HEROKU_API_KEY": "wrong"}, "Heroku refused the key (401)"),
+        (["--app", "Shop!"], {}, "--app 'Shop!': not a Heroku app name"),
+        (["--app", "shop"], {"HEROKU_API_URL": "http://127.0.0.1:1"}, "cannot reach the Heroku"),
+        (["--app", "shop", "--scale-to-zero", "front/web"], {}, "not APP/ROLE of an --app"),
+    ],
+)
+def test_bad_apps_keys_and_addresses_are_one_line_errors(
+    fake, tmp_path, capsys, monkeypatch, args, env, message
+):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert init(*args, "-o", str(tmp_path / "out.yml")) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error and "Traceback" not in error
+
+
+def test_403_and_an_existing_file(fake, tmp_path, capsys):
+    requests.post(f"{fake.url}/__fake__/faults", json={"status": 403}, timeout=5)
+    assert init("--app", "shop", "-o", str(tmp_path / "out.yml")) == 2
+    assert "the key may not read this app (403)" in capsys.readouterr().err
+    (tmp_path / "out.yml").write_text("mine")
+    assert init("--app", "front", "-o", str(tmp_path / "out.yml")) == 2
+    assert "exists: give --force" in capsys.readouterr().err
+    assert (tmp_path / "out.yml").read_text() == "mine"
+    assert init("--app", "front", "-o", str(tmp_path / "out.yml"), "--force") == 0
+    front = yaml.safe_load((tmp_path / "out.yml").read_text())["apps"]["front"]
+    assert front["roles"]["web"]["requests"] == "router"
