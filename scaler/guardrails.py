@@ -6,6 +6,7 @@ through `decide`, so a rule changed here changes everywhere at once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -187,17 +188,23 @@ class Busy:
 
     in_progress: jobs being processed (None: unknown). oldest_age: seconds the
     oldest of them has run (None: unknown, or no backend of the role tells it).
+    by_dyno: jobs being processed per dyno number (worker.3: 3), where the
+    backend tells which dyno runs a job (None: it does not); a dyno not listed
+    runs none.
     """
 
     in_progress: float | None
     oldest_age: float | None = None
+    by_dyno: Mapping[int, float] | None = None
 
 
 def busy_refusal(mode: str, busy: Busy | None, target: int, concurrency: int) -> str | None:
     """Why a scale-down to `target` dynos waits for running jobs (None: it may go).
 
     - allow: never waits;
-    - wait: while the jobs in progress exceed the slots `target` dynos have;
+    - wait: while a dyno numbered above `target` runs a job (Heroku stops the
+      highest-numbered dynos); where the dynos' jobs are unknown, while the jobs
+      in progress exceed the slots `target` dynos have;
     - wait_long: while a job older than Heroku's SIGTERM grace period runs (it
       would be killed and retried); where no age is known, as wait.
     Unknown jobs in progress wait (no scale-down on missing data).
@@ -214,6 +221,15 @@ def busy_refusal(mode: str, busy: Busy | None, target: int, concurrency: int) ->
                 f"longer than Heroku's {SIGTERM_GRACE_SECONDS:g}s SIGTERM grace"
             )
         return None
+    if busy.by_dyno is not None:
+        stopped = sorted(n for n, jobs in busy.by_dyno.items() if n > target and jobs > 0)
+        if not stopped:
+            return None
+        jobs = sum(busy.by_dyno[n] for n in stopped)
+        return (
+            f"no scale-down ({mode}): {jobs:g} job(s) in progress on dyno(s) "
+            f"{', '.join(map(str, stopped))}, which a scale-down to {target} stops"
+        )
     slots = target * concurrency
     if running > slots:
         unknown_age = " (oldest job's age unknown)" if mode == "wait_long" else ""

@@ -355,7 +355,12 @@ class Scaler:
         if settings.scale_down_when_busy == "allow" or not asks:
             return i
         busy = self.busy(app, i.role)
-        recorded = {"in_progress": busy.in_progress, "oldest_in_progress_age": busy.oldest_age}
+        recorded: dict[str, Any] = {
+            "in_progress": busy.in_progress,
+            "oldest_in_progress_age": busy.oldest_age,
+        }
+        if busy.by_dyno is not None:
+            recorded["in_progress_by_dyno"] = {str(n): v for n, v in busy.by_dyno.items()}
         return dataclasses.replace(i, busy=busy, inputs={**i.inputs, "busy": recorded})
 
     def _sizes(self, app: str) -> dict[str, str]:

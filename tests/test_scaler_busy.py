@@ -32,6 +32,13 @@ pytestmark = pytest.mark.timeout(90)
         ("wait", Busy(7, None), 3, "7 job(s) in progress, 3 dyno(s) have 6 slot(s)"),
         ("wait", Busy(6, None), 3, None),
         ("wait", Busy(1, 900), 1, None),  # wait looks at counts only
+        # Per dyno: Heroku stops the highest numbers, so those must be idle, whatever
+        # the count; the dynos that stay may run any number of jobs.
+        ("wait", Busy(1, None, {1: 0, 2: 0, 3: 1}), 2, "1 job(s) in progress on dyno(s) 3,"),
+        ("wait", Busy(2, None, {3: 1, 4: 1}), 2, "on dyno(s) 3, 4, which a scale-down to 2"),
+        ("wait", Busy(5, None, {1: 2, 2: 3, 3: 0}), 2, None),
+        ("wait_long", Busy(1, None, {4: 1}), 3, "on dyno(s) 4"),  # no age: as wait
+        ("wait_long", Busy(1, 10, {4: 1}), 3, None),
         ("wait_long", Busy(1, 45), 3, "a job has run 45s, longer than Heroku's 30s"),
         ("wait_long", Busy(7, 20), 1, None),  # short jobs finish within the grace
         ("wait_long", Busy(0, 45), 1, None),  # a stale age with nothing running
@@ -51,6 +58,7 @@ class Page:
     def __init__(self) -> None:
         self.in_progress: float | None = 0.0
         self.oldest: float | None = None
+        self.by_dyno: dict[int, float] = {}
 
     def render(self) -> str:
         lines = []
@@ -66,6 +74,8 @@ class Page:
                 f'dynoscaler_queue_oldest_in_progress_age_seconds{{{labels},queue="a"}} '
                 f"{self.oldest}\n"
             )
+        for dyno, jobs in self.by_dyno.items():
+            lines.append(f'dynoscaler_dyno_in_progress{{{labels},dyno="{dyno}"}} {jobs}\n')
         return "".join(lines)
 
 
@@ -137,6 +147,20 @@ def test_wait_holds_the_scale_down_while_the_jobs_need_the_dynos(tmp_path, monke
             page.in_progress = 1
             wait_for_value(url, reader, Busy(1, None))
             assert deliver(1).outcome == "success"
+            # Where the exporter tells each dyno's jobs: only the dynos a scale-down
+            # stops (the highest numbers) must be idle.
+            assert deliver(4).to_count == 4
+            page.in_progress, page.by_dyno = 3, {1: 1, 2: 1, 4: 1}
+            wait_for_value(url, reader, Busy(3, None, {1: 1, 2: 1, 4: 1}))
+            held = deliver(3)
+            assert "1 job(s) in progress on dyno(s) 4, which a scale-down to 3 stops" in (
+                held.reason
+            )
+            assert held.inputs["busy"]["in_progress_by_dyno"] == {"1": 1, "2": 1, "4": 1}
+            page.by_dyno = {1: 2, 2: 1, 4: 0}
+            wait_for_value(url, reader, Busy(3, None, {1: 2, 2: 1, 4: 0}))
+            assert deliver(2).outcome == "success"  # 3 jobs on 2 dynos' 4 slots
+            page.by_dyno = {}
             # wait_long reads the oldest running job's age where a backend tells it.
             page.in_progress, page.oldest = 3, 95
             wait_for_value(url, reader, Busy(3, 95))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dynoscaler.sim.busy import run_mode
+from dynoscaler.sim.formation import Formation
 from dynoscaler.sim.scenario import load
 
 
@@ -16,3 +17,20 @@ def test_wait_keeps_busy_jobs_off_the_dynos_a_spike_leaves() -> None:
     assert wait.within_share >= allow.within_share
     # Holding costs dyno time, never the deadline.
     assert wait.dyno_seconds >= allow.dyno_seconds
+
+
+def test_dynos_are_numbered_in_the_order_heroku_adds_them() -> None:
+    formation = Formation(concurrency=2, boot_time=45, initial=2)
+    formation.scale_to(4, now=10.0)  # worker.3 and worker.4 boot until 55 s
+    # A booting dyno's slots hold no job: nothing is in progress.
+    assert formation.in_progress(20.0) == 0
+    assert formation.busy_by_dyno(20.0) == {1: 0, 2: 0, 3: 0, 4: 0}
+    rows = formation.serving_rows(60.0)  # rows 0 to 3: worker.1 to worker.4 here
+    formation.free_at[rows[0], 0] = 100.0  # a job on worker.1 until 100 s
+    formation.free_at[rows[3], :] = 90.0  # two on worker.4
+    assert formation.busy_by_dyno(60.0) == {1: 1, 2: 0, 3: 0, 4: 2}
+    assert formation.in_progress(60.0) == 3
+    # A scale-down stops the highest numbers: worker.4, with its two jobs.
+    formation.scale_to(3, now=60.0)
+    assert formation.busy_stopped == 2
+    assert formation.busy_by_dyno(60.0) == {1: 1, 2: 0, 3: 0}

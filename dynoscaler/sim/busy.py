@@ -3,11 +3,13 @@
 `dynoscaler bench busy [--scenario NAME ...]`: dynoscaler's policy on each scenario
 with the role's scale_down_when_busy set to allow, wait and wait_long. Per run:
 the share of jobs within the deadline, dyno-seconds, actions, the jobs running on
-a dyno when a scale-down stopped it (Heroku's choice as the simulator models it:
-the newest dynos), and how many of them were still running 30 s later (cut by
-SIGKILL on Heroku). The simulator's guardrails read the jobs in progress from its
-last scrape, as the scaler reads them from Prometheus; it knows no job's age, so
-wait_long acts as wait here.
+a dyno when a scale-down stopped it (Heroku's choice: the highest-numbered dynos,
+which the simulator numbers in the order they were added), and how many of them
+were still running 30 s later (cut by SIGKILL on Heroku). The simulator's
+guardrails read the jobs in progress, in all and per dyno, from its last scrape,
+as the scaler reads them from Prometheus (dynoscaler_dyno_in_progress); jobs that
+start on a dyno between that scrape and the scale-down are what `wait` cannot
+see. It knows no job's age, so wait_long acts as wait here.
 """
 
 from __future__ import annotations

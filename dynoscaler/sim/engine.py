@@ -103,6 +103,7 @@ class Simulation:
         self.size: SizeOption | None = role.sizes[0] if role.sizes else None
         self.size_changes: list[tuple[float, str]] = []
         self._size_need = SizeNeed(role.size_cooldown)
+        self._busy_by_dyno: dict[int, int] = {}
         self.prices = Prices()
 
     def run(self) -> RunResult:
@@ -161,7 +162,7 @@ class Simulation:
                 observed_at, last, role.size_cooldown, now, self.actuator.stale_after
             )
             if not held and choice.count * choice.option.capacity < current * size.capacity:
-                busy = Busy(self.view.latest("in_progress"))
+                busy = self._busy()
                 held = busy_refusal(role.scale_down_when_busy, busy, 0, role.concurrency)
             if not held:
                 return choice.count, choice.option
@@ -184,12 +185,17 @@ class Simulation:
             duration_bucket=completions.buckets,
             dynos=dynos,
         )
+        self._busy_by_dyno = self.formation.busy_by_dyno(now)
         trace = self.trace
         trace.times.append(now)
         trace.arrival_rate.append(arrived / self.view.scrape_interval if now else 0.0)
         trace.depth.append(len(self.fifo))
         trace.dynos.append(dynos)
         trace.billed.append(self.formation.billed_now())
+
+    def _busy(self) -> Busy:
+        """The jobs in progress, in all and per dyno, as Prometheus last saw them."""
+        return Busy(self.view.latest("in_progress"), by_dyno=self._busy_by_dyno)
 
     def _in_force(self, now: float) -> RoleSettings:
         """The role's settings at `now`: a schedule's floor and budget while in force
@@ -212,7 +218,7 @@ class Simulation:
             self.actuator.applied(now)
             return
         self.actuator.role = self._in_force(now)
-        busy = Busy(self.view.latest("in_progress"))  # as Prometheus last saw it
+        busy = self._busy()
         observed_at = self.view.times[self.view.count - 1]
         target = self.actuator.target(desired, current, observed_at, now, busy)
         if target != current:

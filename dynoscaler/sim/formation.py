@@ -58,8 +58,20 @@ class Formation:
         return self._serving
 
     def in_progress(self, now: float) -> int:
-        used = self.free_at[self.status != _UNUSED]
+        """Jobs running now (a booting dyno's slots are free at its `ready`: no job)."""
+        used = self.free_at[(self.status != _UNUSED) & (self.ready <= now)]
         return int(np.count_nonzero((used > now) & np.isfinite(used)))
+
+    def busy_by_dyno(self, now: float) -> dict[int, int]:
+        """Jobs running now on each running dyno by its number (worker.1 the oldest):
+        Heroku numbers dynos in the order they were added and a scale-down stops the
+        highest numbers, as scale_to does."""
+        running = np.flatnonzero(self.status == _RUNNING)
+        by_age = running[np.lexsort((running, self.requested[running]))]
+        slots = self.free_at[by_age]
+        busy = np.count_nonzero((slots > now) & np.isfinite(slots), axis=1)
+        busy[self.ready[by_age] > now] = 0
+        return {n: int(jobs) for n, jobs in enumerate(busy.tolist(), start=1)}
 
     def resize(self, concurrency: int, quantity: int, now: float) -> None:
         """A size change: every dyno stops (draining its jobs) and `quantity` dynos of
@@ -82,7 +94,7 @@ class Formation:
         self.boots += max(change, 0)
         if change < 0:
             running = np.flatnonzero(self.status == _RUNNING)
-            # newest first (the highest-numbered on a tie); booting dynos are the newest
+            # the highest numbers (busy_by_dyno's order) first; booting dynos are the newest
             newest = running[np.lexsort((running, self.requested[running]))[::-1]][:-change]
             for row in newest:
                 self._stop(int(row), now)
