@@ -44,12 +44,20 @@ from redis.retry import Retry
 
 from dynoscaler import config, heroku
 from dynoscaler.config import ConfigError
-from exporter.collectors import address
+from exporter.collectors import address, sql_source
+from exporter.collectors.sql import POSTGRESQL
 
 # Seconds init waits for a queue server before writing a placeholder.
 CONNECT_TIMEOUT = 3.0
 # Keys a Redis SCAN for BullMQ's and Dramatiq's queues looks at, at most.
 SCAN_AT_MOST = 100_000
+# Each SQL job library's table and the column naming a job's queue (exporter/collectors/).
+SQL_TABLES = {
+    "solid_queue": ("solid_queue_jobs", "queue_name"),
+    "good_job": ("good_jobs", "queue_name"),
+    "delayed_job": ("delayed_jobs", "queue"),
+    "que": ("que_jobs", "queue"),
+}
 # Eco and basic dynos run at most one dyno per process type.
 ONE_DYNO_SIZES = ("eco", "basic", "free", "hobby")
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,29}$")
@@ -86,7 +94,6 @@ class AppFound:
     processes: list[Process]
     config_vars: dict[str, str]
     sources: list[Source] = field(default_factory=list)
-    databases: list[tuple[str, str, str]] = field(default_factory=list)  # var, reference, scheme
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,7 +128,6 @@ def run(args: argparse.Namespace) -> int:
     found = [read_app(connection, name) for name in apps]
     for app in found:
         app.sources = find_sources(app, qualified=len(found) > 1)
-        app.databases = find_databases(app, qualified=len(found) > 1)
         for source in app.sources:
             discover(source)
     text = render(found, to_zero)
@@ -178,33 +184,24 @@ def _refusal(response: requests.Response | None) -> str:
 
 
 def find_sources(app: AppFound, qualified: bool) -> list[Source]:
-    """Queue servers in the config vars (one per server; Heroku Redis' REDIS_TLS_URL and
-    REDIS_URL name the same one), in the vars' order of preference."""
+    """Queue servers and SQL databases in the config vars, one per server or database
+    (Heroku Redis' REDIS_TLS_URL and REDIS_URL name the same one, Heroku Postgres'
+    HEROKU_POSTGRESQL_<COLOR>_URL DATABASE_URL's), in the vars' order of preference."""
+    kinds = {
+        **dict.fromkeys(_REDIS_SCHEMES, "redis"),
+        **dict.fromkeys(_AMQP_SCHEMES, "rabbitmq"),
+        **dict.fromkeys(config.SQL_SCHEMES["solid_queue"], "sql"),
+    }
     by_server: dict[tuple[str, str], Source] = {}
     for var in sorted(app.config_vars, key=_preference):
         url = app.config_vars[var]
-        scheme = urlsplit(url).scheme.lower()
-        kind = (
-            "redis" if scheme in _REDIS_SCHEMES else "rabbitmq" if scheme in _AMQP_SCHEMES else None
-        )
+        parts = urlsplit(url)
+        kind = kinds.get(parts.scheme.lower())
         if kind is None:
             continue
-        parts = urlsplit(url)
-        server = (kind, f"{parts.hostname}")
+        server = (kind, f"{parts.hostname}{parts.path if kind == 'sql' else ''}")
         by_server.setdefault(server, Source(var, _reference(app, var, qualified), kind, url))
     return list(by_server.values())
-
-
-def find_databases(app: AppFound, qualified: bool) -> list[tuple[str, str, str]]:
-    """(var, reference, scheme) of the SQL databases in the config vars, one per database
-    (Heroku Postgres' HEROKU_POSTGRESQL_<COLOR>_URL repeats DATABASE_URL's)."""
-    found: dict[tuple[str, str], tuple[str, str, str]] = {}
-    for var in sorted(app.config_vars, key=lambda v: (v != "DATABASE_URL", v)):
-        parts = urlsplit(app.config_vars[var])
-        if parts.scheme in config.SQL_SCHEMES["solid_queue"]:
-            database = (f"{parts.hostname}", parts.path)
-            found.setdefault(database, (var, _reference(app, var, qualified), parts.scheme))
-    return list(found.values())
 
 
 def _reference(app: AppFound, var: str, qualified: bool) -> str:
@@ -214,8 +211,9 @@ def _reference(app: AppFound, var: str, qualified: bool) -> str:
 
 
 def _preference(var: str) -> tuple[int, str]:
-    """REDIS_TLS_URL before REDIS_URL (the same server, with TLS), then by name."""
-    order = ("REDIS_TLS_URL", "REDIS_URL", "CLOUDAMQP_URL", "RABBITMQ_URL")
+    """REDIS_TLS_URL before REDIS_URL (the same server, with TLS), DATABASE_URL before
+    its HEROKU_POSTGRESQL_<COLOR>_URL, then by name."""
+    order = ("REDIS_TLS_URL", "REDIS_URL", "CLOUDAMQP_URL", "RABBITMQ_URL", "DATABASE_URL")
     return (order.index(var) if var in order else len(order), var)
 
 
@@ -224,9 +222,11 @@ def discover(source: Source) -> None:
     try:
         if source.kind == "redis":
             source.queues = redis_queues(source.url)
+        elif source.kind == "sql":
+            source.queues = sql_queues(source.url)
         else:
             source.queues = rabbitmq_queues(management_url(source.url))
-    except (redis.RedisError, requests.RequestException, OSError, ValueError) as error:
+    except Exception as error:  # any driver's failure to connect or read: a placeholder
         source.problem = f"could not read {address(source.url)}: {_first_line(error)}"
         return
     if not source.queues:
@@ -307,6 +307,30 @@ def rabbitmq_queues(api_url: str) -> list[tuple[str, str]]:
     return found
 
 
+def sql_queues(url: str) -> list[tuple[str, str]]:
+    """(queue, backend) of the SQL job libraries whose table is in the database (on a
+    database the library runs on), from the queue names its rows carry."""
+    database = sql_source.connect(url, CONNECT_TIMEOUT)
+    try:
+        postgresql = sql_source.dialect_of(url) is POSTGRESQL
+        schema = "ANY(current_schemas(false))" if postgresql else "DATABASE()"
+        listed = database.query(
+            f"SELECT table_name FROM information_schema.tables WHERE table_schema = {schema}", {}
+        )
+        tables = {str(row[0]) for row in listed}
+        scheme = urlsplit(url).scheme
+        found = []
+        for backend, (table, column) in SQL_TABLES.items():
+            if table in tables and scheme in config.SQL_SCHEMES[backend]:
+                rows = database.query(
+                    f"SELECT DISTINCT {column} FROM {table} WHERE {column} IS NOT NULL", {}
+                )
+                found += [(str(row[0]), backend) for row in rows]
+    finally:
+        database.close()
+    return sorted(found, key=lambda q: (q[1], q[0]))
+
+
 # -- the file ----------------------------------------------------------------------------
 
 
@@ -374,17 +398,9 @@ def _app_lines(app: AppFound, to_zero: set[str]) -> tuple[list[str], bool]:
     for source in app.sources:
         if source.problem is not None:
             url = _url_reference(source)
-            backend = "rabbitmq" if source.kind == "rabbitmq" else "sidekiq"
+            backend = {"rabbitmq": "rabbitmq", "sql": "good_job"}.get(source.kind, "sidekiq")
             roles.append(f"      # {source.var}: {source.problem}; name its queues by hand:")
             roles.append(f'      #   queues: [{{name: default, backend: {backend}, url: "{url}"}}]')
-    for var, reference, scheme in app.databases:
-        roles.append(
-            f"      # {var}: a {scheme} database; for Solid Queue, GoodJob, Delayed Job or Que"
-        )
-        roles.append(
-            f"      #   jobs there: queues: [{{name: default, backend: good_job, "
-            f'url: "${{{reference}}}"}}]'
-        )
     if not app.processes:
         roles.append("      # no process types yet: deploy, then run init again")
     if active:

@@ -10,14 +10,17 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
+import pymysql
 import pytest
 import redis
 import requests
 import yaml
-from scaler_support import TOKEN, ScalerProcess
+from scaler_support import PG_ADMIN, TOKEN, ScalerProcess
 
 from dynoscaler import cli, config, heroku
-from dynoscaler.init import management_url, rabbitmq_queues, redis_queues
+from dynoscaler.init import management_url, rabbitmq_queues, redis_queues, sql_queues
+from exporter.sql_libraries import create
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -220,3 +223,43 @@ def test_403_and_an_existing_file(fake, tmp_path, capsys):
     assert init("--app", "front", "-o", str(tmp_path / "out.yml"), "--force") == 0
     front = yaml.safe_load((tmp_path / "out.yml").read_text())["apps"]["front"]
     assert front["roles"]["web"]["requests"] == "router"
+
+
+def test_sql_libraries_queues_from_their_tables(tmp_path):
+    database = f"dynoscaler_init_test_{os.getpid()}"
+    postgres_url = f"postgres://postgres@127.0.0.1:5432/{database}"
+    mariadb_url = f"mysql2://root@127.0.0.1:3306/{database}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {database}")
+        mariadb = pymysql.connect(host="127.0.0.1", port=3306, user="root", autocommit=True)
+        try:
+            with psycopg.connect(postgres_url, autocommit=True) as connection:
+                create(connection.cursor(), "good_job", "postgresql")
+                create(connection.cursor(), "que", "postgresql")
+                connection.execute(
+                    "INSERT INTO good_jobs (queue_name, created_at, updated_at) VALUES "
+                    "('reports', now(), now()), ('reports', now(), now()), ('mail', now(), now())"
+                )
+                connection.execute(
+                    "INSERT INTO que_jobs (job_class, queue, job_schema_version) "
+                    "VALUES ('Ping', 'pings', 2)"
+                )
+            assert sql_queues(postgres_url) == [
+                ("mail", "good_job"),
+                ("reports", "good_job"),
+                ("pings", "que"),
+            ]
+            cursor = mariadb.cursor()
+            cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+            cursor.execute(f"CREATE DATABASE {database}")
+            mariadb.select_db(database)
+            create(cursor, "delayed_job", "mysql")
+            cursor.execute(
+                "INSERT INTO delayed_jobs (handler, queue) VALUES ('h', 'imports'), ('h', NULL)"
+            )
+            assert sql_queues(mariadb_url) == [("imports", "delayed_job")]
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+            mariadb.cursor().execute(f"DROP DATABASE IF EXISTS {database}")
+            mariadb.close()

@@ -83,7 +83,7 @@ def dialect_of(url: str) -> Dialect | None:
     return MYSQL if scheme in MYSQL_SCHEMES else None
 
 
-class _Database(Protocol):
+class Database(Protocol):
     def query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]: ...
 
     def broken(self) -> bool: ...
@@ -177,7 +177,7 @@ class SqlSource:
             (backend, BACKENDS[backend], [q for q in queues if q.backend == backend])
             for backend in sorted({queue.backend for queue in queues})
         ]
-        self.database: _Database | None = None
+        self.database: Database | None = None
         # per backend: the end of the last window of finished jobs counted
         self.counted_until: dict[str, float] = {}
         self.completed: Counter[tuple[str, ...]] = Counter()
@@ -250,8 +250,7 @@ class SqlSource:
     def _connect(self) -> None:
         self.close()
         self.database = None
-        opened = _PostgreSQL if self.dialect is POSTGRESQL else _MySQL
-        self.database = opened(self.url, self.timeout)
+        self.database = connect(self.url, self.timeout)
 
     def _query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
         assert self.database is not None
@@ -282,6 +281,13 @@ class SqlSource:
         if queue.backend in COUNTS_COMPLETIONS:
             samples.append(Sample("dynoscaler_jobs_completed", labels, self.completed[labels]))
         return samples
+
+
+def connect(url: str, timeout: float) -> Database:
+    """A read-only connection in UTC to a PostgreSQL or MySQL URL, each statement cut off
+    at STATEMENT_SHARE of `timeout` (also `dynoscaler init`'s look at the libraries' tables)."""
+    opened = _PostgreSQL if dialect_of(url) is POSTGRESQL else _MySQL
+    return opened(url, timeout)
 
 
 class _StatementFailed(Exception):
