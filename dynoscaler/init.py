@@ -14,8 +14,10 @@ check-config:
   (with several apps, `${APP_VAR}`: each app's server differs);
 - the queues init sees there when it can connect (Sidekiq's `queues` set,
   Resque's, RQ's `rq:queues`, Celery's kombu bindings, BullMQ's and
-  Dramatiq's keys, RabbitMQ's queue list from its management API), else a
-  commented placeholder saying why;
+  Dramatiq's keys, RabbitMQ's queue list from its management API, the queue
+  names in the SQL job libraries' tables), else a commented placeholder
+  saying why; a worker role without a queue is written commented out (a role
+  needs something to scale on);
 - every guess (a count, a concurrency, which role works which queue) marked
   `# guessed` in a comment.
 
@@ -82,7 +84,7 @@ class Source:
 
     var: str  # the config var's name on Heroku
     reference: str  # the environment variable the file names
-    kind: str  # redis, rabbitmq
+    kind: str  # redis, rabbitmq, sql
     url: str
     queues: list[tuple[str, str]] = field(default_factory=list)  # (name, backend)
     problem: str | None = None  # why its queues are not listed
@@ -126,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.output} exists: give --force to overwrite it, or -o another")
     connection = heroku.client(user="cli")
     found = [read_app(connection, name) for name in apps]
+    roles = {f"{app.name}/{process.type}" for app in found for process in app.processes}
+    if to_zero - roles:
+        raise ConfigError(f"--scale-to-zero {sorted(to_zero - roles)[0]}: no such process type")
     for app in found:
         app.sources = find_sources(app, qualified=len(found) > 1)
         for source in app.sources:
@@ -135,8 +140,11 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "-":
         sys.stdout.write(text)
     else:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as error:
+            raise ConfigError(f"{args.output}: cannot write: {error.strerror}") from None
         print(f"wrote {args.output}: {_summary(found)}", file=sys.stderr)
     for line in environment_lines(found):
         print(line, file=sys.stderr)
@@ -388,7 +396,7 @@ def _app_lines(app: AppFound, to_zero: set[str]) -> tuple[list[str], bool]:
         if process.type == "web":
             block.append("        requests: router  # scaled on the router log drain")
         else:
-            block += _queue_lines(app, assignment.get(process.type, []), len(workers))
+            block += _queue_lines(assignment.get(process.type, []), len(workers))
         if process.type == "web" or process.type in assignment:
             active = True
             roles += block
@@ -460,13 +468,13 @@ def assign(app: AppFound, workers: Sequence[Process]) -> dict[str, list[tuple[So
     if not workers:
         return assignment
     for queue in queues:
-        backend = queue[2]
-        owner = next((w for w in workers if backend in w.command.lower()), workers[0])
+        named = re.compile(rf"\b{queue[2]}\b", re.IGNORECASE)
+        owner = next((w for w in workers if named.search(w.command)), workers[0])
         assignment.setdefault(owner.type, []).append(queue)
     return assignment
 
 
-def _queue_lines(app: AppFound, queues: list[tuple[Source, str, str]], workers: int) -> list[str]:
+def _queue_lines(queues: list[tuple[Source, str, str]], workers: int) -> list[str]:
     if not queues:
         return []
     lines = ["        queues:"]

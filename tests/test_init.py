@@ -19,7 +19,16 @@ import yaml
 from scaler_support import PG_ADMIN, TOKEN, ScalerProcess
 
 from dynoscaler import cli, config, heroku
-from dynoscaler.init import management_url, rabbitmq_queues, redis_queues, sql_queues
+from dynoscaler.init import (
+    AppFound,
+    Process,
+    Source,
+    management_url,
+    rabbitmq_queues,
+    redis_queues,
+    render,
+    sql_queues,
+)
 from exporter.sql_libraries import create
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 
@@ -263,3 +272,27 @@ def test_sql_libraries_queues_from_their_tables(tmp_path):
             admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
             mariadb.cursor().execute(f"DROP DATABASE IF EXISTS {database}")
             mariadb.close()
+
+
+def test_roles_get_their_library_queues_sizes_and_marked_zero():
+    app = AppFound(
+        "shop",
+        [
+            Process("jobs", 2, "standard-2X", "bundle exec sidekiq -C config/sidekiq.yml"),
+            Process("reports", 0, "standard-1X", "rq worker reports"),
+            Process("web", 1, "Basic", "bundle exec puma"),
+        ],
+        {"RAILS_MAX_THREADS": "5", "WEB_CONCURRENCY": "2"},
+    )
+    source = Source("REDIS_URL", "REDIS_URL", "redis", REDIS_URL)
+    source.queues = [("reports", "rq"), ("default", "sidekiq")]
+    app.sources = [source]
+    text = render([app], {"shop/jobs"})
+    settings = config.parse(yaml.safe_load(text), "t.yml", {"REDIS_URL": REDIS_URL})
+    jobs, reports, web = (settings.role("shop", r) for r in ("jobs", "reports", "web"))
+    assert [q.name for q in jobs.queues] == ["default"]
+    assert [q.name for q in reports.queues] == ["reports"]
+    assert (jobs.min_dynos, jobs.max_dynos, jobs.concurrency) == (0, 4, 5)  # marked
+    assert (reports.min_dynos, reports.max_dynos) == (0, 1)  # at 0 today
+    assert (web.min_dynos, web.max_dynos, web.concurrency) == (1, 1, 10)  # basic: one dyno
+    assert "Basic dynos run one per process type" in text
