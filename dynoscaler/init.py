@@ -182,7 +182,8 @@ def _refusal(response: requests.Response | None) -> str:
         message = ""
     meaning = {
         401: "Heroku refused the key (401): check HEROKU_API_KEY",
-        403: "the key may not read this app (403): a key of its owner or team is needed",
+        403: "the key may not read this app (403): it needs the read-protected scope "
+        "(config vars) on an account of the app's owner or team",
         404: "no such app on this account (404)",
     }.get(response.status_code, f"Heroku answered {response.status_code}")
     return f"{meaning}{': ' + message if message else ''}"
