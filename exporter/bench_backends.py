@@ -1,7 +1,7 @@
-"""Benchmark one scrape of a deep BullMQ or Dramatiq queue: the Lua scripts' cost.
+"""Benchmark one scrape of a deep BullMQ, Dramatiq or RQ queue: the Lua scripts' cost.
 
 The queues are written in each library's own layout (the keys and fields that
-tests/test_exporter_bullmq.py and _dramatiq.py check against the libraries),
+tests/test_exporter_bullmq.py, _dramatiq.py and _rq.py check against the libraries),
 in the orders that cost the scripts most and least:
 
 - bullmq fifo: jobs LPUSHed as BullMQ adds them; the walk from the tail stops
@@ -13,6 +13,8 @@ in the orders that cost the scripts most and least:
 - dramatiq: messages in the queue list (the first 1,000 bodies are decoded at
   each read) and as many in the delay queue, half of them due (again up to
   1,000 bodies).
+- rq at_front: every job LPUSHed (`enqueue(at_front=True)`), so from the head
+  the enqueue times fall all the way: the walk reads every hash, up to 1,000.
 
 Each read is a RedisSource read of that one queue, timed in this process.
 """
@@ -24,6 +26,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import redis
 
@@ -93,12 +96,23 @@ def _dramatiq(client: redis.Redis, depth: int, now: float) -> int:
     return depth + (min(depth, 1000) + 1) // 2  # the due ones among the 1,000 read
 
 
+def _rq_at_front(client: redis.Redis, depth: int, now: float) -> int:
+    pipe = client.pipeline(transaction=False)
+    for n in range(depth):  # one job a millisecond, the oldest first, each put at the head
+        enqueued = datetime.fromtimestamp(now - (depth - n) / 1000, UTC)
+        pipe.hset(f"rq:job:{n}", "enqueued_at", enqueued.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        pipe.lpush("rq:queue:bench", n)
+    pipe.execute()
+    return depth
+
+
 CASES: dict[str, tuple[str, Callable[[redis.Redis, int, float], int]]] = {
     "bullmq fifo": ("bullmq", _bullmq("fifo")),
     "bullmq lifo": ("bullmq", _bullmq("lifo")),
     "bullmq prioritized": ("bullmq", _bullmq("prioritized")),
     "bullmq delayed": ("bullmq", _bullmq("delayed")),
     "dramatiq": ("dramatiq", _dramatiq),
+    "rq at_front": ("rq", _rq_at_front),
 }
 
 

@@ -254,4 +254,5 @@ def test_bench_backends_reads_what_it_filled(db12, capsys):
         ("bullmq prioritized", "10"),
         ("bullmq delayed", "5"),  # every other one due
         ("dramatiq", "15"),  # the list and the due half of the delay queue
+        ("rq at_front", "10"),
     ]

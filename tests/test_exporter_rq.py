@@ -24,7 +24,11 @@ from exporter_helpers import (
 from rq import Queue
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
+from exporter.collectors import Queue as Watched
+from exporter.collectors.redis_source import RedisSource
+
 pytestmark = pytest.mark.timeout(120)
+RQ_DB10 = "redis://127.0.0.1:6379/10"  # the walk-bound test's own database
 
 
 def _oldest_waiting(rq_queue: Queue, at: float) -> float:
@@ -150,3 +154,28 @@ def test_the_oldest_of_many_at_front_jobs(tmp_path, db1):
     assert found["oldest_age_seconds"] == pytest.approx(
         _oldest_waiting(reports, scraped_at), abs=1.0
     )
+
+
+def test_the_age_walk_stops_after_1000_at_front_jobs():
+    """Behind more at-front jobs than the walk reads (a hash each), the age is the oldest of
+    the 1,000 read from the head: a lower bound, bought with a bounded read."""
+    client = redis.Redis.from_url(RQ_DB10)
+    client.flushdb()
+    try:
+        reports = Queue("reports", connection=client)
+        reports.enqueue("math.sqrt", 1)
+        time.sleep(1.5)
+        at_front = reports.enqueue_many(
+            [Queue.prepare_data("math.sqrt", (n,), at_front=True) for n in range(1001)]
+        )
+        assert len(reports) == 1002
+        samples = RedisSource(RQ_DB10, [Watched("shop", "worker", "reports", "rq")], 5).read()
+        scraped_at = time.time()
+        oldest = _oldest_waiting(reports, scraped_at)
+    finally:
+        client.flushdb()
+        client.close()
+    age = next(s.value for s in samples if s.metric == "dynoscaler_queue_oldest_age_seconds")
+    # the head is the last at-front job; the 1,000th from it is the second one enqueued
+    assert age == pytest.approx(scraped_at - at_front[1].enqueued_at.timestamp(), abs=0.5)
+    assert age < oldest - 1.0
