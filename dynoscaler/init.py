@@ -294,6 +294,13 @@ def management_url(amqp_url: str) -> str:
     return urlunsplit((scheme, netloc, f"/{vhost}", "", ""))
 
 
+# What management_url does, as a sed -E program for the exports init prints.
+MANAGEMENT_SED = (
+    r"s#^amqps://([^/]*@)?([^/:]+)(:[0-9]+)?#https://\1\2#; "
+    r"s#^amqp://([^/]*@)?([^/:]+)(:[0-9]+)?#http://\1\2:15672#"
+)
+
+
 def rabbitmq_queues(api_url: str) -> list[tuple[str, str]]:
     """(queue, backend) of a RabbitMQ vhost: Dramatiq's where `<q>.DQ`/`<q>.XQ` exist,
     Celery's where Celery's own queues (pidbox, celeryev) do, else plain rabbitmq."""
@@ -507,8 +514,8 @@ def environment_lines(apps: Sequence[AppFound]) -> list[str]:
             if source.kind == "rabbitmq":
                 name = _url_reference(source)[2:-1]
                 lines.append(
-                    f"export {name}=...  # the management API of {get} "
-                    f"(guessed: {address(management_url(source.url))})"
+                    f"export {name}=\"$({get} | sed -E '{MANAGEMENT_SED}')\"  "
+                    "# guessed: its management API"
                 )
             else:
                 lines.append(f'export {source.reference}="$({get})"')

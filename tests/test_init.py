@@ -20,6 +20,7 @@ from scaler_support import PG_ADMIN, TOKEN, ScalerProcess
 
 from dynoscaler import cli, config, heroku
 from dynoscaler.init import (
+    MANAGEMENT_SED,
     AppFound,
     Process,
     Source,
@@ -180,6 +181,12 @@ def test_rabbitmq_queues_by_library_through_the_management_api():
         management_url("amqps://u:p@rabbit.cloudamqp.com/vh")
         == "https://u:p@rabbit.cloudamqp.com/vh"
     )
+    for amqp in ("amqps://u:p@rabbit.cloudamqp.com:5671/vh", "amqp://u:p@10.0.0.5:5672/vh"):
+        # the export init prints turns the config var into the same URL
+        sed = subprocess.run(
+            ["sed", "-E", MANAGEMENT_SED], input=amqp, text=True, capture_output=True, check=True
+        )
+        assert sed.stdout.strip() == management_url(amqp)
 
 
 def test_an_unreachable_redis_is_a_placeholder_and_the_web_role_stays(fake, tmp_path, capsys):
