@@ -385,9 +385,9 @@ class Scaler:
             return Verdict(None, f"no change: current dyno size {shown}"), i, ""
         units = units_needed(i.request.slots or 0.0, option)
         i.inputs["units"] = units
-        units = max([units, *self._recent_units(role, now)])
+        recent = max([units, *self._recent_units(role, now)])
         now_at = None if state.current is None else (option, state.current)
-        choice = choose_size(units, role, self.config.prices, now_at)
+        choice = choose_size(units, role, self.config.prices, now_at, recent)
         note = ""
         if choice.option != option:
             note = size_refusal(
@@ -414,7 +414,7 @@ class Scaler:
                 return Verdict(choice.count, shown, dry_run=dry, size=choice.size), i, ""
             note += f" (cheapest: {choice.describe(units)})"
         at_size = dataclasses.replace(role, sizes=(option,))
-        count = choose_size(units, at_size, self.config.prices).count
+        count = choose_size(recent, at_size, self.config.prices).count
         request = dataclasses.replace(i.request, desired=count)
         return None, dataclasses.replace(i, request=request), note
 

@@ -92,6 +92,24 @@ def test_several_cheaper_dynos_beat_one_big_one(tmp_path) -> None:
     assert choose_size(7, role, cheap_m).size == "performance-m"
 
 
+def test_a_size_goes_up_on_the_need_now_and_down_on_the_windows_with_headroom(
+    tmp_path,
+) -> None:
+    role = load(tmp_path, settings_document(tmp_path)).roles[0]
+    standard_2x, performance_m = role.sizes[1], role.sizes[2]
+    prices = Prices()
+    # At standard-2x (4 units): up at once when the need now exceeds it, whatever the
+    # window held (a peak the size cooldown held back that has passed asks nothing).
+    assert choose_size(4.2, role, prices, (standard_2x, 1), recent=4.2).size == "performance-m"
+    assert choose_size(3.0, role, prices, (standard_2x, 1), recent=4.5).size == "standard-2x"
+    # At performance-m (12 units): down only to a size the window's largest need fills
+    # to at most 60%: 2.4 units for standard-2x, 1.2 for standard-1x.
+    at_m = (performance_m, 1)
+    assert choose_size(1.0, role, prices, at_m, recent=2.5).size == "performance-m"
+    assert choose_size(1.0, role, prices, at_m, recent=2.4).size == "standard-2x"
+    assert choose_size(1.0, role, prices, at_m, recent=1.2).size == "standard-1x"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -196,11 +214,12 @@ def test_the_scaler_changes_size_and_count_in_one_patch(fake_heroku) -> None:
     stale = deliver(1.0, clock.now - 120)
     assert "no size change: input data stale" in stale.reason
     # Once the need stayed low for size_cooldown (the needs of the change's own boot and
-    # deadline left out): back to the cheapest size that covers 1 slot at speed 1.5.
+    # deadline left out): down to the cheapest size the need of 1.5 units fills to at
+    # most 60% (standard-2x's 4; standard-1x's 2 would be filled to 75%).
     clock.now += settings.roles[0].size_cooldown
     back = deliver(1.0, clock.now)
     assert back.outcome == "success", back.reason
-    assert fake.state()["apps"][0]["formation"][0]["size"] == "standard-1X"
+    assert fake.state()["apps"][0]["formation"][0]["size"] == "standard-2X"
     assert len(fake.request_log()) == 2
 
 

@@ -153,8 +153,9 @@ class Simulation:
         (size, count) for the slots, the size kept where it may not change (stale data,
         size cooldown, a smaller size while jobs run under scale_down_when_busy)."""
         role, size = self._in_force(now), self.size
-        units = self._size_need.update(now, units_needed(slots, size))
-        choice = choose_size(units, role, self.prices, (size, current))
+        units = units_needed(slots, size)
+        recent = self._size_need.update(now, units)
+        choice = choose_size(units, role, self.prices, (size, current), recent)
         if choice.option != size:
             last = self.size_changes[-1][0] if self.size_changes else None
             observed_at = self.view.times[self.view.count - 1]
@@ -167,7 +168,7 @@ class Simulation:
             if not held:
                 return choice.count, choice.option
         at_size = dataclasses.replace(role, sizes=(size,))
-        return choose_size(units, at_size, self.prices).count, None
+        return choose_size(recent, at_size, self.prices).count, None
 
     def _scrape(self, now: float, arrived: int) -> None:
         oldest = self.fifo.oldest_arrival()
