@@ -85,6 +85,7 @@ SETTINGS = {
 }
 SPIKE_JOBS = 1000  # about 40 busy slots of work: more dynos needed at once, not later
 HISTORY_STEP = 15.0
+SOURCE_TIMEOUT = 5.0
 SPIKE_JOB_SECONDS = 2.0
 BY_HAND = ("mailers", 2)  # the role a person scales by hand, and to what
 AGE_SAMPLE_SECONDS = 15.0
@@ -139,6 +140,9 @@ def settings_document(roles: list[FleetRole], redis_url: str) -> dict[str, Any]:
     return {
         "defaults": SETTINGS,
         "apps": apps,
+        # One Redis pipeline reads every queue: at 1,500 queues on a loaded machine
+        # the default 2 s was seen running out.
+        "exporter": {"source_timeout": SOURCE_TIMEOUT},
         "scaler": {"store": "sqlite:///decisions.sqlite3"},
     }
 
@@ -159,7 +163,8 @@ class Workload:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
 
     def tick(self) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -264,7 +269,7 @@ class Fleet:
         if self.webhooks:
             self.subscribe()
         self._dynoscaler("exporter", "exporter", "--port", str(self.ports["exporter"]))
-        self._ready("exporter", f"{self.urls['exporter']}/metrics")
+        self._ready("exporter", f"{self.urls['exporter']}/healthz")
         self._ready("scaler", f"{self.urls['scaler']}/openapi.yml")
         self._ready("alertmanager", f"{self.urls['am']}/-/ready")
         self._ready("prometheus", f"{self.urls['prometheus']}/-/ready")
@@ -332,6 +337,9 @@ class Fleet:
             scaler=f"127.0.0.1:{self.ports['scaler']}",
             interval=bench_rules.INTERVAL,
         )
+        # The project's scrape time-out (Prometheus' default), not the demo's shorter one:
+        # the exporter's page of a large fleet takes longer.
+        document["global"].pop("scrape_timeout", None)
         path = configs.write(document, self.run_dir / "prometheus.yml")
         argv = [
             bench_rules.PROMETHEUS,
