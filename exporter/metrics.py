@@ -56,6 +56,11 @@ _POLICY_HELP = {
 FAMILIES: dict[str, Family] = {
     "dynoscaler_queue_depth": Family("gauge", "Jobs waiting in the queue", QUEUE_LABELS),
     "dynoscaler_queue_in_progress": Family("gauge", "Jobs being processed now", QUEUE_LABELS),
+    "dynoscaler_dyno_in_progress": Family(
+        "gauge",
+        "Jobs being processed now on one dyno of the role (dyno: its number, worker.3: 3)",
+        ("app", "role", "backend", "dyno"),
+    ),
     "dynoscaler_queue_oldest_age_seconds": Family(
         "gauge", "Time in queue of the oldest waiting job (0 when empty)", QUEUE_LABELS
     ),

@@ -282,3 +282,41 @@ def test_the_dead_set_as_a_gauge(tmp_path, db1):
     assert error.message.startswith("dead: not readable: WRONGTYPE") and not error.feeds
     assert {s.metric for s in caught.value.samples} >= {"dynoscaler_queue_depth"}
     assert "dynoscaler_queue_dead" not in {s.metric for s in caught.value.samples}
+
+
+def test_jobs_in_progress_per_dyno_from_the_processes_hostnames():
+    """Sidekiq names a process after $DYNO (worker.3 on Heroku): its busy count is that
+    dyno's, for scale_down_when_busy's wait. Redis DB 14, hand-made processes."""
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/14")
+    client.flushdb()
+    processes = {
+        "worker.1:7:a": ("worker.1", ["default"], 2),
+        "worker.3:7:b": ("worker.3", ["default", "low"], 1),
+        "worker.3:8:c": ("worker.3", ["low"], 4),  # a second process on the same dyno
+        "worker.4:7:d": ("worker.4", ["default"], 0),
+        "mailer.1:7:e": ("mailer.1", ["mail"], 3),  # another role
+        "d41d8cd9:7:f": ("d41d8cd9", ["default"], 5),  # no dyno name (Fir, no $DYNO)
+    }
+    for identity, (hostname, queues, busy) in processes.items():
+        client.sadd("processes", identity)
+        client.hset(
+            identity,
+            mapping={"info": json.dumps({"hostname": hostname, "queues": queues}), "busy": busy},
+        )
+    client.sadd("processes", "worker.2:7:gone")  # its hash expired: no process
+    client.sadd("processes", "worker.5:7:odd")
+    client.hset("worker.5:7:odd", mapping={"info": "not json", "busy": 1})
+    queues = [
+        Queue("shop", "worker", "default", "sidekiq"),
+        Queue("shop", "worker", "low", "sidekiq"),
+    ]
+    try:
+        samples = RedisSource("redis://127.0.0.1:6379/14", queues, timeout=2).read()
+    finally:
+        client.flushdb()
+    by_dyno = {s.labels: s.value for s in samples if s.metric == "dynoscaler_dyno_in_progress"}
+    assert by_dyno == {
+        ("shop", "worker", "sidekiq", "1"): 2,
+        ("shop", "worker", "sidekiq", "3"): 5,
+        ("shop", "worker", "sidekiq", "4"): 0,
+    }

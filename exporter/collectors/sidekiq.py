@@ -17,6 +17,14 @@ In progress: each live process (member of the `processes` set whose hash still
 exists; Sidekiq expires it 60 s after the last heartbeat) keeps one JSON entry
 per running job naming its queue, in `<identity>:work` (Sidekiq 7 and 8) or
 `<identity>:workers` (Sidekiq 6), counted per queue in one Lua script.
+Per dyno: each live process's hash holds its `busy` count and its `info` (JSON:
+the hostname, which Sidekiq takes from $DYNO on Heroku, e.g. worker.3, and its
+queues). A process whose hostname is `<role>.<n>` and that serves a queue of
+the role counts its busy jobs for dyno n of the role:
+dynoscaler_dyno_in_progress, one series per dyno running (bounded by the
+formation), for scale_down_when_busy's `wait` (Heroku stops the highest
+numbers). A hostname of another form (Fir's random dyno names, a process run
+without $DYNO) gives no series; the scaler then falls back to the count.
 `stat:processed` is server-wide (see redis_shared.server_completed), and so
 is the `dead` set (jobs out of retries, kept for inspection, not waiting work):
 its size is dynoscaler_queue_dead with an empty queue label, published on the
@@ -126,8 +134,26 @@ return {{length, false}}
 _MILLISECONDS_FROM = 1e11
 
 
+# {info, busy, ...} of every live process.
+_PROCESSES = """
+local found = {}
+for _, identity in ipairs(redis.call('SMEMBERS', 'processes')) do
+  local fields = redis.pcall('HMGET', identity, 'info', 'busy')
+  if type(fields) == 'table' and not fields.err and fields[1] then
+    found[#found + 1] = fields[1]
+    found[#found + 1] = fields[2] or '0'
+  end
+end
+return found
+"""
+
+
 def shared_commands(queues: Sequence[Queue], now: float) -> list[tuple[Any, ...]]:
-    return [*worker_commands("stat:processed", _BUSY_BY_QUEUE), ("EVAL", _DUE_BY_QUEUE, 0, now)]
+    return [
+        *worker_commands("stat:processed", _BUSY_BY_QUEUE),
+        ("EVAL", _DUE_BY_QUEUE, 0, now),
+        ("EVAL", _PROCESSES, 0),
+    ]
 
 
 def parse_shared(queues: Sequence[Queue], replies: list[Any], now: float) -> Shared:
@@ -139,7 +165,34 @@ def parse_shared(queues: Sequence[Queue], replies: list[Any], now: float) -> Sha
     shared.errors += skipped("sidekiq", bad)
     if dead is not None:
         shared.samples += server_wide("dynoscaler_queue_dead", queues, int(dead))
+    shared.samples += by_dyno(queues, replies[3])
     return shared
+
+
+def by_dyno(queues: Sequence[Queue], processes: list[Any]) -> list[Sample]:
+    """dynoscaler_dyno_in_progress from the processes' {info, busy, ...} (see above)."""
+    roles: dict[tuple[str, str], set[str]] = {}
+    for queue in queues:
+        roles.setdefault((queue.app, queue.role), set()).add(queue.name)
+    busy: dict[tuple[str, str, int], int] = {}
+    for info, count in zip(processes[::2], processes[1::2], strict=True):
+        try:
+            process = json.loads(info)
+            hostname, served = str(process["hostname"]), set(process["queues"])
+            jobs = int(count)
+        except (ValueError, TypeError, KeyError):
+            continue  # not a process entry Sidekiq wrote: no dyno to tell
+        role, _, number = hostname.rpartition(".")
+        if not number.isdigit():
+            continue
+        for (app, name), names in roles.items():
+            if name == role and served & names:
+                key = (app, name, int(number))
+                busy[key] = busy.get(key, 0) + jobs
+    return [
+        Sample("dynoscaler_dyno_in_progress", (app, role, "sidekiq", str(n)), jobs)
+        for (app, role, n), jobs in sorted(busy.items())
+    ]
 
 
 def queue_commands(queue: Queue, now: float) -> list[tuple[Any, ...]]:
