@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -469,17 +470,42 @@ def concurrency_guess(process: Process, config_vars: dict[str, str]) -> tuple[in
 
 
 def assign(app: AppFound, workers: Sequence[Process]) -> dict[str, list[tuple[Source, str, str]]]:
-    """Which worker role reads which found queue: a role whose command names the queue's
-    library gets that library's queues; the rest go to the first worker role."""
+    """Which worker role reads which found queue: the role whose command lists the queue
+    by name (listed_queues), else one whose command names the queue's library (one that
+    lists no queues first), else the first worker role."""
     queues = [(s, name, backend) for s in app.sources for name, backend in s.queues]
     assignment: dict[str, list[tuple[Source, str, str]]] = {}
-    if not workers:
-        return assignment
+    listed = {w.type: listed_queues(w.command) for w in workers}
     for queue in queues:
-        named = re.compile(rf"\b{queue[2]}\b", re.IGNORECASE)
-        owner = next((w for w in workers if named.search(w.command)), workers[0])
-        assignment.setdefault(owner.type, []).append(queue)
+        _, name, backend = queue
+        library = re.compile(rf"\b{backend}\b", re.IGNORECASE)
+        candidates = (
+            [w for w in workers if name in listed[w.type]]
+            + [w for w in workers if library.search(w.command) and not listed[w.type]]
+            + [w for w in workers if library.search(w.command)]
+            + list(workers[:1])
+        )
+        if candidates:
+            assignment.setdefault(candidates[0].type, []).append(queue)
     return assignment
+
+
+def listed_queues(command: str) -> set[str]:
+    """The queues a worker's command names: Sidekiq's `-q NAME[,WEIGHT]` (`--queue`),
+    Celery's `-Q a,b` (`--queues`), Resque's `QUEUE=a,b` (`QUEUES`)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    names: set[str] = set()
+    for word, following in zip(words, [*words[1:], ""], strict=True):
+        flag, equals, value = word.partition("=")
+        value = value if equals else following
+        if flag in ("-q", "--queue"):
+            names.add(value.split(",")[0])
+        elif flag in ("-Q", "--queues") or (flag in ("QUEUE", "QUEUES") and equals):
+            names.update(value.split(","))
+    return names - {"", "*"}
 
 
 def _queue_lines(queues: list[tuple[Source, str, str]], workers: int) -> list[str]:

@@ -24,6 +24,7 @@ from dynoscaler.init import (
     AppFound,
     Process,
     Source,
+    listed_queues,
     management_url,
     rabbitmq_queues,
     redis_queues,
@@ -282,23 +283,28 @@ def test_sql_libraries_queues_from_their_tables(tmp_path):
 
 
 def test_roles_get_their_library_queues_sizes_and_marked_zero():
+    assert listed_queues("celery -A app worker -Q mail,reports") == {"mail", "reports"}
+    assert listed_queues("QUEUE=twilio,sms rake resque:work") == {"twilio", "sms"}
+    assert listed_queues("bundle exec sidekiq --queue=default") == {"default"}
     app = AppFound(
         "shop",
         [
             Process("jobs", 2, "standard-2X", "bundle exec sidekiq -C config/sidekiq.yml"),
+            Process("urgent", 1, "standard-2X", "bundle exec sidekiq -q critical,2 -c 4"),
             Process("reports", 0, "standard-1X", "rq worker reports"),
             Process("web", 1, "Basic", "bundle exec puma"),
         ],
         {"RAILS_MAX_THREADS": "5", "WEB_CONCURRENCY": "2"},
     )
     source = Source("REDIS_URL", "REDIS_URL", "redis", REDIS_URL)
-    source.queues = [("reports", "rq"), ("default", "sidekiq")]
+    source.queues = [("reports", "rq"), ("critical", "sidekiq"), ("default", "sidekiq")]
     app.sources = [source]
     text = render([app], {"shop/jobs"})
     settings = config.parse(yaml.safe_load(text), "t.yml", {"REDIS_URL": REDIS_URL})
     jobs, reports, web = (settings.role("shop", r) for r in ("jobs", "reports", "web"))
     assert [q.name for q in jobs.queues] == ["default"]
     assert [q.name for q in reports.queues] == ["reports"]
+    assert [q.name for q in settings.role("shop", "urgent").queues] == ["critical"]
     assert (jobs.min_dynos, jobs.max_dynos, jobs.concurrency) == (0, 4, 5)  # marked
     assert (reports.min_dynos, reports.max_dynos) == (0, 1)  # at 0 today
     assert (web.min_dynos, web.max_dynos, web.concurrency) == (1, 1, 10)  # basic: one dyno
