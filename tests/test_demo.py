@@ -222,7 +222,17 @@ def test_dynos_follow_the_formation_and_drain_the_queue(supervisor, client):
         time.sleep(0.1)
     assert client.get(LATE_PREFIX + "default") == b"1"
     assert client.get("stat:processed") == b"3"
-    assert client.hget(timing_key("default"), COUNT_FIELD) == b"3"
+    timing = client.hgetall(timing_key("default"))
+    assert timing[COUNT_FIELD.encode()] == b"3"
+    # The enqueue-to-done times (from the jobs' enqueued_at, the dynos' start included):
+    # two within the 30 s deadline, the late one past 100 s.
+    totals = [
+        (float(k.removeprefix(b"total:le:")), int(v))
+        for k, v in timing.items()
+        if k.startswith(b"total:le:")
+    ]
+    assert sum(n for bound, n in totals if bound <= 30) == 2
+    assert sum(n for bound, n in totals if bound > 100) == 1
     pool("shop", "worker", 2, 0)
     deadline = time.monotonic() + 20
     while client.scard("processes") or supervisor.children:

@@ -33,7 +33,7 @@ import pytest
 import requests
 import yaml
 
-from dynoscaler.demo import measure
+from dynoscaler.demo import measure, qos
 from dynoscaler.demo.stack import ROOT, Ports, Stack, StackOptions
 from dynoscaler.demo.supervisor import DemoError, check_ports_free, free_port
 from dynoscaler.demo.workload import Producer, Scenario, spike
@@ -327,3 +327,12 @@ def test_scales_back_down_after_the_load_ends(loops, phases):
     patched = [measure.quantities(p)[ROLE] for p in stack.patches() if p["status"] == 200]
     assert patched == [d["to_count"] for d in success]
     assert all(MIN <= quantity <= MAX for quantity in patched)
+
+
+def test_the_metrics_share_within_the_deadline_equals_the_dynos_count(loops):
+    stack, producer = loops["am"]
+    producer.stop()  # the last jobs finish and are scraped: both counts stop moving
+    role = next(r for r in stack.settings.roles if (r.app, r.role) == (APP, ROLE))
+    share = qos.compare(stack, role, timeout=30)
+    print(f"\n{APP}/{ROLE}: {share.line()}")
+    assert share.done > 0 and share.agrees, share.line()

@@ -166,7 +166,9 @@ def _run_scenario(stack: Stack, scenario: Scenario, warmup: float, output: Path,
             status = _follow(stack, monitor, producer, interrupted)
         finally:
             producer.stop()
-        _report(stack, scenario, monitor, producer, load_offset, initial, output)
+        # An interrupted run reports at once, without waiting for the last jobs' scrape.
+        settle = 0.0 if status else 60.0
+        _report(stack, scenario, monitor, producer, load_offset, initial, output, settle)
         if not keep or status:
             print("demo: stopping everything (--keep would leave it all up)")
             return status
@@ -206,8 +208,9 @@ def _report(
     load_offset: float,
     initial: dict[tuple[str, str], int],
     output: Path,
+    settle: float,
 ) -> None:
-    from dynoscaler.demo import chart, measure
+    from dynoscaler.demo import chart, measure, qos
 
     patches = stack.patches()
     (output / "patches.json").write_text(json.dumps(patches, indent=1))
@@ -223,9 +226,7 @@ def _report(
         reaction = measure.reaction_time(patches, role.role, spike_at, initial[role.key])
         name = f"{role.app}/{role.role}"
         print(f"demo: {name}: load start -> formation PATCH {stack.describe_reaction(reaction)}")
-        if samples:
-            last = samples[-1]
-            print(f"demo: {name}: {last.done} jobs done, {last.late} after the deadline")
+        print(f"demo: {name}: {qos.compare(stack, role, settle).line()}")
     for name, seen in monitor.ops_alerts.items():
         print(f"demo: OPS alert    {name}, first in Alertmanager at {seen:.0f} s")
     print(f"demo: PATCH log    {output / 'patches.json'} ({len(patches)} requests)")

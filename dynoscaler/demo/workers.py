@@ -3,12 +3,14 @@
 A dyno process (`python -m dynoscaler.demo.workers ...`) boots for `--boot`
 seconds, like a Heroku dyno, then runs `--concurrency` threads that take
 Sidekiq jobs with BRPOP and sleep for each job's duration (its first argument),
-timed by exporter.timing, taking from its queues in random order (Sidekiq's
-weighted ordering with equal weights). It registers as a Sidekiq process (the `processes`
-set, a heartbeat hash, a `<identity>:work` hash per running job), so the
-exporter counts jobs in progress the way it does for real Sidekiq, and it
-counts jobs finished past the deadline in `demo:late:<queue>`. On SIGTERM it
-stops taking jobs, finishes the running ones and deregisters.
+timed by exporter.timing (processing and enqueue-to-done), taking from its
+queues in random order (Sidekiq's weighted ordering with equal weights). It
+registers as a Sidekiq process (the `processes` set, a heartbeat hash, a
+`<identity>:work` hash per running job), so the exporter counts jobs in
+progress the way it does for real Sidekiq, and it counts the jobs it finished
+in `demo:done:<queue>` and those past the deadline in `demo:late:<queue>`, its
+own count apart from exporter.timing (dynoscaler.demo.qos compares them). On
+SIGTERM it stops taking jobs, finishes the running ones and deregisters.
 
 DynoPool, in the demo process, keeps one dyno process per formation quantity.
 """
@@ -102,7 +104,7 @@ class Dyno:
         work_key = f"{self.identity}:work"
         entry = {"queue": queue, "payload": job, "run_at": time.time()}
         self.client.hset(work_key, tid, json.dumps(entry))
-        with self.timers[queue]:
+        with self.timers[queue].job(enqueued_at=float(job["enqueued_at"])):
             time.sleep(float(job["args"][0]))
         finished = time.time()
         with self.client.pipeline() as pipe:
