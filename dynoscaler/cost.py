@@ -15,10 +15,12 @@ each configured role over the period:
   dynoscaler.prices with the settings' `prices:`; and the dollars Prometheus
   counts minute by minute (dynos × `dynoscaler_dyno_hourly_price_dollars`),
   which follow a role's size changes where the log's column takes the last size;
-- the share of jobs within their deadline from Prometheus: of the jobs completed
-  (app_role:dynoscaler_completions:rate1m, once a minute), those finishing while
-  the oldest waiting job's age plus the mean processing time was within the
-  deadline (FIFO: a job starting then has waited that long), an estimate.
+- the share of jobs within their deadline from Prometheus: exact where the
+  workers report each job's enqueue-to-done time (dynoscaler.qos); otherwise
+  estimated: of the jobs completed (app_role:dynoscaler_completions:rate1m, once
+  a minute), those finishing while the oldest waiting job's age plus the mean
+  processing time was within the deadline (FIFO: a job starting then has waited
+  that long). The table says which.
 
 It prints the money the dynos cost, what `max_dynos` (the configured budget)
 would have cost at all times, and what the pre-dynoscaler count (`--before`)
@@ -40,6 +42,7 @@ from dynoscaler import config
 from dynoscaler.config import Config, ConfigError, RoleSettings
 from dynoscaler.durations import duration_seconds
 from dynoscaler.prices import DEFAULT_SIZE, UnknownDynoType
+from dynoscaler.qos import within_share_query
 from scaler.prometheus import PrometheusError, query
 from scaler.store import Store
 
@@ -61,6 +64,7 @@ class RoleCost:
     at_max_dollars: float
     before_dollars: float | None
     within_share: float | None
+    within_exact: bool  # from the enqueue-to-done counts, not the oldest-age estimate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -144,7 +148,8 @@ def role_costs(
     url = settings.scaler.prometheus_url
     sizes = _by_role(query(url, f"last_over_time(dynoscaler_dyno_size_info[{window}])"), "size")
     hours = _by_role(query(url, _per_minute("max by (app, role) (dynoscaler_dynos)", window)))
-    within = _by_role(query(url, _within_query(window)))
+    estimated = _by_role(query(url, _within_query(window)))
+    exact = _by_role(query(url, within_share_query(window)))
     spent = _by_role(query(url, _dollars_query(window)))
     costs = []
     for role in settings.roles:
@@ -158,7 +163,7 @@ def role_costs(
                 covered,
                 None if role.key not in hours else float(hours[role.key]),
                 before.get(role.key),
-                within.get(role.key),
+                *_within(exact.get(role.key), estimated.get(role.key)),
                 spent.get(role.key),
             )
         )
@@ -173,7 +178,8 @@ def _cost(
     covered: float,
     prometheus_dyno_hours: float | None,
     before: int | None,
-    within: str | None,
+    within: float | None,
+    within_exact: bool,
     spent: str | None,
 ) -> RoleCost:
     name = size or DEFAULT_SIZE
@@ -181,7 +187,6 @@ def _cost(
         hourly = settings.prices.hourly(name)
     except UnknownDynoType as error:
         raise ConfigError(f"{role.app}/{role.role}: {error}") from None
-    share = None if within is None or math.isnan(float(within)) else float(within)
     return RoleCost(
         app=role.app,
         role=role.role,
@@ -194,7 +199,8 @@ def _cost(
         prometheus_dollars=None if spent is None else float(spent),
         at_max_dollars=hourly * role.max_dynos * covered / 3600,
         before_dollars=None if before is None else hourly * before * covered / 3600,
-        within_share=share,
+        within_share=within,
+        within_exact=within_exact,
     )
 
 
@@ -239,6 +245,15 @@ def _within_query(window: str) -> str:
     return f"{on_time} / {completed}"
 
 
+def _within(exact: str | None, estimated: str | None) -> tuple[float | None, bool]:
+    """The exact share when Prometheus has one (not 0/0), else the estimate."""
+    if exact is not None and not math.isnan(float(exact)):
+        return float(exact), True
+    if estimated is not None and not math.isnan(float(estimated)):
+        return float(estimated), False
+    return None, False
+
+
 def _by_role(vector: list[dict[str, Any]], label: str | None = None) -> dict[tuple[str, str], Any]:
     """Each (app, role)'s value, or the value of its `label` (the last series wins)."""
     found = {}
@@ -276,7 +291,7 @@ def report(costs: list[RoleCost], since: str) -> str:
             f"{c.at_max_dollars:,.2f}",
             "-" if c.before_dollars is None else f"{c.before_dollars:,.2f}",
             _share(1 - c.dollars / c.at_max_dollars) if c.at_max_dollars else "-",
-            "-" if c.within_share is None else _share(c.within_share),
+            "-" if c.within_share is None else _within_text(c),
         )
         for c in costs
     ]
@@ -298,6 +313,10 @@ def _total(what: str, costs: list[RoleCost]) -> str:
     if len(before) == len(costs):  # every role's count before is known
         text += f", before dynoscaler ${sum(before):,.2f}"
     return text
+
+
+def _within_text(cost: RoleCost) -> str:
+    return f"{_share(cost.within_share or 0)} ({'exact' if cost.within_exact else 'estimate'})"
 
 
 def _share(value: float) -> str:

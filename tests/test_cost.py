@@ -54,8 +54,10 @@ def test_dyno_seconds_follow_the_confirmed_counts():
 
 def openmetrics(end: float) -> str:
     """Two hours to `end`, a sample a minute: 2 dynos, then 4; one job a second of 20 s;
-    the oldest job 100 s old (past the 60 s deadline) for the last half hour."""
+    the oldest job 100 s old (past the 60 s deadline) for the last half hour. The
+    mailer's workers report enqueue-to-done times: 57 of 60 jobs a minute in time."""
     role = 'app="shop",role="worker"'
+    mailer = 'app="shop",role="mailer",queue="m"'
     start = int(end) - 2 * HOUR
     minutes = range(start, int(end) + 1, 60)
     families = {
@@ -68,6 +70,8 @@ def openmetrics(end: float) -> str:
             lambda at: 100 if at >= end - HOUR / 2 else 5
         ),
         f"app_role:dynoscaler_policy_target_deadline_seconds{{{role}}}": lambda at: 60,
+        f"dynoscaler_job_total_seconds_count{{{mailer}}}": lambda at: (at - start) // 60 * 60,
+        f"dynoscaler_jobs_within_deadline_total{{{mailer}}}": lambda at: (at - start) // 60 * 57,
     }
     lines = []
     for series, value in families.items():
@@ -118,7 +122,14 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, float]]:
 def settings(tmp_path: Path, prometheus_url: str) -> Path:
     queue = {"name": "q", "backend": "sidekiq", "url": "redis://127.0.0.1:6379/11"}
     document = {
-        "apps": {"shop": {"roles": {"worker": {"max_dynos": 10, "queues": [queue]}}}},
+        "apps": {
+            "shop": {
+                "roles": {
+                    "worker": {"max_dynos": 10, "queues": [queue]},
+                    "mailer": {"max_dynos": 2, "queues": [{**queue, "name": "m"}]},
+                }
+            }
+        },
         "scaler": {
             "store": f"sqlite:///{tmp_path / 's.sqlite3'}",
             "prometheus_url": prometheus_url,
@@ -140,7 +151,19 @@ def test_cost_from_the_decision_log_and_prometheus(tmp_path, prometheus, capsys)
     now = time.time()
     store.record([decision(now - 3 * HOUR, 1, 2), decision(now - HOUR, 2, 4)])
     store.close()
-    assert run_cost("--config", str(path), "--since", "2h", "--before", "shop/worker=6") == 0
+    assert (
+        run_cost(
+            "--config",
+            str(path),
+            "--since",
+            "2h",
+            "--before",
+            "shop/worker=6",
+            "--before",
+            "shop/mailer=1",
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("shop/worker"))
     cells = row.split()
@@ -155,6 +178,9 @@ def test_cost_from_the_decision_log_and_prometheus(tmp_path, prometheus, capsys)
     assert float(cells[8]) == pytest.approx(6 * 2 * price, abs=0.01)  # before: 6 dynos
     assert cells[9] == "70.0%"  # saved against max_dynos
     assert float(cells[10].rstrip("%")) == pytest.approx(75.0, abs=1.5)  # half an hour late
+    assert cells[11] == "(estimate)"  # from the oldest age: no enqueue-to-done times
+    mailer = next(line for line in out.splitlines() if line.startswith("shop/mailer"))
+    assert mailer.split()[-2:] == ["95.0%", "(exact)"]
     assert "app shop: $0.42, at max_dynos $1.39, before dynoscaler $0.83" in out
 
 
