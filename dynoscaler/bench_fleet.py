@@ -487,8 +487,10 @@ def measure(options: argparse.Namespace, apps: int, seconds: float) -> Figures:
             time.sleep(options.warmup)
             _run_events(fleet_, figures, options.event_every, seconds)
         finally:
-            workload.stop()
-            fleet_.stop()
+            try:
+                workload.stop()
+            finally:
+                fleet_.stop()  # whatever failed: no process is left behind
     return figures
 
 
