@@ -8,7 +8,9 @@ the scaler sets within max_step and its cooldown), the count the deadline
 needed (app_role:dynoscaler_needed_dynos, unclamped), the queue and its oldest
 job against the deadline (JobPastDeadline's condition). Prints each role's
 dyno-hours, the minutes the formation was below the need and those with jobs
-past the deadline; writes a CSV of the minutes and a PNG chart per role.
+past the deadline, and the share of jobs done within the deadline where the
+workers report enqueue-to-done times (dynoscaler.qos); writes a CSV of the
+minutes and a PNG chart per role.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any
 from dynoscaler import config, role_chart, role_series
 from dynoscaler.config import ConfigError, RoleSettings
 from dynoscaler.durations import duration_seconds
-from scaler.prometheus import PrometheusError
+from dynoscaler.qos import within_share_query
+from scaler.prometheus import PrometheusError, query
 from scaler.store import Store
 
 MINUTE = 60
@@ -69,6 +72,9 @@ class RoleReport:
     role: str
     minutes: list[Minute]
     decisions: list[dict[str, Any]]
+    # Of the jobs finished in the period, the share within the deadline (None: no
+    # enqueue-to-done times, or no job finished).
+    within: float | None = None
 
     def dyno_hours(self, name: str) -> float:
         return sum(getattr(m, name) or 0.0 for m in self.minutes) / 60
@@ -162,7 +168,18 @@ def role_report(url: str, store: Store, role: RoleSettings, start: float, end: f
     series = role_series.read(url, role.app, role.role, start, end, MINUTE, TERMS, per_step=True)
     # The minute ending at `start` began one minute earlier.
     decisions = store.decisions(role.app, role.role, 100_000, since=start - MINUTE, until=end)
-    return build(series, decisions)
+    report = build(series, decisions)
+    report.within = _within(url, role, f"{round(end - start + MINUTE)}s")
+    return report
+
+
+def _within(url: str, role: RoleSettings, window: str) -> float | None:
+    for series in query(url, within_share_query(window)):
+        labels = series["metric"]
+        if (labels.get("app"), labels.get("role")) == role.key:
+            share = float(series["value"][1])
+            return None if math.isnan(share) else share
+    return None
 
 
 def summary(report: RoleReport, output: Path) -> str:
@@ -204,6 +221,14 @@ def summary(report: RoleReport, output: Path) -> str:
     lines.append(
         f"  minutes with the oldest job past the deadline (JobPastDeadline): {len(late)}"
         + (f", up to {peak:.0f} jobs waiting then" if late else "")
+    )
+    lines.append(
+        "  jobs done within the deadline, enqueue to done: "
+        + (
+            "unknown (no worker reports enqueue-to-done times: exporter.timing's job())"
+            if report.within is None
+            else f"{report.within:.1%} (dynoscaler_jobs_within_deadline_total)"
+        )
     )
     stem = f"{report.app}-{report.role}"
     write_csv(report, output / f"{stem}.csv")
