@@ -238,6 +238,9 @@ def discover(source: Source) -> None:
             source.queues = rabbitmq_queues(management_url(source.url))
     except Exception as error:  # any driver's failure to connect or read: a placeholder
         source.problem = f"could not read {address(source.url)}: {_first_line(error)}"
+        if source.kind == "redis" and "CERTIFICATE_VERIFY_FAILED" in str(error):
+            # Heroku Redis' certificates are self-signed; Heroku's docs turn verification off
+            source.problem += f' (self-signed: url "${{{source.reference}}}?ssl_cert_reqs=none")'
         return
     if not source.queues:
         source.problem = f"no queues of a known library at {address(source.url)} yet"

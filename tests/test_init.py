@@ -24,6 +24,7 @@ from dynoscaler.init import (
     AppFound,
     Process,
     Source,
+    discover,
     listed_queues,
     management_url,
     rabbitmq_queues,
@@ -31,6 +32,7 @@ from dynoscaler.init import (
     render,
     sql_queues,
 )
+from dynoscaler.processes import free_port, stop
 from exporter.sql_libraries import create
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 
@@ -309,3 +311,35 @@ def test_roles_get_their_library_queues_sizes_and_marked_zero():
     assert (reports.min_dynos, reports.max_dynos) == (0, 1)  # at 0 today
     assert (web.min_dynos, web.max_dynos, web.concurrency) == (1, 1, 10)  # basic: one dyno
     assert "Basic dynos run one per process type" in text
+
+
+def test_a_self_signed_redis_certificate_gets_herokus_remedy(tmp_path):
+    """Heroku Redis' TLS certificates are self-signed: the placeholder names the fix."""
+    key, certificate = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key),
+         "-out", str(certificate), "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--tls-cert-file",
+         str(certificate), "--tls-key-file", str(key), "--tls-ca-cert-file", str(certificate),
+         "--tls-auth-clients", "no", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        url = f"rediss://127.0.0.1:{port}"
+        source = Source("REDIS_URL", "REDIS_URL", "redis", url)
+        for _ in range(50):
+            discover(source)
+            if "CERTIFICATE_VERIFY_FAILED" in (source.problem or ""):
+                break
+            time.sleep(0.1)  # not listening yet
+        assert source.problem.endswith('(self-signed: url "${REDIS_URL}?ssl_cert_reqs=none")')
+        fixed = f"{url}?ssl_cert_reqs=none"
+        assert redis_queues(fixed) == []  # the remedy reads the server
+        assert config.queue_url_problem("sidekiq", fixed) is None
+    finally:
+        stop(server)
