@@ -48,6 +48,7 @@ from redis.retry import Retry
 from dynoscaler import config, heroku
 from dynoscaler.config import ConfigError
 from exporter.collectors import address, sql_source
+from exporter.collectors.rabbitmq import RabbitMQSource
 from exporter.collectors.sql import POSTGRESQL
 
 # Seconds init waits for a queue server before writing a placeholder.
@@ -308,13 +309,10 @@ MANAGEMENT_SED = (
 def rabbitmq_queues(api_url: str) -> list[tuple[str, str]]:
     """(queue, backend) of a RabbitMQ vhost: Dramatiq's where `<q>.DQ`/`<q>.XQ` exist,
     Celery's where Celery's own queues (pidbox, celeryev) do, else plain rabbitmq."""
-    parts = urlsplit(api_url)
-    port = f":{parts.port}" if parts.port else ""
-    endpoint = f"{parts.scheme}://{parts.hostname}{port}/api/queues/{parts.path.strip('/')}"
-    session = requests.Session()
-    session.trust_env = False
-    auth = (parts.username or "guest", parts.password or "guest")
-    response = session.get(endpoint, params={"columns": "name"}, auth=auth, timeout=CONNECT_TIMEOUT)
+    api = RabbitMQSource(api_url, [], CONNECT_TIMEOUT)  # its endpoint and credentials
+    response = api.session.get(
+        api.endpoint, params={"columns": "name"}, auth=api.auth, timeout=CONNECT_TIMEOUT
+    )
     response.raise_for_status()
     names = {entry["name"] for entry in response.json()}
     celery = any(_INTERNAL_QUEUE.search(n) and not n.startswith("amq.") for n in names)
@@ -517,7 +515,8 @@ def _queue_lines(queues: list[tuple[Source, str, str]], workers: int) -> list[st
     lines = ["        queues:"]
     if workers > 1:
         lines.append(
-            "          # guessed: the role whose command names the library, else the first"
+            "          # guessed: the role whose command lists the queue or names its "
+            "library, else the first"
         )
     elif workers == 1:
         lines.append("          # guessed: the only worker role works every queue found")
@@ -528,10 +527,16 @@ def _queue_lines(queues: list[tuple[Source, str, str]], workers: int) -> list[st
     return lines
 
 
-def _url_reference(source: Source) -> str:
+def _variable(source: Source) -> str:
+    """The environment variable the file's queue URLs name (RabbitMQ's: its management API,
+    which no config var holds)."""
     if source.kind == "rabbitmq":
-        return f"${{{source.reference.removesuffix('_URL')}_API_URL}}"
-    return f"${{{source.reference}}}"
+        return f"{source.reference.removesuffix('_URL')}_API_URL"
+    return source.reference
+
+
+def _url_reference(source: Source) -> str:
+    return f"${{{_variable(source)}}}"
 
 
 def environment_lines(apps: Sequence[AppFound]) -> list[str]:
@@ -541,9 +546,8 @@ def environment_lines(apps: Sequence[AppFound]) -> list[str]:
         for source in app.sources:
             get = f"heroku config:get {source.var} -a {app.name}"
             if source.kind == "rabbitmq":
-                name = _url_reference(source)[2:-1]
                 lines.append(
-                    f"export {name}=\"$({get} | sed -E '{MANAGEMENT_SED}')\"  "
+                    f"export {_variable(source)}=\"$({get} | sed -E '{MANAGEMENT_SED}')\"  "
                     "# guessed: its management API"
                 )
             else:
@@ -556,9 +560,8 @@ def _check(text: str, apps: Sequence[AppFound]) -> None:
     environ = dict(os.environ)
     for app in apps:
         for source in app.sources:
-            environ[source.reference] = source.url
-            if source.kind == "rabbitmq":
-                environ[_url_reference(source)[2:-1]] = management_url(source.url)
+            rabbitmq = source.kind == "rabbitmq"
+            environ[_variable(source)] = management_url(source.url) if rabbitmq else source.url
     config.parse(yaml.safe_load(text), "(written file)", environ)
 
 
