@@ -6,6 +6,7 @@ Child processes (free ports, readiness, stopping) are dynoscaler.processes.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,11 +19,21 @@ class QuietHandler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        """A client that hung up (Prometheus cancelling a scrape) is no error. Printing its
+        traceback from this thread could also crash pytest: Python 3.11's traceback module
+        parses source with `ast`, which is not thread-safe (CPython gh-106905), and pytest
+        parses a failure's source at the same moment."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class LocalServer:
     """A ThreadingHTTPServer on a free 127.0.0.1 port, serving from a daemon thread."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = _Server(("127.0.0.1", 0), handler)
         self.port: int = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
