@@ -95,12 +95,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mysql", default="mysql://root@127.0.0.1:3306/", help="a MySQL/MariaDB URL, likewise"
     )
+    parser.add_argument(
+        "--extra-indexes",
+        action="store_true",
+        help="also create the index each library lacks (exporter.sql_libraries.EXTRA_INDEXES)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     print(
         f"{args.finished:,} finished and {args.ready:,} waiting rows over {QUEUES} queues, "
         f"{args.scrapes} reads each; goal {GOAL_MS:g} ms"
+        f"{'; with the extra indexes' if args.extra_indexes else ''}"
     )
     print(
         "server CPU: the database server's own CPU time per read (PostgreSQL: the session's "
@@ -118,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         with _database(args, dialect) as (url, cursor):
             for library in libraries:
                 started = time.perf_counter()
-                _fill(cursor, library, dialect, args.finished, args.ready)
+                _fill(cursor, library, dialect, args.finished, args.ready, args.extra_indexes)
                 filled = time.perf_counter() - started
                 times, cpu, depth, failed = _measure(url, library, args.scrapes)
                 wrong |= depth != args.ready
@@ -140,8 +146,10 @@ def _load() -> str:
         return " ".join(handle.read().split()[:3])
 
 
-def _fill(cursor: Any, library: str, dialect: str, finished: int, ready: int) -> None:
-    create(cursor, library, dialect)
+def _fill(
+    cursor: Any, library: str, dialect: str, finished: int, ready: int, extra_index: bool
+) -> None:
+    create(cursor, library, dialect, extra_index)
     words = _WORDS[dialect]
     statements = _FILL.get((library, dialect)) or _FILL[(library, "any")]
     for statement in statements:

@@ -134,6 +134,28 @@ for _library in ("solid_queue", "delayed_job"):
     SCHEMAS[(_library, "mysql")] = _mysql(SCHEMAS[(_library, "postgresql")])
 
 
-def create(cursor: Any, library: str, dialect: str) -> None:
+# Not shipped by the libraries: what an app whose backlog runs to 100,000 jobs can add
+# (CONCURRENTLY on a live PostgreSQL table) so that the exporter's read is an index-only
+# scan of the waiting jobs (the visibility map set by vacuum) instead of a pass over their
+# rows (docs/exporter.md, "The SQL job libraries"). Que's `que_poll_idx` already is one.
+EXTRA_INDEXES: dict[tuple[str, str], str] = {
+    ("solid_queue", "postgresql"): "CREATE INDEX dynoscaler_ready_by_age "
+    "ON solid_queue_ready_executions (queue_name, created_at)",
+    ("good_job", "postgresql"): "CREATE INDEX dynoscaler_good_jobs_waiting ON good_jobs "
+    "(queue_name, scheduled_at, created_at) INCLUDE (performed_at) WHERE finished_at IS NULL",
+    ("delayed_job", "postgresql"): "CREATE INDEX dynoscaler_delayed_jobs_waiting "
+    "ON delayed_jobs (queue, run_at, locked_at) INCLUDE (locked_by) WHERE failed_at IS NULL",
+    # InnoDB's secondary indexes hold the primary key, and MySQL has no partial index
+    ("solid_queue", "mysql"): "CREATE INDEX dynoscaler_ready_by_age "
+    "ON solid_queue_ready_executions (queue_name, created_at)",
+    ("delayed_job", "mysql"): "CREATE INDEX dynoscaler_delayed_jobs_waiting "
+    "ON delayed_jobs (failed_at, queue, run_at, locked_at, locked_by)",
+}
+
+
+def create(cursor: Any, library: str, dialect: str, extra_index: bool = False) -> None:
+    """The library's tables and shipped indexes, and with `extra_index` its EXTRA_INDEXES one."""
     for statement in SCHEMAS[(library, dialect)]:
         cursor.execute(statement)
+    if extra_index and (library, dialect) in EXTRA_INDEXES:
+        cursor.execute(EXTRA_INDEXES[(library, dialect)])

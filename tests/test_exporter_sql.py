@@ -19,13 +19,15 @@ from typing import Any
 import psycopg
 import pymysql
 import pytest
+from psycopg import ClientCursor
 
 from dynoscaler.config import ConfigError, parse
 from exporter import bench_sql
-from exporter.collectors import PartialRead, Queue
+from exporter.collectors import PartialRead, Queue, delayed_job, good_job, solid_queue
+from exporter.collectors.sql import POSTGRESQL
 from exporter.collectors.sql_source import FINISHED_LAG, SqlSource
 from exporter.metrics import QUEUE_LABELS, Sample
-from exporter.sql_libraries import create
+from exporter.sql_libraries import EXTRA_INDEXES, create
 from tests.exporter_helpers import exporter, queue_figures, write_config
 from tests.rules_support import probe, selector, values
 
@@ -532,3 +534,60 @@ def test_bench_sql_reads_every_waiting_row_of_each_library(
         for dialect, libraries_there in bench_sql.RUNS.items()
         for library in libraries_there
     ]
+
+
+def test_the_extra_indexes_make_the_waiting_jobs_an_index_only_scan(
+    postgres: psycopg.Connection,
+) -> None:
+    """Each index docs/exporter.md recommends holds every column the library's statement reads
+    of the waiting jobs: with the heap ruled out, the plan reads that index alone."""
+    statements = {"solid_queue": solid_queue, "good_job": good_job, "delayed_job": delayed_job}
+    now = time.time()
+    parameters = {"names": ["default"], "now": now, "since": now - 20, "until": now - 5}
+    explain = ClientCursor(postgres)  # the parameters written into the EXPLAINed text
+    for library, module in statements.items():
+        ddl = EXTRA_INDEXES[(library, "postgresql")]
+        index, table = ddl.split()[2], ddl.split()[4]
+        postgres.execute(ddl)
+        try:
+            postgres.execute(f"VACUUM {table}")  # the visibility map, as autovacuum leaves it
+            postgres.execute("SET enable_seqscan = off")
+            postgres.execute("SET enable_bitmapscan = off")
+            plan = explain.execute("EXPLAIN " + module.statement(POSTGRESQL), parameters)
+            lines = [line for (line,) in plan.fetchall()]
+        finally:
+            postgres.execute("RESET enable_seqscan")
+            postgres.execute("RESET enable_bitmapscan")
+            postgres.execute(f"DROP INDEX {index}")
+        assert any(f"Index Only Scan using {index}" in line for line in lines), (library, lines)
+
+
+def test_solid_queue_reads_the_same_with_the_age_index(postgres: psycopg.Connection) -> None:
+    """With a (queue_name, created_at) index the ready executions are read per queue from it:
+    the same depth and oldest age as the single pass, an empty queue still 0."""
+    cursor = postgres.cursor()
+    cursor.execute("DELETE FROM solid_queue_jobs")  # the executions go with their jobs
+    cursor.execute("DELETE FROM solid_queue_pauses")
+    now = time.time()
+    for queue, ago in (("default", 30), ("default", 75), ("default", 5), ("mail", 12)):
+        job = _solid_job(cursor, queue, now - ago)
+        _execution(cursor, "solid_queue_ready_executions", job, queue_name=queue,
+                   priority=0, created_at=utc(now - ago))  # fmt: skip
+    queues = [Queue("shop", "worker", n, "solid_queue") for n in ("default", "mail", "low")]
+
+    def depth_and_age() -> list[tuple[float, float]]:
+        samples = SqlSource(POSTGRES_URL, queues, TIMEOUT).read()
+        found = [figures(samples, q.name, "solid_queue") for q in queues]
+        return [(f["queue_depth"], f["queue_oldest_age_seconds"]) for f in found]
+
+    single_pass = depth_and_age()
+    ddl = EXTRA_INDEXES[("solid_queue", "postgresql")].replace("INDEX", "INDEX ready_age", 1)
+    cursor.execute(ddl.replace(ddl.split()[3], "", 1))  # any name will do
+    try:
+        indexed = depth_and_age()
+    finally:
+        cursor.execute("DROP INDEX ready_age")
+    assert [depth for depth, _ in single_pass] == [depth for depth, _ in indexed] == [3, 1, 0]
+    for (_, before), (_, after), ago in zip(single_pass, indexed, (75, 12, None), strict=True):
+        expected = 0.0 if ago is None else time.time() - (now - ago)
+        assert abs(before - expected) < 1 and abs(after - expected) < 1
