@@ -48,8 +48,8 @@ COMMANDS: dict[str, str | dict[str, str]] = {
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The whole command line; given `argv`, only the module of the command it names is
-    imported (the others are listed from their docstrings: some import matplotlib, gunicorn
-    or a database driver, seconds of start-up for every command)."""
+    imported, the others are added by name (or, for a help listing, with their docstrings):
+    some import matplotlib, gunicorn or a database driver, seconds of every start-up."""
     parser = argparse.ArgumentParser(prog="dynoscaler", description=__doc__.splitlines()[0])
     _add_commands(parser, COMMANDS, argv)
     return parser
