@@ -29,7 +29,8 @@ second up to 10 minutes, every whole minute up to a day), and `total:sum`. The
 worker does not know the role's deadline; the exporter does, and folds the grid
 into dynoscaler_job_total_seconds with the deadline as one of its bounds, so the
 share of jobs within it is exact for a deadline on the grid
-(exporter/job_libraries.py reads the enqueue time RQ, Celery and Dramatiq carry).
+(exporter/timing_rq.py and timing_dramatiq.py read the enqueue time RQ and
+Dramatiq jobs carry).
 
 A failure to record is logged and never fails the job; give the timer a client
 with short time-outs and no retries, so a dead Redis costs a job little time:
@@ -98,21 +99,29 @@ class JobTimer:
         self._local = threading.local()
 
     def __enter__(self) -> JobTimer:
-        self._begin(None)
+        self.begin()
         return self
 
     @contextlib.contextmanager
     def job(self, enqueued_at: float | datetime | None) -> Iterator[JobTimer]:
         """Time one job, and its time from `enqueued_at` to done when given."""
-        self._begin(None if enqueued_at is None else epoch_seconds(enqueued_at))
+        self.begin(enqueued_at)
         try:
             yield self
         finally:
-            self.__exit__(None, None, None)
+            self.end()
 
-    def _begin(self, enqueued_at: float | None) -> None:
+    def begin(self, enqueued_at: float | datetime | None = None) -> None:
+        """A job starts in this thread (for libraries whose hooks start and end a job apart:
+        exporter.timing_dramatiq); `end()` finishes the latest one begun."""
         counted = self._record(lambda pipe: pipe.hincrby(self.key, IN_PROGRESS_FIELD, 1))
-        self._starts().append((time.perf_counter(), counted, enqueued_at))
+        enqueued = None if enqueued_at is None else epoch_seconds(enqueued_at)
+        self._starts().append((time.perf_counter(), counted, enqueued))
+
+    def end(self) -> None:
+        started, counted, enqueued_at = self._starts().pop()
+        total = None if enqueued_at is None else time.time() - enqueued_at
+        self.record(time.perf_counter() - started, finished=counted, total=total)
 
     def __exit__(
         self,
@@ -120,9 +129,7 @@ class JobTimer:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        started, counted, enqueued_at = self._starts().pop()
-        total = None if enqueued_at is None else time.time() - enqueued_at
-        self.record(time.perf_counter() - started, finished=counted, total=total)
+        self.end()
 
     def __call__(self, function: F) -> F:
         @functools.wraps(function)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import dramatiq
 import pytest
 import redis
+import rq
+from dramatiq import Worker
+from dramatiq.brokers.redis import RedisBroker
 from exporter_helpers import (
     REDIS_DB1,
     exporter,
@@ -21,10 +27,11 @@ from redis.retry import Retry
 
 from dynoscaler.processes import free_port
 from exporter.metrics import DURATION_BUCKETS
-from exporter.timing import JobTimer
+from exporter.timing import JobTimer, timing_key
+from exporter.timing_dramatiq import TimingMiddleware
 
 pytestmark = pytest.mark.timeout(60)
-REDIS_DB13 = "redis://127.0.0.1:6379/13"  # the enqueue-to-done test's own database
+REDIS_DB8 = "redis://127.0.0.1:6379/8"  # the enqueue-to-done tests' own database
 
 
 def test_timed_jobs_become_a_histogram(tmp_path, db1):
@@ -87,16 +94,16 @@ def test_a_dead_redis_never_fails_the_job(caplog):
 
 
 @pytest.fixture
-def db13() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_DB13)
+def db8() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_DB8)
     client.flushdb()
     yield client
     client.flushdb()
     client.close()
 
 
-def test_enqueue_to_done_times_give_the_share_within_the_deadline(tmp_path, db13):
-    timer = JobTimer(db13, queue="orders")
+def test_enqueue_to_done_times_give_the_share_within_the_deadline(tmp_path, db8):
+    timer = JobTimer(db8, queue="orders")
     now = time.time()
     with timer.job(enqueued_at=now - 6.5):  # within the 7 s deadline
         pass
@@ -112,7 +119,7 @@ def test_enqueue_to_done_times_give_the_share_within_the_deadline(tmp_path, db13
     config = write_config(
         tmp_path,
         {"shop": {"roles": {"worker": {"target_deadline": 7, "queues": [
-            {"name": "orders", "backend": "redis_list", "url": REDIS_DB13},
+            {"name": "orders", "backend": "redis_list", "url": REDIS_DB8},
         ]}}}},
     )  # fmt: skip
     with exporter(config) as running:
@@ -131,3 +138,53 @@ def test_enqueue_to_done_times_give_the_share_within_the_deadline(tmp_path, db13
     buckets = [k for k in series if k[0] == "dynoscaler_job_total_seconds_bucket"]
     assert len(buckets) == len(DURATION_BUCKETS) + 2
     assert 6.5 + 7.3 + 100 + 7 < series[("dynoscaler_job_total_seconds_sum", key)] < 121.5
+
+
+def enqueue_to_done(client: redis.Redis, queue: str) -> list[tuple[float, int]]:
+    """The timing hash's enqueue-to-done grid: (upper bound, jobs)."""
+    fields = client.hgetall(timing_key(queue))
+    return [
+        (float(name.removeprefix(b"total:le:")), int(count))
+        for name, count in fields.items()
+        if name.startswith(b"total:le:")
+    ]
+
+
+def test_rq_jobs_are_timed_from_their_enqueued_at(db8):
+    queue = rq.Queue("qos-rq", connection=db8)
+    queue.enqueue(time.sleep, 0.01)
+    late = queue.enqueue(time.sleep, 0.01)
+    late.enqueued_at = datetime.now(UTC) - timedelta(seconds=100)
+    late.save()
+    worker = "exporter.timing_rq.TimedWorker"  # a real `rq worker`, each job in a work horse
+    command = [sys.executable, "-m", "rq.cli", "worker", "-w", worker, "--url", REDIS_DB8]
+    subprocess.run([*command, "--burst", "qos-rq"], check=True, capture_output=True, timeout=30)
+    grid = enqueue_to_done(db8, "qos-rq")
+    assert sum(n for bound, n in grid if bound <= 10) == 1
+    assert sum(n for bound, n in grid if 100 <= bound <= 120) == 1
+    assert db8.hget(timing_key("qos-rq"), "count") == b"2"
+
+
+def test_dramatiq_messages_are_timed_from_their_timestamp(db8):
+    broker = RedisBroker(url=REDIS_DB8, namespace="qos-dramatiq")
+    broker.add_middleware(TimingMiddleware(db8))
+
+    @dramatiq.actor(broker=broker, queue_name="qos", max_retries=0)
+    def work(fail: bool) -> None:
+        if fail:
+            raise ValueError("the job failed")
+
+    broker.enqueue(work.message(False))
+    old = work.message(True)
+    broker.enqueue(old.copy(message_timestamp=old.message_timestamp - 100_000))
+    worker = Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        broker.join("qos", timeout=20_000)
+        worker.join()
+    finally:
+        worker.stop()
+        broker.close()
+    grid = enqueue_to_done(db8, "qos")
+    assert sum(n for bound, n in grid if bound <= 10) == 1
+    assert sum(n for bound, n in grid if 100 <= bound <= 120) == 1  # failed, timed too
