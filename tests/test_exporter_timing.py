@@ -31,7 +31,7 @@ from exporter.timing import JobTimer, timing_key
 from exporter.timing_dramatiq import TimingMiddleware
 
 pytestmark = pytest.mark.timeout(60)
-REDIS_DB8 = "redis://127.0.0.1:6379/8"  # the enqueue-to-done tests' own database
+REDIS_DB6 = "redis://127.0.0.1:6379/6"  # the enqueue-to-done tests' own database
 
 
 def test_timed_jobs_become_a_histogram(tmp_path, db1):
@@ -94,16 +94,16 @@ def test_a_dead_redis_never_fails_the_job(caplog):
 
 
 @pytest.fixture
-def db8() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_DB8)
+def db6() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_DB6)
     client.flushdb()
     yield client
     client.flushdb()
     client.close()
 
 
-def test_enqueue_to_done_times_give_the_share_within_the_deadline(tmp_path, db8):
-    timer = JobTimer(db8, queue="orders")
+def test_enqueue_to_done_times_give_the_share_within_the_deadline(tmp_path, db6):
+    timer = JobTimer(db6, queue="orders")
     now = time.time()
     with timer.job(enqueued_at=now - 6.5):  # within the 7 s deadline
         pass
@@ -119,7 +119,7 @@ def test_enqueue_to_done_times_give_the_share_within_the_deadline(tmp_path, db8)
     config = write_config(
         tmp_path,
         {"shop": {"roles": {"worker": {"target_deadline": 7, "queues": [
-            {"name": "orders", "backend": "redis_list", "url": REDIS_DB8},
+            {"name": "orders", "backend": "redis_list", "url": REDIS_DB6},
         ]}}}},
     )  # fmt: skip
     with exporter(config) as running:
@@ -150,24 +150,24 @@ def enqueue_to_done(client: redis.Redis, queue: str) -> list[tuple[float, int]]:
     ]
 
 
-def test_rq_jobs_are_timed_from_their_enqueued_at(db8):
-    queue = rq.Queue("qos-rq", connection=db8)
+def test_rq_jobs_are_timed_from_their_enqueued_at(db6):
+    queue = rq.Queue("qos-rq", connection=db6)
     queue.enqueue(time.sleep, 0.01)
     late = queue.enqueue(time.sleep, 0.01)
     late.enqueued_at = datetime.now(UTC) - timedelta(seconds=100)
     late.save()
     worker = "exporter.timing_rq.TimedWorker"  # a real `rq worker`, each job in a work horse
-    command = [sys.executable, "-m", "rq.cli", "worker", "-w", worker, "--url", REDIS_DB8]
+    command = [sys.executable, "-m", "rq.cli", "worker", "-w", worker, "--url", REDIS_DB6]
     subprocess.run([*command, "--burst", "qos-rq"], check=True, capture_output=True, timeout=30)
-    grid = enqueue_to_done(db8, "qos-rq")
+    grid = enqueue_to_done(db6, "qos-rq")
     assert sum(n for bound, n in grid if bound <= 10) == 1
     assert sum(n for bound, n in grid if 100 <= bound <= 120) == 1
-    assert db8.hget(timing_key("qos-rq"), "count") == b"2"
+    assert db6.hget(timing_key("qos-rq"), "count") == b"2"
 
 
-def test_dramatiq_messages_are_timed_from_their_timestamp(db8):
-    broker = RedisBroker(url=REDIS_DB8, namespace="qos-dramatiq")
-    broker.add_middleware(TimingMiddleware(db8))
+def test_dramatiq_messages_are_timed_from_their_timestamp(db6):
+    broker = RedisBroker(url=REDIS_DB6, namespace="qos-dramatiq")
+    broker.add_middleware(TimingMiddleware(db6))
 
     @dramatiq.actor(broker=broker, queue_name="qos", max_retries=0)
     def work(fail: bool) -> None:
@@ -185,6 +185,6 @@ def test_dramatiq_messages_are_timed_from_their_timestamp(db8):
     finally:
         worker.stop()
         broker.close()
-    grid = enqueue_to_done(db8, "qos")
+    grid = enqueue_to_done(db6, "qos")
     assert sum(n for bound, n in grid if bound <= 10) == 1
     assert sum(n for bound, n in grid if 100 <= bound <= 120) == 1  # failed, timed too
