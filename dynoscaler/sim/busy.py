@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         f"{'scenario':<24}{'mode':<11}{'within':>9}{'dyno-s':>9}{'actions':>9}"
         f"{'on stopped':>12}{'past 30 s':>11}"
     )
+    missed = []
     for name in args.scenario or SCENARIOS:
         scenario = load(name)
         for mode in MODES:
@@ -48,4 +49,13 @@ def run(args: argparse.Namespace) -> int:
                 f"{scenario.name:<24}{mode:<11}{r.within_share:>9.2%}{r.dyno_seconds:>9.0f}"
                 f"{r.actions:>9}{r.busy_stopped:>12}{r.cut:>11}"
             )
+            if mode == "wait" and r.busy_stopped:
+                missed.append(f"{scenario.name} ({r.busy_stopped}, {r.cut} past 30 s)")
+    if missed:
+        print(
+            "\nwait left jobs on stopped dynos on " + ", ".join(missed) + ": jobs that started "
+            "after the scrape the scale-down was decided on"
+        )
+    else:
+        print("\nwait: no busy job on a stopped dyno")
     return 0
