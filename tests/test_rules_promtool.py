@@ -112,6 +112,7 @@ def test_alertmanager_config_is_valid() -> None:
         (["severity=scale", "alertname=ScaleRole", "app=shop", "role=worker"], "dynoscaler-scaler"),
         (["severity=ops", "alertname=DeadlineUnmeetable", "app=shop", "role=worker"], "people"),
         (["severity=ops", "alertname=ExporterSourceDown"], "people"),
+        (["severity=ops", "alertname=DeadlineBudgetBurn", "burn=fast", "app=shop"], "people"),
         (["alertname=SomethingElse"], "people"),
     ],
 )
