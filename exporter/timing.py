@@ -30,7 +30,7 @@ worker does not know the role's deadline; the exporter does, and folds the grid
 into dynoscaler_job_total_seconds with the deadline as one of its bounds, so the
 share of jobs within it is exact for a deadline on the grid
 (exporter/timing_rq.py and timing_dramatiq.py read the enqueue time RQ and
-Dramatiq jobs carry).
+Dramatiq jobs carry; timing_celery.py stamps Celery's at publish).
 
 A failure to record is logged and never fails the job; give the timer a client
 with short time-outs and no retries, so a dead Redis costs a job little time:

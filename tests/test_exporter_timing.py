@@ -12,6 +12,8 @@ import dramatiq
 import pytest
 import redis
 import rq
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
 from dramatiq import Worker
 from dramatiq.brokers.redis import RedisBroker
 from exporter_helpers import (
@@ -26,6 +28,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from dynoscaler.processes import free_port
+from exporter import timing_celery
 from exporter.metrics import DURATION_BUCKETS
 from exporter.timing import JobTimer, timing_key
 from exporter.timing_dramatiq import TimingMiddleware
@@ -188,3 +191,27 @@ def test_dramatiq_messages_are_timed_from_their_timestamp(db6):
     grid = enqueue_to_done(db6, "qos")
     assert sum(n for bound, n in grid if bound <= 10) == 1
     assert sum(n for bound, n in grid if 100 <= bound <= 120) == 1  # failed, timed too
+
+
+def test_celery_tasks_are_timed_from_the_header_stamped_at_publish(db6):
+    app = Celery("qos", broker=REDIS_DB6)
+    disconnect = timing_celery.connect(db6)
+
+    @app.task(name="qos.add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    try:
+        add.apply_async((1, 2), queue="qos-celery")  # stamped now by the publish handler
+        old = time.time() - 100  # a stamp already set is kept: one sent 100 s ago
+        add.apply_async((1, 2), queue="qos-celery", headers={timing_celery.HEADER: old})
+        with start_worker(app, pool="solo", perform_ping_check=False, queues=["qos-celery"]):
+            deadline = time.monotonic() + 20
+            while int(db6.hget(timing_key("qos-celery"), "count") or 0) < 2:
+                assert time.monotonic() < deadline, "the worker did not run both tasks"
+                time.sleep(0.1)
+    finally:
+        disconnect()
+    grid = enqueue_to_done(db6, "qos-celery")
+    assert sum(n for bound, n in grid if bound <= 10) == 1
+    assert sum(n for bound, n in grid if 100 <= bound <= 120) == 1
