@@ -274,6 +274,9 @@ def test_bad_keys_and_entries_through_the_exporter(tmp_path, db1):
         # The job was enqueued 5 s before `now`; the exporter's start takes what it takes.
         age = queues.pop(("dynoscaler_queue_oldest_age_seconds", "default"))
         assert 5 - 1 <= age <= 5 + (time.time() - now) + 1
+        # the well-formed busy entry began at `now`
+        running_for = queues.pop(("dynoscaler_queue_oldest_in_progress_age_seconds", "default"))
+        assert 0 <= running_for <= time.time() - now + 1
         assert queues == {
             ("dynoscaler_queue_depth", "mail"): 2,
             ("dynoscaler_queue_depth", "default"): 1,
