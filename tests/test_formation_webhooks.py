@@ -115,7 +115,10 @@ def test_a_change_by_hand_is_pushed_in_seconds_once_subscribed(setup):
     print(f"a change by hand seen {seen * 1000:.0f} ms after the PATCH's answer")
     assert seen < 2
     assert dynos(source)[("shop", "web")] == 2  # the earlier, unsubscribed change: not yet
-    (delivery,) = [d for d in fake.fake.webhooks.deliveries() if d["app"] == "shop"]
+    # the fake records a delivery once the receiver's answer is back: after the source saw it
+    (delivery,) = wait_for(
+        lambda: [d for d in fake.fake.webhooks.deliveries() if d["app"] == "shop"]
+    )
     assert (delivery["url"], delivery["status"]) == (url, 204)
 
 
