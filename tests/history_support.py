@@ -74,12 +74,19 @@ def openmetrics(series: Series, times: list[float]) -> str:
     return "\n".join([*lines, "# EOF"]) + "\n"
 
 
-@contextlib.contextmanager
-def prometheus_with_history(directory: Path, series: Series, times: list[float]) -> Iterator[str]:
+def prometheus_with_history(
+    directory: Path, series: Series, times: list[float]
+) -> contextlib.AbstractContextManager[str]:
     """The URL of a Prometheus holding `series` sampled at `times` (Unix seconds)."""
+    return prometheus_on(directory, openmetrics(series, times))
+
+
+@contextlib.contextmanager
+def prometheus_on(directory: Path, history: str) -> Iterator[str]:
+    """The URL of a Prometheus holding `history` (OpenMetrics text, backfilled by promtool)."""
     data = directory / "tsdb"
     source = directory / "history.om"
-    source.write_text(openmetrics(series, times), encoding="utf-8")
+    source.write_text(history, encoding="utf-8")
     subprocess.run(
         [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", "-q", str(source), str(data)],
         check=True,

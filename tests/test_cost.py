@@ -8,24 +8,21 @@ command's queries run as they would on a live one.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
+from history_support import prometheus_on
 
 from dynoscaler import cost
 from dynoscaler.config import ConfigError
 from dynoscaler.cost import dyno_seconds
 from dynoscaler.prices import HOURLY
-from dynoscaler.processes import free_port, stop
+from dynoscaler.processes import free_port
 from scaler.store import Decision, Store
 
-PROMETHEUS = "/usr/bin/prometheus"
-PROMTOOL = "/usr/bin/promtool"
 HOUR = 3600
 
 
@@ -83,40 +80,8 @@ def openmetrics(end: float) -> str:
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[tuple[str, float]]:
     end = time.time() - 60
-    source = tmp_path / "series.om"
-    source.write_text(openmetrics(end))
-    data = tmp_path / "data"
-    subprocess.run(
-        [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    (tmp_path / "prometheus.yml").write_text("global: {}\n")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            PROMETHEUS,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={data}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
+    with prometheus_on(tmp_path, openmetrics(end)) as url:
         yield url, end
-    finally:
-        stop(process, timeout=15)
 
 
 def settings(tmp_path: Path, prometheus_url: str) -> Path:
