@@ -183,18 +183,24 @@ class RequestTimes:
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-class WsgiTimer:
-    """WSGI middleware: times each request of `app` (see the module's docstring)."""
+class _Timer:
+    """What both middlewares hold: the app, and the request times it records."""
 
     def __init__(
         self,
-        app: WSGIApp,
+        app: Any,
         client: redis.Redis | None = None,
         role: str | None = None,
         times: RequestTimes | None = None,
     ) -> None:
         self.app = app
         self.times = times or RequestTimes(_client(client), role)
+
+
+class WsgiTimer(_Timer):
+    """WSGI middleware: times each request of `app` (see the module's docstring)."""
+
+    app: WSGIApp
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         clock = self.times.clock
@@ -209,18 +215,10 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Any]
 
 
-class AsgiTimer:
+class AsgiTimer(_Timer):
     """ASGI middleware: times each HTTP request of `app` (see the module's docstring)."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        client: redis.Redis | None = None,
-        role: str | None = None,
-        times: RequestTimes | None = None,
-    ) -> None:
-        self.app = app
-        self.times = times or RequestTimes(_client(client), role)
+    app: ASGIApp
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
