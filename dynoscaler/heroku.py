@@ -4,7 +4,9 @@ heroku3 has no setting for the API address and no request time-out; both are
 set here, so the exporter, the scaler and the tests (pointing HEROKU_API_URL at
 `dynoscaler fake-heroku`) all reach Heroku the same way. Every answer is
 counted here too (dynoscaler.heroku_budget.record: the spend by client and
-kind, and the last RateLimit-Remaining).
+kind, and the last RateLimit-Remaining). Apps are addressed by name
+(`app_by_name`): Heroku's API takes the name in every app path, so no
+GET /apps/{name} is spent to learn an id.
 """
 
 from __future__ import annotations
@@ -59,3 +61,10 @@ def client(timeout: float = DEFAULT_TIMEOUT_SECONDS, user: str = "scaler") -> he
     connection._api_key = key
     connection._session.auth = ("", key)
     return connection
+
+
+def app_by_name(connection: heroku3.api.Heroku, name: str) -> heroku3.models.app.App:
+    """A heroku3 App for `name` without a call: its id is the name, which Heroku's API
+    takes in every app path (heroku3's formation batch update goes by id), so reading
+    and scaling a formation costs one token each, never a GET /apps/{name} first."""
+    return heroku3.models.app.App.new_from_dict({"id": name, "name": name}, h=connection)

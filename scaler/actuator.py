@@ -1,6 +1,7 @@
 """Heroku actuation: read and batch-update an app's formation, within one time budget.
 
-One PATCH /apps/{app id}/formation carries every role of an app that changes.
+One PATCH /apps/{app name}/formation carries every role of an app that changes
+(addressed by name: no GET /apps/{name} per process and app).
 429, 5xx and time-outs are retried with exponential back-off and jitter
 (formation quantities are absolute, so repeating a PATCH that may have landed
 is harmless), all within the request's Deadline (scaler/deadline.py): every
@@ -149,7 +150,6 @@ class Actuator:
         self._connect = connect
         self.holds = holds
         self._connection: heroku3.api.Heroku | None = None
-        self._apps: dict[str, heroku3.models.app.App] = {}
         self._sizes: dict[str, dict[str, str]] = {}  # per app, each role's dyno size
         self.attempts = attempts
         self.base_delay = base_delay
@@ -254,7 +254,7 @@ class Actuator:
     def _batch(
         self, app: str, targets: dict[str, int], sizes: dict[str, str]
     ) -> list[heroku3.models.formation.Formation]:
-        """PATCH /apps/{id}/formation; with sizes, each update carries its size too
+        """PATCH /apps/{name}/formation; with sizes, each update carries its size too
         (heroku3's batch calls set either quantities or sizes, not both at once)."""
         found = self._app(app)
         if not sizes:
@@ -321,10 +321,7 @@ class Actuator:
             raise HerokuError("client", _message(response), response.status_code, 1)
 
     def _app(self, name: str) -> heroku3.models.app.App:
-        # GET /apps/{name} once per process: the app's id never changes.
-        if name not in self._apps:
-            self._apps[name] = self.connection.app(name)
-        return self._apps[name]
+        return heroku.app_by_name(self.connection, name)
 
     def _rate_limit(self) -> dict[str, Any]:
         response = getattr(self._local, "response", None)

@@ -51,9 +51,11 @@ def test_a_fleet_of_100_apps_is_read_within_the_budget_and_stays_fresh(fleet):
     roles = [role.key for role in settings.roles]
     # A 10 ms interval per app would be 10,000 reads a second without the budget.
     source = FormationSource(roles, interval=0.01, timeout=5, budget=budget)
+    app_reads = _spent("exporter", "app")
     source.start()  # every app once, back to back: the bucket holds more than others are owed
     try:
         assert len(source.read()) > 2 * APPS  # every app's dynos, no StaleRead
+        assert _spent("exporter", "app") == app_reads  # by name: no GET /apps/{name}
         remaining, reads = server.fake.bucket.remaining(), _spent("exporter", "formation_read")
         started = time.monotonic()
         time.sleep(6)

@@ -38,7 +38,13 @@ def count(app: str, outcome: str) -> float:
     return REGISTRY.get_sample_value("dynoscaler_scaler_actuations_total", labels) or 0.0
 
 
+def spent(kind: str) -> float:
+    labels = {"client": "scaler", "kind": kind}
+    return REGISTRY.get_sample_value("dynoscaler_heroku_api_requests_total", labels) or 0.0
+
+
 def test_formation_and_batch_scale_in_one_patch(fake, actuator) -> None:
+    calls = {kind: spent(kind) for kind in ("app", "formation_read", "formation_update")}
     assert actuator.formation("shop") == {"web": 2, "worker": 1}
     before = count("shop", "success")
     result = actuator.scale("shop", {"worker": 3, "web": 4})
@@ -48,7 +54,13 @@ def test_formation_and_batch_scale_in_one_patch(fake, actuator) -> None:
     assert patch["body"] == {
         "updates": [{"type": "worker", "quantity": 3}, {"type": "web", "quantity": 4}]
     }
-    assert patch["path"].startswith("/apps/2a40ad5b-")  # heroku3 addresses the app by id
+    assert patch["path"] == "/apps/shop/formation"  # by name: Heroku takes it in every path
+    # one token a read and one a change: never a GET /apps/{name} to learn the id
+    assert {kind: spent(kind) - n for kind, n in calls.items()} == {
+        "app": 0,
+        "formation_read": 1,
+        "formation_update": 1,
+    }
     assert (fake.quantity("shop", "worker"), fake.quantity("shop", "web")) == (3, 4)
     assert count("shop", "success") == before + 1
 

@@ -1,7 +1,8 @@
 """Heroku formation (dynos per process type), read in the background within the API budget.
 
 Scrapes never call the Platform API: a thread reads GET /apps/<app>/formation
-(heroku3, through dynoscaler.heroku.client()) one app at a time, round-robin,
+(heroku3, through dynoscaler.heroku.client(), by name: one token a read) one
+app at a time, round-robin,
 and a scrape publishes the last result. The pace is dynoscaler.heroku_budget's:
 each app every `exporter.formation_interval` seconds while the poller's part of
 the account's budget covers that many apps, slower beyond (500 apps at the
@@ -74,7 +75,6 @@ class FormationSource:
         self.interval = max(interval, WEBHOOK_RECONCILE_SECONDS) if webhooks else interval
         self.budget = budget or Budget(HerokuSettings())
         self.connection = heroku.client(timeout=timeout, user="exporter")
-        self._app_objects: dict[str, Any] = {}  # heroku3 App objects, fetched once
         self._formations = {app: _AppFormation() for app in self.apps}
         self._next = 0  # the round-robin's next app
         self._lock = threading.Lock()
@@ -156,7 +156,6 @@ class FormationSource:
         try:
             processes = self._formation(app)
         except Exception as error:  # any failure of the API or the client: that app is down
-            self._app_objects.pop(app, None)  # fetch it again: it may have been re-created
             with self._lock:
                 self._formations[app].error = f"{type(error).__name__}: {error}"
             return
@@ -176,10 +175,8 @@ class FormationSource:
         return True
 
     def _formation(self, app_name: str) -> dict[str, tuple[int, str]]:
-        app = self._app_objects.get(app_name)
-        if app is None:
-            app = self._app_objects[app_name] = self.connection.app(app_name)
-        return {p.type: (p.quantity, str(p.size)) for p in app.process_formation()}
+        formation = heroku.app_by_name(self.connection, app_name).process_formation()
+        return {p.type: (p.quantity, str(p.size)) for p in formation}
 
     def _loop(self) -> None:
         started = time.monotonic()  # reads start a gap apart, however long each takes
