@@ -1,0 +1,167 @@
+"""Quiet the dynos a scale-down will stop, then stop them once idle (`scale_down_when_busy: quiet`).
+
+`wait` reads the jobs of the last scrape, so a job that starts on a dyno between
+that scrape and the PATCH is on a stopped dyno all the same. `quiet` closes that
+race in two phases, through the job library's own remote control:
+
+1. the dynos numbered above the target (Heroku stops the highest numbers) are
+   told to stop fetching jobs; no scale-down yet;
+2. once the library reports each of them quiet and running no job, the
+   scale-down goes ahead. Until then every decision says which dynos are being
+   quieted and how many jobs they still run. There is no time-out: a quieted
+   dyno takes no new job, so the wait ends with its longest running job, and
+   no job is ever cut (a job that runs for hours holds its dyno that long;
+   `allow` is the rule for roles that would rather cut it).
+
+A quieted dyno that the formation keeps (the load came back, the target rose)
+cannot serve until it is restarted: Sidekiq has no "un-quiet". `plan` lists
+those dynos as `restart` once they are idle; the caller restarts them (Heroku's
+dyno restart: a fresh process, not quiet, after one boot), and they count as
+busy for the scale-down meanwhile.
+
+Which library can do this:
+- Sidekiq (`SidekiqQuieter`): Sidekiq::Process#quiet! LPUSHes "TSTP" onto
+  `<identity>-signals` (expiring in 60 s); the process pops it at its next
+  heartbeat (every 5 s) and stops fetching (a job fetched after that is pushed
+  back). Its hash `<identity>` then says `quiet` "true" and `busy`, the jobs it
+  still runs, at every heartbeat. Its hostname is the dyno's name ($DYNO).
+- Celery: `control.cancel_consumer(queue, destination=[worker@host])` stops a
+  worker consuming, `add_consumer` resumes it (no restart needed), and
+  `inspect().active()` tells its running tasks. Not built yet: a Celery role on
+  `quiet` falls back to `wait`.
+- RQ: `send_shutdown_command` makes a worker finish its job and exit, with no
+  way back short of a restart; Dramatiq has no remote control; BullMQ's
+  `worker.pause()` is local to the worker's process. These keep `wait`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import redis
+
+from dynoscaler.config import RoleSettings
+
+# Sidekiq::Process#signal: the signal list expires 60 s after the push.
+SIGNAL_EXPIRY_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class DynoJobs:
+    """What the job library tells of one dyno: whether it stopped fetching, and the
+    jobs it still runs."""
+
+    quiet: bool
+    busy: int
+
+
+@dataclass(frozen=True)
+class Step:
+    """What `plan` asks: dynos to quiet now, idle quieted dynos the formation keeps (to
+    restart), and why the scale-down waits (None: it may go)."""
+
+    quiet: list[int] = field(default_factory=list)
+    restart: list[int] = field(default_factory=list)
+    refusal: str | None = None
+
+
+class Quieter(Protocol):
+    def dynos(self) -> dict[int, DynoJobs]:
+        """Each dyno number of the role that runs a worker process, and its state."""
+        ...
+
+    def quiet(self, numbers: Iterable[int]) -> None:
+        """Tell the workers on these dynos to stop fetching jobs."""
+        ...
+
+
+def plan(dynos: Mapping[int, DynoJobs], current: int, target: int) -> Step:
+    """The quiet rule for a role at `current` dynos whose decision is `target` (equal
+    to current: no scale-down asked).
+
+    The dynos numbered target+1..current stop; each must be quiet and idle first.
+    A dyno with no worker process reported (booting, or already gone) runs no job.
+    Quieted dynos numbered up to the count kept are listed for a restart when idle.
+    """
+    kept = min(current, target)
+    restart = sorted(n for n, d in dynos.items() if n <= kept and d.quiet and d.busy == 0)
+    leaving = [n for n in range(kept + 1, current + 1) if n in dynos]
+    to_quiet = [n for n in leaving if not dynos[n].quiet]
+    running = {n: dynos[n].busy for n in leaving if dynos[n].busy > 0}
+    if not to_quiet and not running:
+        return Step(restart=restart)
+    parts = []
+    if to_quiet:
+        parts.append(f"quieting dyno(s) {', '.join(map(str, to_quiet))}")
+    if running:
+        jobs = sum(running.values())
+        parts.append(f"{jobs:g} job(s) still running on dyno(s) {', '.join(map(str, running))}")
+    refusal = f"no scale-down to {target} yet (quiet): " + "; ".join(parts)
+    return Step(quiet=to_quiet, restart=restart, refusal=refusal)
+
+
+class SidekiqQuieter:
+    """The Sidekiq processes of one role in one Redis: those whose hostname is
+    `<role>.<n>` and that serve one of the role's queues."""
+
+    def __init__(self, url: str, role: str, queues: Iterable[str], timeout: float = 2.0) -> None:
+        self.redis = redis.Redis.from_url(url, socket_timeout=timeout)
+        self.role = role
+        self.queues = set(queues)
+
+    def _processes(self) -> dict[int, list[tuple[str, dict[bytes, bytes]]]]:
+        """Each dyno number's live processes: (identity, hash)."""
+        identities = sorted(member.decode() for member in self.redis.smembers("processes"))
+        pipe = self.redis.pipeline(transaction=False)
+        for identity in identities:
+            pipe.hgetall(identity)
+        by_dyno: dict[int, list[tuple[str, dict[bytes, bytes]]]] = {}
+        for identity, fields in zip(identities, pipe.execute(), strict=True):
+            number = self._dyno(fields)
+            if number is not None:
+                by_dyno.setdefault(number, []).append((identity, fields))
+        return by_dyno
+
+    def _dyno(self, fields: dict[bytes, bytes]) -> int | None:
+        """The dyno number of a live process of this role (None: not one)."""
+        try:
+            info = json.loads(fields[b"info"])
+            hostname, served = str(info["hostname"]), set(info["queues"])
+        except (KeyError, ValueError, TypeError):
+            return None  # expired (no hash) or not an entry Sidekiq wrote
+        role, _, number = hostname.rpartition(".")
+        if role != self.role or not number.isdigit() or not served & self.queues:
+            return None
+        return int(number)
+
+    def dynos(self) -> dict[int, DynoJobs]:
+        return {
+            number: DynoJobs(
+                quiet=all(f.get(b"quiet") == b"true" for _, f in processes),
+                busy=sum(int(f.get(b"busy", b"0")) for _, f in processes),
+            )
+            for number, processes in self._processes().items()
+        }
+
+    def quiet(self, numbers: Iterable[int]) -> None:
+        wanted = set(numbers)
+        pipe = self.redis.pipeline(transaction=True)
+        for number, processes in self._processes().items():
+            if number in wanted:
+                for identity, _ in processes:  # as Sidekiq::Process#quiet! does
+                    pipe.lpush(f"{identity}-signals", "TSTP")
+                    pipe.expire(f"{identity}-signals", SIGNAL_EXPIRY_SECONDS)
+        pipe.execute()
+
+
+def quieter_for(role: RoleSettings) -> Quieter | None:
+    """The role's quieter: its queues all on Sidekiq in one Redis; else None (the
+    role's `quiet` acts as `wait`)."""
+    backends = {queue.backend for queue in role.queues}
+    urls = {queue.url for queue in role.queues}
+    if backends != {"sidekiq"} or len(urls) != 1:
+        return None
+    return SidekiqQuieter(urls.pop(), role.role, [queue.name for queue in role.queues])
