@@ -73,8 +73,9 @@ POLICY_PROPERTIES: dict[str, Any] = {
     # What a scale-down does while jobs run (Heroku stops dynos with SIGTERM, then
     # SIGKILL 30 s later): allow, wait (while the jobs in progress exceed the
     # slots that would remain), wait_long (while any job older than the grace
-    # period runs). docs/scaler.md, "Scale-downs and running jobs".
-    "scale_down_when_busy": {"enum": ["allow", "wait", "wait_long"]},
+    # period runs), quiet (the dynos it stops stop fetching first; scaler.quiet).
+    # docs/scaler.md, "Scale-downs and running jobs".
+    "scale_down_when_busy": {"enum": ["allow", "wait", "wait_long", "quiet"]},
 }
 
 # One dyno size a role may run at: its Heroku dyno type, worker slots per dyno and
