@@ -38,6 +38,9 @@ setup(
         # (dynoscaler/schedules.py); tzdata where the system has no zone database
         "cronsim>=2.6",
         "tzdata>=2024.1",
+        # the .env beside autoscale.yml that init writes and every command reads
+        # (dynoscaler/envfile.py), as `heroku local` reads one
+        "python-dotenv>=1.0",
     ],
     extras_require={
         # the SQL job libraries' databases (exporter/collectors/sql_source.py)
