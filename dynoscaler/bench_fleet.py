@@ -89,6 +89,8 @@ SOURCE_TIMEOUT = 5.0
 SPIKE_JOB_SECONDS = 2.0
 BY_HAND = ("mailers", 2)  # the role a person scales by hand, and to what
 AGE_SAMPLE_SECONDS = 15.0
+# How often a run prints what it has measured so far (an hour-long run is read while it runs).
+PROGRESS_SECONDS = 300.0
 # How long the events of the last seconds may still be answered (spend is counted
 # over the measured seconds only).
 PENDING_GRACE_SECONDS = 45.0
@@ -510,7 +512,11 @@ def _run_events(fleet: Fleet, figures: Figures, every: float, seconds: float) ->
     spike_next = hand_next = 0  # each event takes the next app of its round at rest
     kinds = iter(range(10**9))
     next_event, next_age = started + 1, started
+    next_progress = started + PROGRESS_SECONDS
     while (now := time.monotonic()) < started + seconds:
+        if now >= next_progress:
+            print(_progress(fleet, figures, calls, now - started), flush=True)
+            next_progress += PROGRESS_SECONDS
         if now >= next_age:
             figures.ages += [float(s["value"][1]) for s in fleet.query(_AGE)]
             next_age += AGE_SAMPLE_SECONDS
@@ -558,6 +564,32 @@ def _run_events(fleet: Fleet, figures: Figures, every: float, seconds: float) ->
 
 
 _AGE = "dynoscaler_heroku_formation_age_seconds"
+
+
+def _progress(
+    fleet: Fleet, figures: Figures, calls: dict[tuple[str, str], float], elapsed: float
+) -> str:
+    """One line of the figures so far: spend per hour by client, 429s, reactions, missed."""
+    hour = 3600 / elapsed
+    spent: dict[str, float] = {}
+    limited = 0.0
+    for (client, kind), value in fleet.calls().items():
+        per_hour = (value - calls.get((client, kind), 0.0)) * hour
+        if kind == "rate_limited":
+            limited += per_hour
+        elif kind not in heroku_budget.FREE_KINDS:
+            spent[client] = spent.get(client, 0.0) + per_hour
+    missed = bench_rules.self_metrics(
+        fleet.urls["prometheus"], "prometheus_rule_group_iterations_missed_total"
+    )
+    shown = ", ".join(f"{client} {n:.0f}" for client, n in sorted(spent.items()))
+    return (
+        f"-- {elapsed:.0f} s (load average {bench_rules._load()}): API {sum(spent.values()):.0f}"
+        f"/hour ({shown}) of {figures.budget_per_hour:.0f}, 429s {limited:.0f}/hour;"
+        f" spike to PATCH {_spread(figures.reactions)} ({len(figures.reactions)});"
+        f" by hand seen {_spread(figures.visible)} ({len(figures.visible)});"
+        f" missed iterations since start {sum(missed.values()):.0f}"
+    )
 
 
 def _at_rest(
