@@ -8,13 +8,19 @@ the whole metric contract of docs/ARCHITECTURE.md that a queue role has: the
 seven policy gauges, dynos, queue depth, in progress, oldest age, completions,
 the job duration histogram with the project's buckets, and source_up. The
 counters grow with wall-clock time, so the history and the live page agree.
+The roles' scale-down windows take the rules' ten window steps in turn.
 
 The job duration histogram gets `--history` seconds of history (default an
 hour: the S99 rule reads it over 1h), every other series the last 10 minutes
-(the longest window read on them), at `--history-step`; they are written as
-OpenMetrics and backfilled with `promtool tsdb create-blocks-from openmetrics`.
-Prometheus then starts with prometheus/prometheus.yml (its 5 s intervals)
-and the project's rules, scraping a live page of the same series, and after
+(the longest window read on them), at `--history-step`, with the job and
+instance labels the scrape gives them (one series each, history and live).
+The recorded series the rules read over a range get the history an hour-old
+Prometheus has: their longest range (the hour of
+app_role:dynoscaler_desired_dynos:unstabilised), at the 5 s evaluation step.
+All are written as OpenMetrics and backfilled with `promtool tsdb
+create-blocks-from openmetrics`. Prometheus then starts with
+prometheus/prometheus.yml (its 5 s intervals) and the rules of `--rules`
+(default the project's), scraping a live page of the same series, and after
 `--warmup` seconds every group's and rule's last evaluationTime
 (/api/v1/rules) is sampled each interval for `--seconds`. Printed per group:
 median and max evaluation time and their share of the interval, iterations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -60,6 +67,18 @@ POLICY = {
     "scale_down_window_seconds": 60,
 }
 SHORT_HISTORY = 600.0  # the longest window the rules read on a series other than the histogram
+JOB = "dynoscaler-exporter"  # prometheus.yml's job of the exporter
+# The rules' scale-down window steps (app_role:dynoscaler_desired_dynos), one per role in turn.
+WINDOWS = (30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600)
+# A recorded series read over a range in a rule: name, range, optional offset.
+RECORDED_RANGE = re.compile(
+    r"\b(app_role\w*:dynoscaler\w*(?::\w+)*)(?:\{[^}]*\})?\[(\d+)([smhd])\]"
+    r"(?:\s+offset\s+(\d+)([smhd]))?"
+)
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# Recorded series read over longer ranges (qos.yml's 30 d) get no history: a month is not
+# backfilled, so the bench understates those reads.
+LONGEST_RECORDED_HISTORY = 3600.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +91,7 @@ class Role:
     seconds: float
     depth: int
     age: int
+    window: int
 
     @property
     def labels(self) -> str:
@@ -85,14 +105,25 @@ class Role:
 def roles(count: int) -> list[Role]:
     """`count` roles, varied loads; every one wants more than its 1 dyno (ScaleRole fires)."""
     return [
-        Role(f"app{n // 2}", ROLES[n % 2], 1.0 + n % 7, 2.0 + n % 5, (7 * n) % 50, n % 11)
+        Role(
+            f"app{n // 2}",
+            ROLES[n % 2],
+            1.0 + n % 7,
+            2.0 + n % 5,
+            (7 * n) % 50,
+            n % 11,
+            WINDOWS[n % len(WINDOWS)],
+        )
         for n in range(count)
     ]
 
 
 def gauges(role: Role) -> list[tuple[str, float]]:
     """The series whose values do not depend on time."""
-    policy = [(f"dynoscaler_policy_{k}{{{role.labels}}}", float(v)) for k, v in POLICY.items()]
+    policy = [
+        (f"dynoscaler_policy_{k}{{{role.labels}}}", float(v))
+        for k, v in {**POLICY, "scale_down_window_seconds": role.window}.items()
+    ]
     return policy + [
         (f"dynoscaler_dynos{{{role.labels}}}", 1.0),
         (f"dynoscaler_queue_depth{{{role.queue}}}", float(role.depth)),
@@ -132,10 +163,58 @@ def page(all_roles: list[Role], origin: float) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def recorded_ranges(rules: Path) -> dict[str, float]:
+    """Each recorded series read over a range in the rule files under `rules`: the
+    longest history a rule reads of it (range + offset), in seconds; up to an hour."""
+    longest: dict[str, float] = {}
+    for path in sorted(rules.glob("*.yml")):
+        for name, count, unit, back, back_unit in RECORDED_RANGE.findall(path.read_text("utf-8")):
+            seconds = int(count) * SECONDS[unit] + (int(back) * SECONDS[back_unit] if back else 0)
+            longest[name] = max(longest.get(name, 0.0), seconds)
+    return {name: span for name, span in longest.items() if span <= LONGEST_RECORDED_HISTORY}
+
+
+def recorded(role: Role, ranges: dict[str, float]) -> list[tuple[str, float, float]]:
+    """(series, value, seconds of history) of the recorded series the rules read over a
+    range; the value is the role's λ: its cost is read, not its meaning."""
+    return [
+        (f"{name}{{{role.labels}}}", role.rate, span)
+        for name, span in ranges.items()
+        if "_web_" not in name  # web.yml's records: the bench's roles are queue roles
+    ]
+
+
+def _write_series(out: IO[str], rows: list[list[tuple[str, float]]], times: list[float]) -> int:
+    """Every series of `rows` (one row of (series, value) per time), series by series."""
+    for index, (series, _) in enumerate(rows[0]):
+        out.write(
+            "".join(
+                f"{series} {row[index][1]:.6f} {at:.3f}\n"
+                for row, at in zip(rows, times, strict=True)
+            )
+        )
+    return len(times) * len(rows[0])
+
+
+def _steps(end: float, length: float, step: float) -> list[float]:
+    return [end - length + i * step for i in range(int(length // step) + 1)]
+
+
 def write_history(
-    out: IO[str], all_roles: list[Role], origin: float, end: float, span: float, step: float
+    out: IO[str],
+    all_roles: list[Role],
+    origin: float,
+    end: float,
+    span: float,
+    step: float,
+    scrape: str = "",
+    ranges: dict[str, float] | None = None,
 ) -> int:
-    """OpenMetrics lines, series by series, up to `end`; returns the sample count."""
+    """OpenMetrics lines, series by series, up to `end`; returns the sample count.
+
+    `scrape`: the labels the scrape adds to the exporter's series ('job="…",instance="…"');
+    `ranges`: recorded series and their history (recorded_ranges), at the 5 s interval.
+    """
     count = 0
     for role in all_roles:
         kinds = (
@@ -146,25 +225,36 @@ def write_history(
             ),
         )
         for length, values in kinds:
-            times = [end - length + i * step for i in range(int(length // step) + 1)]
-            rows = [values(at) for at in times]
-            for index, (series, _) in enumerate(rows[0]):
-                out.write(
-                    "".join(
-                        f"{series} {row[index][1]:.6f} {at:.3f}\n"
-                        for row, at in zip(rows, times, strict=True)
-                    )
-                )
-            count += len(times) * len(rows[0])
+            times = _steps(end, length, step)
+            rows = [[(_scraped(s, scrape), v) for s, v in values(at)] for at in times]
+            count += _write_series(out, rows, times)
+        for series, value, length in recorded(role, ranges or {}):
+            times = _steps(end, length, INTERVAL)
+            count += _write_series(out, [[(series, value)] for _ in times], times)
     out.write("# EOF\n")
     return count
 
 
-def backfill(all_roles: list[Role], origin: float, span: float, step: float, data: Path) -> int:
+def _scraped(series: str, scrape: str) -> str:
+    return f"{series[:-1]},{scrape}}}" if scrape else series
+
+
+def backfill(
+    all_roles: list[Role],
+    origin: float,
+    args: argparse.Namespace,
+    target: str,
+    data: Path,
+) -> int:
     """Write the history and turn it into TSDB blocks under `data`; returns the sample count."""
     source = data.parent / "history.om"
+    scrape = f'job="{JOB}",instance="{target}"'
+    ranges = recorded_ranges(args.rules)
     with source.open("w", encoding="utf-8") as out:
-        count = write_history(out, all_roles, origin, time.time() - step, span, step)
+        end = time.time() - args.history_step
+        count = write_history(
+            out, all_roles, origin, end, args.history, args.history_step, scrape, ranges
+        )
     command = [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)]
     subprocess.run(command, check=True, capture_output=True, timeout=1800)
     source.unlink()
@@ -197,14 +287,14 @@ def prometheus_config(target: str) -> dict[str, Any]:
     """prometheus/prometheus.yml scraping `target`; no scaler and no Alertmanager to reach."""
     config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text("utf-8"))
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    jobs["dynoscaler-exporter"]["static_configs"] = [{"targets": [target]}]
-    config["scrape_configs"] = [jobs["dynoscaler-exporter"]]
+    jobs[JOB]["static_configs"] = [{"targets": [target]}]
+    config["scrape_configs"] = [jobs[JOB]]
     del config["alerting"]
     return config
 
 
-def start_prometheus(directory: Path, target: str) -> tuple[subprocess.Popen, str]:
-    shutil.copytree(ROOT / "prometheus" / "rules", directory / "rules")
+def start_prometheus(directory: Path, target: str, rules: Path) -> tuple[subprocess.Popen, str]:
+    shutil.copytree(rules, directory / "rules")
     (directory / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(target)), "utf-8")
     port = free_port()
     log = (directory / "prometheus.log").open("w")
@@ -307,27 +397,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history-step", type=float, default=15, help="seconds between samples")
     parser.add_argument("--warmup", type=float, default=30, help="seconds before sampling")
     parser.add_argument("--seconds", type=float, default=60, help="seconds of sampling")
+    parser.add_argument(
+        "--rules",
+        type=Path,
+        default=ROOT / "prometheus" / "rules",
+        help="directory of rule files (default: the project's), e.g. an older revision's",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     all_roles = roles(args.roles)
     origin = time.time() - args.history - 60
     print(
-        f"rules at {args.roles} roles ({math.ceil(args.roles / 2)} apps x 2 roles), histogram"
-        f" history {args.history:g} s at {args.history_step:g} s; load average {_load()}",
+        f"rules at {args.roles} roles ({math.ceil(args.roles / 2)} apps x 2 roles) from"
+        f" {args.rules}, histogram history {args.history:g} s at {args.history_step:g} s;"
+        f" load average {_load()}",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="bench-rules-") as name:
         directory = Path(name)
         started = time.monotonic()
+        server = serve(all_roles, origin)
+        target = f"127.0.0.1:{server.server_port}"
         samples = 0
         if args.history > 0:
-            samples = backfill(
-                all_roles, origin, args.history, args.history_step, directory / "data"
-            )
+            samples = backfill(all_roles, origin, args, target, directory / "data")
         print(f"backfilled {samples} samples in {time.monotonic() - started:.0f} s", flush=True)
-        server = serve(all_roles, origin)
-        process, url = start_prometheus(directory, f"127.0.0.1:{server.server_port}")
+        process, url = start_prometheus(directory, target, args.rules)
         try:
             time.sleep(args.warmup)
             times = sample(url, args.seconds)

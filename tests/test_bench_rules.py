@@ -14,7 +14,7 @@ import head_start
 import pytest
 from rules_support import ROOT
 
-from dynoscaler.bench_rules import histogram, roles, write_history
+from dynoscaler.bench_rules import WINDOWS, histogram, recorded_ranges, roles, write_history
 from dynoscaler.processes import stop
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
@@ -44,6 +44,29 @@ def test_history_is_one_block_of_samples_per_series_in_time_order() -> None:
         line for line in lines if line.startswith('dynoscaler_queue_depth{app="app0",role="worker"')
     ]
     assert [line.rsplit(" ", 1)[1] for line in depth] == ["400.000", "700.000", "1000.000"]
+
+
+def test_history_has_the_scrape_labels_and_the_recorded_ranges_at_the_interval() -> None:
+    ranges = recorded_ranges(ROOT / "prometheus" / "rules")
+    # the hour-long scale-down branch of desired_dynos reads the most history of a record
+    assert ranges["app_role:dynoscaler_desired_dynos:unstabilised"] == 3600
+    assert all(span <= 3600 for span in ranges.values())  # qos' 30 d is not backfilled
+    out = io.StringIO()
+    scrape = 'job="dynoscaler-exporter",instance="127.0.0.1:1"'
+    write_history(out, roles(1), 0.0, 1000.0, 900.0, 300.0, scrape, {"app_role:x:y": 10.0})
+    lines = out.getvalue().splitlines()[:-1]
+    raw = [line for line in lines if line.startswith("dynoscaler_")]
+    assert raw and all(scrape + "}" in line for line in raw)
+    recorded = [line for line in lines if line.startswith("app_role:x:y")]
+    # 10 s of history at the 5 s evaluation interval, without the scrape's labels
+    assert [line.rsplit(" ", 2)[0] for line in recorded] == [
+        'app_role:x:y{app="app0",role="worker"}'
+    ] * 3
+    assert [line.rsplit(" ", 1)[1] for line in recorded] == ["990.000", "995.000", "1000.000"]
+
+
+def test_roles_take_every_scale_down_window_step_in_turn() -> None:
+    assert [role.window for role in roles(len(WINDOWS))] == list(WINDOWS)
 
 
 def test_histogram_buckets_are_cumulative_up_to_the_count() -> None:
