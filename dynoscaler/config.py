@@ -1,9 +1,11 @@
 """Load, validate and resolve autoscale.yml.
 
 Settings inherit global `defaults` -> app -> role; the most specific wins.
-Strings may reference environment variables as ${NAME} or ${NAME:-fallback};
-an unset variable without a fallback is an error, so a secret is never silently
-empty, and so is a malformed reference or a value the environment leaves empty.
+Strings may reference environment variables as ${NAME} or ${NAME:-fallback},
+from the process environment or, where it lacks them, the `.env` beside the file
+(dynoscaler/envfile.py); a variable in neither without a fallback is an error, so
+a secret is never silently empty, and so is a malformed reference or a value the
+environment leaves empty.
 
 `load` is the one check: `check-config` and every service (scaler serve,
 reconcile, exporter) call it at start, so whatever starts has passed
@@ -32,6 +34,7 @@ import redis.connection
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from dynoscaler import envfile
 from dynoscaler.config_schema import MAX_SECONDS, POLICY_PROPERTIES, SCHEMA, SQL_BACKENDS
 from dynoscaler.prices import Prices, UnknownDynoType
 from dynoscaler.schedules import Schedule, ScheduleError
@@ -210,15 +213,19 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     path = str(path)
     try:
         document = _read_yaml(path)
-        return parse(document, path, os.environ if environ is None else environ)
+        environ = envfile.environment(path, os.environ if environ is None else environ)
+        return parse(document, path, environ, env_file=envfile.beside(path))
     except RecursionError:
         raise ConfigError(f"{path}: the document is nested too deeply") from None
 
 
-def parse(document: Any, path: str, environ: Mapping[str, str]) -> Config:
-    """Validate a loaded document, expand its references and resolve it; raise ConfigError."""
+def parse(
+    document: Any, path: str, environ: Mapping[str, str], env_file: str | None = None
+) -> Config:
+    """Validate a loaded document, expand its references (from `environ`, which holds the
+    .env `env_file`'s values) and resolve it; raise ConfigError."""
     _validate(document, path)  # as written: structure, types, finite numbers, ranges
-    expanded, sources = _expand_env(document, path, environ)
+    expanded, sources = _expand_env(document, path, environ, env_file)
     _validate(expanded, path, sources)  # again with the environment's values (none empty)
     roles = tuple(_resolve_roles(expanded, path))
     scaler = dict(expanded.get("scaler", {}))
@@ -480,7 +487,7 @@ def _environment_note(where: Where, sources: dict[Where, list[_Reference]]) -> s
 
 
 def _expand_env(
-    document: Any, path: str, environ: Mapping[str, str]
+    document: Any, path: str, environ: Mapping[str, str], env_file: str | None
 ) -> tuple[Any, dict[Where, list[_Reference]]]:
     """The document with every string's references replaced, and the references per path."""
     problems: list[Problem] = []
@@ -492,7 +499,7 @@ def _expand_env(
         if isinstance(value, list):
             return [expand(v, (*where, i)) for i, v in enumerate(value)]
         if isinstance(value, str):
-            return _expand_string(value, environ, where, problems, sources)
+            return _expand_string(value, environ, env_file, where, problems, sources)
         return value
 
     expanded = expand(document, ())
@@ -503,6 +510,7 @@ def _expand_env(
 def _expand_string(
     text: str,
     environ: Mapping[str, str],
+    env_file: str | None,
     where: Where,
     problems: list[Problem],
     sources: dict[Where, list[_Reference]],
@@ -527,7 +535,8 @@ def _expand_string(
         elif fallback is not None:
             reference = _Reference(name, fallback, False)
         else:
-            problems.append((where, f"environment variable {name} is not set"))
+            beside = f" (neither in the environment nor in {env_file})" if env_file else ""
+            problems.append((where, f"environment variable {name} is not set{beside}"))
             return text
         sources.setdefault(where, []).append(reference)
         parts += [text[position:start], reference.value]
