@@ -1,7 +1,9 @@
 """The `dynoscaler` command: one entry point, one module per sub-command.
 
 Each command module exposes `add_arguments(parser)` and `run(args) -> int`.
-A ConfigError anywhere becomes a one-line message and exit code 2.
+A ConfigError anywhere becomes a one-line message and exit code 2. A command given
+`--config F` first reads the .env beside F into its environment (the variables the
+environment lacks: dynoscaler/envfile.py), so its secrets may live there too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from dynoscaler import envfile
 from dynoscaler.config import ConfigError
 
 # command name -> module; a dict value groups sub-commands ("scaler serve").
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     try:
+        if getattr(args, "config", None):
+            envfile.load_beside(args.config)
         return args.run(args)
     except ConfigError as error:
         print(f"dynoscaler: {error}", file=sys.stderr)

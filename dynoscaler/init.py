@@ -21,8 +21,12 @@ check-config:
 - every guess (a count, a concurrency, which role works which queue) marked
   `# guessed` in a comment.
 
-The scaler starts in shadow mode (`scaler.dry_run: true`); `dynoscaler
-shadow-report` then says what it would have done. Heroku's 401, 403 and 404,
+The values the `${VAR}` references name go to the `.env` beside the file (mode
+0600, added to the directory's .gitignore in a git repository, never printed),
+with a generated DYNOSCALER_WEBHOOK_TOKEN unless one is set: every command given
+the file reads it (dynoscaler/envfile.py), so `check-config` and the scaler run
+next with nothing to export. The scaler starts in shadow mode (`scaler.dry_run:
+true`); `dynoscaler shadow-report` then says what it would have done. Heroku's 401, 403 and 404,
 an app name that is none, and an unreachable source are one-line errors.
 """
 
@@ -32,6 +36,7 @@ import argparse
 import json
 import os
 import re
+import secrets
 import shlex
 import sys
 from collections.abc import Sequence
@@ -45,7 +50,7 @@ import yaml
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from dynoscaler import config, heroku
+from dynoscaler import config, envfile, heroku
 from dynoscaler.config import ConfigError
 from exporter.collectors import address, sql_source
 from exporter.collectors.rabbitmq import RabbitMQSource
@@ -62,6 +67,8 @@ SQL_TABLES = {
     "delayed_job": ("delayed_jobs", "queue"),
     "que": ("que_jobs", "queue"),
 }
+# The scaler's webhook secret (scaler/app.py), generated into the .env when unset.
+WEBHOOK_TOKEN_ENV = "DYNOSCALER_WEBHOOK_TOKEN"
 # Eco and basic dynos run at most one dyno per process type.
 ONE_DYNO_SIZES = ("eco", "basic", "free", "hobby")
 _APP_NAME = re.compile(r"^[a-z][a-z0-9-]{1,29}$")
@@ -141,16 +148,31 @@ def run(args: argparse.Namespace) -> int:
     _check(text, found)
     if args.output == "-":
         sys.stdout.write(text)
-    else:
-        try:
-            with open(args.output, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        except OSError as error:
-            raise ConfigError(f"{args.output}: cannot write: {error.strerror}") from None
-        print(f"wrote {args.output}: {_summary(found)}", file=sys.stderr)
-    for line in environment_lines(found):
-        print(line, file=sys.stderr)
+        for line in environment_lines(found):
+            print(line, file=sys.stderr)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise ConfigError(f"{args.output}: cannot write: {error.strerror}") from None
+    print(f"wrote {args.output}: {_summary(found)}", file=sys.stderr)
+    print(write_env_file(envfile.beside(args.output), found), file=sys.stderr)
     return 0
+
+
+def write_env_file(env_file: str, apps: Sequence[AppFound]) -> str:
+    """Write the references' values (and a webhook token, unless one is set) to the
+    .env; what was done, naming the variables, never their values."""
+    values = found_values(apps)
+    if WEBHOOK_TOKEN_ENV not in envfile.environment(env_file, os.environ):
+        values[WEBHOOK_TOKEN_ENV] = secrets.token_hex(32)
+    if not values:
+        return f"nothing to write to {env_file}"
+    envfile.write(env_file, values)
+    ignored = "; added to .gitignore" if envfile.ignore_in_git(env_file) else ""
+    names = ", ".join(values)
+    return f"wrote {env_file} (mode 0600, values not shown): {names}{ignored}"
 
 
 # -- Heroku ------------------------------------------------------------------------------
@@ -357,7 +379,8 @@ def render(apps: Sequence[AppFound], to_zero: set[str]) -> str:
         "# Written by `dynoscaler init` from the Heroku Platform API. Lines marked `guessed`",
         "# are init's guesses: read them before trusting the scaler with dynos.",
         "# Check it with: dynoscaler check-config <this file>",
-        "# It names secrets as ${VAR}; set them where the exporter and scaler run:",
+        "# It names secrets as ${VAR}, their values in the .env beside it (never commit",
+        "# it); where the exporter and scaler run elsewhere, set them there:",
         *(f"#   {line}" for line in environment_lines(apps)),
         "",
         "defaults:",
@@ -555,14 +578,19 @@ def environment_lines(apps: Sequence[AppFound]) -> list[str]:
     return lines
 
 
+def found_values(apps: Sequence[AppFound]) -> dict[str, str]:
+    """The value of each variable the file's references name (RabbitMQ's: its
+    management API's URL)."""
+    return {
+        _variable(source): management_url(source.url) if source.kind == "rabbitmq" else source.url
+        for app in apps
+        for source in app.sources
+    }
+
+
 def _check(text: str, apps: Sequence[AppFound]) -> None:
     """The written file passes check-config once its references are set."""
-    environ = dict(os.environ)
-    for app in apps:
-        for source in app.sources:
-            rabbitmq = source.kind == "rabbitmq"
-            environ[_variable(source)] = management_url(source.url) if rabbitmq else source.url
-    config.parse(yaml.safe_load(text), "(written file)", environ)
+    config.parse(yaml.safe_load(text), "(written file)", {**os.environ, **found_values(apps)})
 
 
 def _summary(apps: Sequence[AppFound]) -> str:

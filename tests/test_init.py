@@ -16,7 +16,8 @@ import pytest
 import redis
 import requests
 import yaml
-from scaler_support import PG_ADMIN, TOKEN, ScalerProcess
+from dotenv import dotenv_values
+from scaler_support import PG_ADMIN
 
 from dynoscaler import cli, config, heroku
 from dynoscaler.init import (
@@ -32,7 +33,7 @@ from dynoscaler.init import (
     render,
     sql_queues,
 )
-from dynoscaler.processes import free_port, stop
+from dynoscaler.processes import free_port, stop, wait_until_answering
 from exporter.sql_libraries import create
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 
@@ -81,65 +82,75 @@ def init(*args: str) -> int:
 
 
 def test_from_an_account_to_a_dry_run_scaler_in_three_commands(fake, db15, tmp_path):
-    """The issue's goal: two apps (a Sidekiq worker, a web role) to a serving dry-run scaler."""
+    """The issue's goal: two apps (a Sidekiq worker, a web role) to a serving dry-run scaler,
+    the user's three commands run as written in a git checkout, with only the Heroku key
+    (and the fake's address) in the environment: init's .env holds the rest."""
     db15.sadd("queues", "default", "mailers")
     db15.lpush("queue:default", '{"class": "Mail", "enqueued_at": 1}')
+    redis_url = "redis://default:s3cret-pw@127.0.0.1:6379/15"  # a password (nopass: accepted)
     shop = heroku.client().app("shop")
-    shop.update_config({"REDIS_URL": REDIS_URL, "SIDEKIQ_CONCURRENCY": "8", "SECRET": "s3cret"})
+    shop.update_config({"REDIS_URL": redis_url, "SIDEKIQ_CONCURRENCY": "8", "SECRET": "s3cret"})
     heroku.client().app("front").update_config({"WEB_CONCURRENCY": "3"})
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DYNOSCALER_", "SHOP_"))},
         "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
-        "DYNOSCALER_WEBHOOK_TOKEN": TOKEN,
-        "DYNOSCALER_STORE": f"sqlite:///{tmp_path / 'decisions.sqlite3'}",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
     }
+    dynoscaler = [sys.executable, "-m", "dynoscaler"]
+
+    def command(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*dynoscaler, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+
     started = time.monotonic()
-    written = tmp_path / "autoscale.yml"
-    command = [sys.executable, "-m", "dynoscaler"]
-    first = subprocess.run(
-        [*command, "init", "--app", "shop", "--app", "front", "-o", str(written)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    first = command("init", "--app", "shop", "--app", "front")
     assert first.returncode == 0, first.stderr
-    # what init asks the user to export: each app's var, named by app
-    assert 'export SHOP_REDIS_URL="$(heroku config:get REDIS_URL -a shop)"' in first.stderr
-    text = written.read_text()
-    assert "s3cret" not in text
+    second = command("check-config", "autoscale.yml")
+    assert second.returncode == 0, second.stderr
+    port = free_port()
+    serve = [*dynoscaler, "scaler", "serve", "--config", "autoscale.yml", "--port", str(port)]
+    third = subprocess.Popen(serve, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL)
+    try:
+        wait_until_answering(f"http://127.0.0.1:{port}/healthz", third, timeout=60)
+        answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+    finally:
+        stop(third)
+    elapsed = time.monotonic() - started
+    print(f"init, check-config, scaler serve answering /healthz: {elapsed:.1f} s")
+    assert answer["heroku"] == "dry run"
+    assert elapsed < 600
+
+    text, env_file = (tmp_path / "autoscale.yml").read_text(), tmp_path / ".env"
+    for output in (text, first.stderr, second.stdout, second.stderr):
+        assert "s3cret" not in output  # no password, no other config var: never printed
+    assert f"wrote {env_file} (mode 0600, values not shown): SHOP_REDIS_URL, " in first.stderr
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    values = dotenv_values(env_file)
+    assert values["SHOP_REDIS_URL"] == redis_url
+    assert len(values["DYNOSCALER_WEBHOOK_TOKEN"]) == 64  # generated: none was set
+    ignored = subprocess.run(["git", "-C", str(tmp_path), "check-ignore", "-q", ".env"])
+    assert ignored.returncode == 0 and "added to .gitignore" in first.stderr
     written_urls = [
         q["url"]
         for r in yaml.safe_load(text)["apps"]["shop"]["roles"].values()
         for q in r.get("queues", [])
     ]
     assert written_urls == ["${SHOP_REDIS_URL}"] * 2  # references, never values
-    env["SHOP_REDIS_URL"] = REDIS_URL
-    second = subprocess.run(
-        [*command, "check-config", str(written)], env=env, capture_output=True, text=True
-    )
-    assert second.returncode == 0, second.stderr
-    server = ScalerProcess(written, env)
-    try:
-        answer = requests.get(f"{server.url}/healthz", timeout=10).json()
-    finally:
-        server.close()
-    elapsed = time.monotonic() - started
-    print(f"init, check-config, scaler serve answering /healthz: {elapsed:.1f} s")
-    assert answer["heroku"] == "dry run"
-    assert elapsed < 600
-
-    settings = config.load(written, {**os.environ, "SHOP_REDIS_URL": REDIS_URL})
+    settings = config.load(tmp_path / "autoscale.yml", {})  # from the .env alone
     worker, web = settings.role("shop", "worker"), settings.role("front", "web")
     assert (worker.min_dynos, worker.max_dynos, worker.concurrency) == (1, 6, 8)
-    assert {(q.name, q.backend) for q in worker.queues} == {
-        ("default", "sidekiq"),
-        ("mailers", "sidekiq"),
+    assert {(q.name, q.backend, q.url) for q in worker.queues} == {
+        ("default", "sidekiq", redis_url),
+        ("mailers", "sidekiq", redis_url),
     }
     assert (web.min_dynos, web.max_dynos, web.concurrency, web.requests) == (1, 4, 3, "router")
     assert settings.scaler.dry_run is True
     assert "guessed: the only worker role works every queue found" in text
+    # the process environment wins over the .env (on Heroku, the real config vars)
+    elsewhere = "redis://127.0.0.1:6379/14"
+    settings = config.load(tmp_path / "autoscale.yml", {"SHOP_REDIS_URL": elsewhere})
+    assert {q.url for q in settings.role("shop", "worker").queues} == {elsewhere}
 
 
 def test_every_redis_library_is_found_with_its_backend(db15):
