@@ -13,6 +13,8 @@ dynoscaler depends on it:
   characters) to a string value or null (null removes the var; the other vars
   stay), answered 200 with every var after the change; anything else is 422
   invalid_params and changes nothing;
+- dyno restart: DELETE /apps/{app}/dynos/{type}.{n} for a running dyno (n up to the
+  formation's quantity), answered 202 {} and listed in `restarts`; else 404;
 - app webhooks (scaler/fake_heroku_webhooks.py): POST|GET /apps/{app}/webhooks,
   GET|PATCH|DELETE /apps/{app}/webhooks/{id}, and a signed api:formation
   delivery to each subscription on every formation change;
@@ -333,6 +335,7 @@ class FakeHeroku:
             self.bucket = TokenBucket(self.rate_limit)
             self.faults: list[Fault] = []
             self.requests: list[dict[str, Any]] = []
+            self.restarts: list[tuple[str, str]] = []  # (app, dyno) restarted
         self.webhooks.reset()
 
     # -- lookups ---------------------------------------------------------------------------
@@ -618,6 +621,16 @@ def create_app(fake: FakeHeroku) -> Flask:
         if not all(isinstance(u, dict) and isinstance(u.get("type"), str) for u in updates):
             raise ApiError(422, "invalid_params", "each update needs a type.")
         return jsonify([f.to_json() for f in fake.update(app, updates)])
+
+    @web.delete("/apps/<app_id>/dynos/<dyno>")
+    def dyno_restart(app_id: str, dyno: str) -> tuple[Response, int]:
+        app = fake.app(app_id)
+        process, _, number = dyno.rpartition(".")
+        found = app.formations.get(process)
+        if found is None or not number.isdigit() or not 1 <= int(number) <= found.quantity:
+            raise ApiError(404, "not_found", "Couldn't find that dyno.", resource="dyno")
+        fake.restarts.append((app.name, dyno))
+        return jsonify({}), 202
 
     @web.get("/apps/<app_id>/config-vars")
     def config_var_info(app_id: str) -> Response:

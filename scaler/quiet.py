@@ -36,14 +36,23 @@ Which library can do this:
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
+import requests
 
 from dynoscaler.config import RoleSettings
+from scaler.guardrails import Verdict, clamp
+
+if TYPE_CHECKING:
+    from scaler.service import RoleInput
+
+log = logging.getLogger("dynoscaler.scaler")
 
 # Sidekiq::Process#signal: the signal list expires 60 s after the push.
 SIGNAL_EXPIRY_SECONDS = 60
@@ -165,3 +174,82 @@ def quieter_for(role: RoleSettings) -> Quieter | None:
     if backends != {"sidekiq"} or len(urls) != 1:
         return None
     return SidekiqQuieter(urls.pop(), role.role, [queue.name for queue in role.queues])
+
+
+class Quieting:
+    """The quiet rule in the scaler: reads each role's dynos through its quieter (kept
+    per role), quiets those a scale-down stops, restarts kept quieted ones through
+    Heroku (`restart(app, dyno_name)`), and holds the scale-down until they are idle."""
+
+    def __init__(self, restart: Callable[[str, str], bool]) -> None:
+        self.restart = restart
+        self._quieters: dict[tuple[str, str], Quieter | None] = {}
+
+    def quieter(self, role: RoleSettings) -> Quieter | None:
+        if role.key not in self._quieters:
+            self._quieters[role.key] = quieter_for(role)
+        return self._quieters[role.key]
+
+    def read(self, role: RoleSettings) -> dict[int, DynoJobs] | None:
+        """The role's dynos, or None where it has no quieter or the read fails (the
+        caller then applies `wait`)."""
+        quieter = self.quieter(role)
+        if quieter is None:
+            return None
+        try:
+            return quieter.dynos()
+        except redis.RedisError as error:
+            log.warning("%s/%s: cannot read the workers to quiet: %s", *role.key, error)
+            return None
+
+    def verdict(
+        self, role: RoleSettings, i: RoleInput, current: int, verdict: Verdict, dry_run: bool
+    ) -> Verdict:
+        """`verdict` (the guardrails') under the quiet rule: a scale-down waits until the
+        dynos it stops are quiet and idle; the dynos above the desired count are quieted
+        even while the scale-down waits for other reasons (cooldown, max_step)."""
+        assert i.dynos is not None
+        lowers = verdict.target is not None and verdict.target < current
+        if lowers and current > role.max_dynos:
+            return verdict  # back inside the budget regardless
+        desired = i.request.desired if i.request.desired is not None else current
+        wanted = min(current, clamp(desired, role.min_dynos, role.max_dynos))
+        if not i.request.scale_down_allowed:
+            wanted = current
+        step = plan(i.dynos, current, wanted)
+        note = "" if dry_run else self._act(role, step)
+        if lowers:
+            refusal = plan(i.dynos, current, verdict.target).refusal  # type: ignore[arg-type]
+            verdict = Verdict(None, refusal) if refusal else verdict
+        return dataclasses.replace(verdict, reason=verdict.reason + note)
+
+    def _act(self, role: RoleSettings, step: Step) -> str:
+        """Quiet and restart as `step` asks; a note for the decision's reason."""
+        quieter = self.quieter(role)
+        try:
+            if step.quiet and quieter is not None:
+                quieter.quiet(step.quiet)
+        except redis.RedisError as error:
+            log.warning("%s/%s: cannot quiet dynos %s: %s", *role.key, step.quiet, error)
+        restarted = [n for n in step.restart if self.restart(role.app, f"{role.role}.{n}")]
+        if not restarted:
+            return ""
+        return f"; restarted quieted dyno(s) {', '.join(map(str, restarted))}, which stay"
+
+
+def heroku_restart(actuator: Any) -> Callable[[str, str], bool]:
+    """restart(app, dyno_name) through the actuator's heroku3 connection (Heroku's
+    DELETE /apps/{app}/dynos/{dyno}: the dyno's process gets SIGTERM and starts
+    afresh); True when Heroku took it."""
+
+    def restart(app: str, dyno: str) -> bool:
+        connection = getattr(actuator, "connection", None)
+        if connection is None:
+            return False
+        try:
+            return bool(connection.app(app).kill_dyno(dyno))
+        except requests.RequestException as error:
+            log.warning("%s: cannot restart quieted dyno %s: %s", app, dyno, error)
+            return False
+
+    return restart

@@ -42,6 +42,7 @@ from scaler.guardrails import (
     decide,
     size_refusal,
 )
+from scaler.quiet import DynoJobs, Quieting, heroku_restart
 from scaler.store import AppLock, Decision, Limit, Store, StoredState, owner_alive
 
 log = logging.getLogger("dynoscaler.scaler")
@@ -75,6 +76,7 @@ class RoleInput:
     request: Request
     inputs: dict[str, Any]
     busy: Busy | None = None  # jobs running now, for scale_down_when_busy
+    dynos: dict[int, DynoJobs] | None = None  # quiet: each dyno's worker (scaler.quiet)
 
 
 class FormationSource(Protocol):
@@ -118,6 +120,7 @@ class Scaler:
         self.dry_run = config.scaler.dry_run
         self.budget = Budget(config.heroku)
         self.busy = busy or BusyReader(config.scaler.prometheus_url)
+        self.quieting = Quieting(heroku_restart(actuator))
 
     def apply(
         self,
@@ -354,6 +357,10 @@ class Scaler:
         asks = i.request.desired is not None or i.request.slots is not None
         if settings.scale_down_when_busy == "allow" or not asks:
             return i
+        dynos = self.quieting.read(settings) if settings.scale_down_when_busy == "quiet" else None
+        if dynos is not None:
+            shown = {str(n): dataclasses.asdict(d) for n, d in dynos.items()}
+            return dataclasses.replace(i, dynos=dynos, inputs={**i.inputs, "dynos": shown})
         busy = self.busy(app, i.role)
         recorded: dict[str, Any] = {
             "in_progress": busy.in_progress,
@@ -461,6 +468,8 @@ class Scaler:
             i.request, state, policy, now, self.config.scaler.stale_after, self.dry_run
         )
         current = state.current
+        if i.dynos is not None and current is not None:
+            return self.quieting.verdict(role, i, current, verdict, self.dry_run)
         lowers = verdict.target is not None and current is not None and verdict.target < current
         if lowers and current <= role.max_dynos:  # above the budget: back inside regardless
             refusal = busy_refusal(

@@ -1,17 +1,29 @@
 """scale_down_when_busy: quiet — the dynos a scale-down stops are quieted first, then
-stopped once idle (scaler.quiet), with a real Sidekiq 6 (Debian's ruby-sidekiq)."""
+stopped once idle (scaler.quiet): the scaler with real Sidekiq 6 processes (Debian's
+ruby-sidekiq) as worker.1-3 and the fake Heroku's formation over HTTP."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from exporter_helpers import REDIS_DB1, redis_db1  # noqa: F401 (the db1 fixture)
+from scaler_support import HEROKU_KEY
 from test_exporter_sidekiq import Sidekiq
 
+from dynoscaler import config, heroku
 from dynoscaler.processes import stop
+from scaler.actuator import Actuator
+from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
+from scaler.guardrails import Request
 from scaler.quiet import DynoJobs, SidekiqQuieter, Step, plan
+from scaler.service import RoleInput, Scaler
+from scaler.store import Store
 
 
 def test_plan_quiets_the_dynos_above_the_target_and_goes_once_they_are_idle():
@@ -36,31 +48,79 @@ def test_plan_lists_idle_quieted_dynos_the_formation_keeps_for_a_restart():
     assert plan(dynos, current=3, target=5) == Step(restart=[2])
 
 
+def settings_file(tmp_path: Path) -> config.Config:
+    worker = {
+        "concurrency": 1,
+        "max_dynos": 4,
+        "cooldown": 0,
+        "scale_down_when_busy": "quiet",
+        "queues": [{"name": "default", "backend": "sidekiq", "url": REDIS_DB1}],
+    }
+    document = {
+        "apps": {"shop": {"roles": {"worker": worker}}},
+        "scaler": {"store": f"sqlite:///{tmp_path / 's.sqlite3'}"},
+    }
+    path = tmp_path / "autoscale.yml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return config.load(path)
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.skipif(shutil.which("sidekiq") is None, reason="no sidekiq (./scripts/setup)")
-def test_a_quieted_sidekiq_dyno_takes_no_job_while_work_waits(tmp_path, db1):
+def test_the_scaler_stops_quieted_sidekiq_dynos_once_idle_and_restarts_kept_ones(
+    tmp_path, db1, monkeypatch
+):
+    settings = settings_file(tmp_path)
+    fake = FakeHeroku(settings, HEROKU_KEY)
+    heroku_server = FakeHerokuServer(fake, access_log=False).start()
+    monkeypatch.setenv("HEROKU_API_URL", heroku_server.url)
+    monkeypatch.setenv("HEROKU_API_KEY", HEROKU_KEY)
+    scaler = Scaler(settings, Store(settings.scaler.store), Actuator(heroku.client), print)
     sidekiq = Sidekiq(tmp_path)
-    servers = []
-    for dyno in ("worker.1", "worker.2"):
-        sidekiq.env = {**sidekiq.env, "DYNO": dyno}
-        servers.append(sidekiq.start("default", concurrency=2))
     quieter = SidekiqQuieter(REDIS_DB1, "worker", ["default"])
+    dynos: dict[int, subprocess.Popen[bytes]] = {}
+
+    def boot(*numbers: int) -> None:  # as Heroku starts dynos: a process each
+        for n in numbers:
+            sidekiq.env = {**sidekiq.env, "DYNO": f"worker.{n}"}
+            dynos[n] = sidekiq.start("default", concurrency=1)
+        _until(lambda: set(quieter.dynos()) == set(numbers))
+
+    def deliver(desired: int) -> Any:
+        request = Request(desired, time.time())
+        (decision,) = scaler.apply("shop", [RoleInput("worker", request, {})], "test")
+        return decision
+
+    def quantity() -> int:
+        return fake.quantities()[("shop", "worker")]
+
     try:
-        _until(lambda: set(quieter.dynos()) == {1, 2})
-        sidekiq.ruby("4.times { SlowJob.perform_async(8) }")  # 2 slots a dyno: 2 jobs on each
-        _until(lambda: quieter.dynos() == {1: DynoJobs(False, 2), 2: DynoJobs(False, 2)})
-        step = plan(quieter.dynos(), current=2, target=1)
-        assert step.quiet == [2] and step.refusal is not None
-        quieter.quiet(step.quiet)
-        sidekiq.ruby("10.times { SlowJob.perform_async(3) }")
-        _until(lambda: quieter.dynos()[2].quiet)
-        _until(lambda: plan(quieter.dynos(), 2, 1).refusal is None)
-        # dyno 2 is idle while jobs still wait: a dyno that fetched would have taken them
-        assert quieter.dynos()[2] == DynoJobs(True, 0)
+        assert deliver(3).outcome == "success"
+        boot(1, 2, 3)
+        sidekiq.ruby("3.times { SlowJob.perform_async(6) }")  # > 5 s: a heartbeat sees it
+        _until(lambda: quieter.dynos() == {n: DynoJobs(False, 1) for n in (1, 2, 3)})
+        held = deliver(1)
+        assert (held.outcome, quantity()) == ("none", 3)
+        assert "quieting dyno(s) 2, 3; 2 job(s) still running on dyno(s) 2, 3" in held.reason
+        assert held.inputs["dynos"]["3"] == {"quiet": False, "busy": 1}
+        _until(lambda: quieter.dynos()[2].quiet and quieter.dynos()[3].quiet)
+        sidekiq.ruby("5.times { SlowJob.perform_async(3) }")
+        _until(lambda: deliver(1).outcome != "none", timeout=40)
+        assert quantity() == 1
+        # stopped only once idle, while jobs still waited (a fetching dyno takes them)
+        seen = quieter.dynos()
+        assert (seen[2], seen[3]) == (DynoJobs(True, 0), DynoJobs(True, 0))
         assert db1.llen("queue:default") > 0
+        # The load comes back. (Heroku would have stopped worker.2 and .3; their quiet
+        # processes stand here for dynos quieted and then kept.) They are restarted.
+        assert deliver(3).outcome == "success"
+        back = deliver(3)
+        assert "restarted quieted dyno(s) 2, 3, which stay" in back.reason
+        assert (fake.restarts, quantity()) == ([("shop", "worker.2"), ("shop", "worker.3")], 3)
     finally:
-        for server in servers:
+        for server in dynos.values():
             stop(server)
+        heroku_server.stop()
 
 
 def _until(condition, timeout: float = 30.0) -> None:
