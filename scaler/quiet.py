@@ -112,6 +112,27 @@ def plan(dynos: Mapping[int, DynoJobs], current: int, target: int) -> Step:
     return Step(quiet=to_quiet, restart=restart, refusal=refusal)
 
 
+def step(
+    dynos: Mapping[int, DynoJobs],
+    role: RoleSettings,
+    current: int,
+    desired: int | None,
+    target: int | None,
+) -> Step:
+    """The quiet rule for one decision: the dynos above the desired count (None: no
+    scale-down asked) are quieted, even while the guardrails hold the scale-down
+    (cooldown, max_step), and the kept quieted ones restarted; the refusal is for the
+    scale-down to `target` (the guardrails' count), None where it may go or does not
+    lower (a count above max_dynos is brought back regardless)."""
+    wanted = current
+    if desired is not None:
+        wanted = min(current, clamp(desired, role.min_dynos, role.max_dynos))
+    quiet = plan(dynos, current, wanted)
+    lowers = target is not None and target < current <= role.max_dynos
+    refusal = plan(dynos, current, target).refusal if lowers else None  # type: ignore[arg-type]
+    return dataclasses.replace(quiet, refusal=refusal)
+
+
 class SidekiqQuieter:
     """The Sidekiq processes of one role in one Redis: those whose hostname is
     `<role>.<n>` and that serve one of the role's queues."""
@@ -205,22 +226,13 @@ class Quieting:
     def verdict(
         self, role: RoleSettings, i: RoleInput, current: int, verdict: Verdict, dry_run: bool
     ) -> Verdict:
-        """`verdict` (the guardrails') under the quiet rule: a scale-down waits until the
-        dynos it stops are quiet and idle; the dynos above the desired count are quieted
-        even while the scale-down waits for other reasons (cooldown, max_step)."""
+        """`verdict` (the guardrails') under the quiet rule (see `step`)."""
         assert i.dynos is not None
-        lowers = verdict.target is not None and verdict.target < current
-        if lowers and current > role.max_dynos:
-            return verdict  # back inside the budget regardless
-        desired = i.request.desired if i.request.desired is not None else current
-        wanted = min(current, clamp(desired, role.min_dynos, role.max_dynos))
-        if not i.request.scale_down_allowed:
-            wanted = current
-        step = plan(i.dynos, current, wanted)
-        note = "" if dry_run else self._act(role, step)
-        if lowers:
-            refusal = plan(i.dynos, current, verdict.target).refusal  # type: ignore[arg-type]
-            verdict = Verdict(None, refusal) if refusal else verdict
+        desired = i.request.desired if i.request.scale_down_allowed else None
+        quiet = step(i.dynos, role, current, desired, verdict.target)
+        note = "" if dry_run else self._act(role, quiet)
+        if quiet.refusal:
+            verdict = Verdict(None, quiet.refusal)
         return dataclasses.replace(verdict, reason=verdict.reason + note)
 
     def _act(self, role: RoleSettings, step: Step) -> str:
