@@ -137,14 +137,16 @@ for _library in ("solid_queue", "delayed_job"):
 # Not shipped by the libraries: what an app whose backlog runs to 100,000 jobs can add
 # (CONCURRENTLY on a live PostgreSQL table) so that the exporter's read is an index-only
 # scan of the waiting jobs (the visibility map set by vacuum) instead of a pass over their
-# rows (docs/exporter.md, "The SQL job libraries"). Que's `que_poll_idx` already is one.
+# rows (docs/exporter.md, "The SQL job libraries"). On PostgreSQL each is the backend's
+# WAITING_INDEX: the exporter reads each queue from its ranges when an index starting with
+# those columns is there. Que's `que_poll_idx` already holds every column Que's read needs.
 EXTRA_INDEXES: dict[tuple[str, str], str] = {
     ("solid_queue", "postgresql"): "CREATE INDEX dynoscaler_ready_by_age "
     "ON solid_queue_ready_executions (queue_name, created_at)",
     ("good_job", "postgresql"): "CREATE INDEX dynoscaler_good_jobs_waiting ON good_jobs "
-    "(queue_name, scheduled_at, created_at) INCLUDE (performed_at) WHERE finished_at IS NULL",
+    "(queue_name, performed_at, scheduled_at) INCLUDE (created_at) WHERE finished_at IS NULL",
     ("delayed_job", "postgresql"): "CREATE INDEX dynoscaler_delayed_jobs_waiting "
-    "ON delayed_jobs (queue, run_at, locked_at) INCLUDE (locked_by) WHERE failed_at IS NULL",
+    "ON delayed_jobs (queue, locked_at, run_at) INCLUDE (locked_by) WHERE failed_at IS NULL",
     # InnoDB's secondary indexes hold the primary key, and MySQL has no partial index
     ("solid_queue", "mysql"): "CREATE INDEX dynoscaler_ready_by_age "
     "ON solid_queue_ready_executions (queue_name, created_at)",

@@ -9,6 +9,7 @@ waiting, running and finished applied to those rows.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from psycopg import ClientCursor
 
 from dynoscaler.config import ConfigError, parse
 from exporter import bench_sql
-from exporter.collectors import PartialRead, Queue, delayed_job, good_job, solid_queue
+from exporter.collectors import PartialRead, Queue, delayed_job, good_job, que, solid_queue
 from exporter.collectors.sql import POSTGRESQL
 from exporter.collectors.sql_source import FINISHED_LAG, SqlSource
 from exporter.metrics import QUEUE_LABELS, Sample
@@ -100,6 +101,27 @@ def figures(samples: list[Sample], name: str, backend: str) -> dict[str, float]:
 
 def read(url: str, queues: list[Queue]) -> list[Sample]:
     return SqlSource(url, queues, TIMEOUT).read()
+
+
+@contextlib.contextmanager
+def extra_index(cursor: Any, library: str) -> Iterator[str]:
+    """The index docs/exporter.md recommends for `library` on PostgreSQL, dropped after."""
+    ddl = EXTRA_INDEXES[(library, "postgresql")]
+    cursor.execute(ddl)
+    try:
+        yield ddl.split()[2]
+    finally:
+        cursor.execute(f"DROP INDEX {ddl.split()[2]}")
+
+
+def with_and_without_index(url: str, cursor: Any, library: str, queue: Queue) -> list[dict]:
+    """The queue's figures read on the shipped indexes and, on PostgreSQL, again with the
+    extra index (read per queue from its ranges): the same rows, so the same figures."""
+    found = [figures(read(url, [queue]), queue.name, library)]
+    if url.startswith("postgresql"):
+        with extra_index(cursor, library):
+            found.append(figures(read(url, [queue]), queue.name, library))
+    return found
 
 
 # -- Solid Queue -------------------------------------------------------------------
@@ -226,13 +248,13 @@ def test_delayed_job_counts_what_ready_to_run_takes(database: tuple[str, Any]) -
     _delayed_job(cursor, "default", stale, locked_at=utc(stale), locked_by="host:gone pid:1")
     _delayed_job(cursor, "default", now - 100, attempts=25, failed_at=utc(now - 50))
     _delayed_job(cursor, None, now - 100)  # no queue name: no configured queue's
-    samples = read(url, [Queue("shop", "worker", "default", "delayed_job")])
-    default = figures(samples, "default", "delayed_job")
-    assert default["queue_depth"] == 3
-    assert abs(default["queue_oldest_age_seconds"] - (time.time() - stale)) < 1
-    assert default["queue_in_progress"] == 1
-    # Delayed Job deletes what succeeds: PostgreSQL counts the deletions, MariaDB cannot
-    assert ("jobs_completed" in default) == url.startswith("postgresql")
+    queue = Queue("shop", "worker", "default", "delayed_job")
+    for default in with_and_without_index(url, cursor, "delayed_job", queue):
+        assert default["queue_depth"] == 3
+        assert abs(default["queue_oldest_age_seconds"] - (time.time() - stale)) < 1
+        assert default["queue_in_progress"] == 1
+        # Delayed Job deletes what succeeds: PostgreSQL counts the deletions, MariaDB cannot
+        assert ("jobs_completed" in default) == url.startswith("postgresql")
 
 
 # -- GoodJob and Que (PostgreSQL) --------------------------------------------------
@@ -258,11 +280,14 @@ def test_good_job_counts_by_its_scopes(postgres: psycopg.Connection) -> None:
     _good_job(cursor, "default", now - 9, performed_at=utc(now - 4))  # running
     _good_job(cursor, "default", now - 90, performed_at=utc(now - 80), finished_at=utc(now - 70),
               error="Boom: discarded")  # fmt: skip
-    source = SqlSource(POSTGRES_URL, [Queue("shop", "worker", "default", "good_job")], TIMEOUT)
-    default = figures(source.read(), "default", "good_job")
-    assert default["queue_depth"] == 3
-    assert abs(default["queue_oldest_age_seconds"] - (time.time() - (now - 20))) < 1
-    assert default["queue_in_progress"] == 1
+    _good_job(cursor, "default", now - 25, scheduled_at=None)  # an older GoodJob's: no time
+    queue = Queue("shop", "worker", "default", "good_job")
+    for default in with_and_without_index(POSTGRES_URL, cursor, "good_job", queue):
+        assert default["queue_depth"] == 4
+        assert abs(default["queue_oldest_age_seconds"] - (time.time() - (now - 25))) < 1
+        assert default["queue_in_progress"] == 1
+    source = SqlSource(POSTGRES_URL, [queue], TIMEOUT)
+    source.read()
     finished = time.time() - FINISHED_LAG + 0.2
     _good_job(cursor, "default", finished - 1, performed_at=utc(finished - 1),
               finished_at=utc(finished))  # fmt: skip
@@ -536,32 +561,6 @@ def test_bench_sql_reads_every_waiting_row_of_each_library(
     ]
 
 
-def test_the_extra_indexes_make_the_waiting_jobs_an_index_only_scan(
-    postgres: psycopg.Connection,
-) -> None:
-    """Each index docs/exporter.md recommends holds every column the library's statement reads
-    of the waiting jobs: with the heap ruled out, the plan reads that index alone."""
-    statements = {"solid_queue": solid_queue, "good_job": good_job, "delayed_job": delayed_job}
-    now = time.time()
-    parameters = {"names": ["default"], "now": now, "since": now - 20, "until": now - 5}
-    explain = ClientCursor(postgres)  # the parameters written into the EXPLAINed text
-    for library, module in statements.items():
-        ddl = EXTRA_INDEXES[(library, "postgresql")]
-        index, table = ddl.split()[2], ddl.split()[4]
-        postgres.execute(ddl)
-        try:
-            postgres.execute(f"VACUUM {table}")  # the visibility map, as autovacuum leaves it
-            postgres.execute("SET enable_seqscan = off")
-            postgres.execute("SET enable_bitmapscan = off")
-            plan = explain.execute("EXPLAIN " + module.statement(POSTGRESQL), parameters)
-            lines = [line for (line,) in plan.fetchall()]
-        finally:
-            postgres.execute("RESET enable_seqscan")
-            postgres.execute("RESET enable_bitmapscan")
-            postgres.execute(f"DROP INDEX {index}")
-        assert any(f"Index Only Scan using {index}" in line for line in lines), (library, lines)
-
-
 def test_solid_queue_reads_the_same_with_the_age_index(postgres: psycopg.Connection) -> None:
     """With a (queue_name, created_at) index the ready executions are read per queue from it:
     the same depth and oldest age as the single pass, an empty queue still 0."""
@@ -591,3 +590,93 @@ def test_solid_queue_reads_the_same_with_the_age_index(postgres: psycopg.Connect
     for (_, before), (_, after), ago in zip(single_pass, indexed, (75, 12, None), strict=True):
         expected = 0.0 if ago is None else time.time() - (now - ago)
         assert abs(before - expected) < 1 and abs(after - expected) < 1
+
+
+# Per library: rows as the bench fills them on queue_0..queue_3: Solid Queue's 2,000 ready,
+# the others' 1,501 due (the 4 oldest running) and 999 due later (a Que worker's locks below).
+_PLAN_ROWS = {
+    "solid_queue": [
+        "INSERT INTO solid_queue_jobs (queue_name, class_name, created_at, updated_at) "
+        "SELECT 'queue_' || i % 4, 'R', now() - i * interval '1 s', now() "
+        "FROM generate_series(1, 2000) i",
+        "INSERT INTO solid_queue_ready_executions (job_id, queue_name, priority, created_at) "
+        "SELECT id, queue_name, 0, created_at FROM solid_queue_jobs",
+    ],
+    "good_job": [
+        "INSERT INTO good_jobs (queue_name, scheduled_at, created_at, updated_at) "
+        "SELECT 'queue_' || i % 4, now() + (1000 - i) * interval '1 s', now(), now() "
+        "FROM generate_series(1, 2500) i",
+        "UPDATE good_jobs SET performed_at = now() WHERE id IN "
+        "(SELECT id FROM good_jobs ORDER BY scheduled_at LIMIT 4)",
+    ],
+    "delayed_job": [
+        "INSERT INTO delayed_jobs (handler, run_at, queue) SELECT 'x', "
+        "now() AT TIME ZONE 'UTC' + (1000 - i) * interval '1 s', 'queue_' || i % 4 "
+        "FROM generate_series(1, 2500) i",
+        "UPDATE delayed_jobs SET locked_at = now() AT TIME ZONE 'UTC', locked_by = 'w' "
+        "WHERE id IN (SELECT id FROM delayed_jobs ORDER BY run_at LIMIT 4)",
+    ],
+    "que": [
+        "INSERT INTO que_jobs (queue, run_at, job_class, job_schema_version) "
+        "SELECT 'queue_' || i % 4, now() + (1000 - i) * interval '1 s', 'R', 2 "
+        "FROM generate_series(1, 2500) i",
+    ],
+}
+_TABLES = {"solid_queue": "solid_queue_ready_executions", "good_job": "good_jobs",
+           "delayed_job": "delayed_jobs", "que": "que_jobs"}  # fmt: skip
+
+
+def _plan_nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+@pytest.mark.parametrize("library", list(_PLAN_ROWS))
+def test_the_read_counts_the_index_without_passing_over_other_rows(
+    postgres: psycopg.Connection, library: str
+) -> None:
+    """With the index each library needs (Que's own `que_poll_idx`), the read touches the
+    waiting jobs' index entries, one each, and little else: no heap row, no entry of a job
+    due later, no join fed the waiting jobs (Que's locks are a hashed look-up and a part of
+    their own), whatever the planner estimates."""
+    table = _TABLES[library]
+    postgres.execute(f"TRUNCATE {table} CASCADE")
+    for statement in _PLAN_ROWS[library]:
+        postgres.execute(statement)
+    queues = [Queue("shop", "worker", f"queue_{n}", library) for n in range(4)]
+    explain = ClientCursor(postgres)  # the parameters written into the EXPLAINed text
+    module = {"solid_queue": solid_queue, "good_job": good_job,
+              "delayed_job": delayed_job, "que": que}[library]  # fmt: skip
+    now = time.time()
+    parameters = {"names": [q.name for q in queues], "now": now, "since": now - 9, "until": now}
+    with contextlib.ExitStack() as stack, psycopg.connect(POSTGRES_URL) as worker:
+        if library != "que":
+            stack.enter_context(extra_index(postgres.cursor(), library))
+        else:  # a Que worker holds the 4 oldest jobs
+            worker.execute("SELECT pg_advisory_lock(id) FROM que_jobs ORDER BY run_at LIMIT 4")
+        postgres.execute(f"VACUUM ANALYZE {table}")  # the visibility map, as autovacuum leaves it
+        depth = sum(figures(read(POSTGRES_URL, queues), q.name, library)["queue_depth"]
+                    for q in queues)  # fmt: skip
+        # the plans a table of 1,000,000 rows gets (bench sql), not those of 2,500 rows
+        explain.execute("SET enable_seqscan = off")
+        explain.execute("SET enable_bitmapscan = off")
+        sql = "EXPLAIN (ANALYZE, FORMAT JSON) " + module.statement(POSTGRESQL)
+        ((plan,),) = explain.execute(sql, parameters).fetchall()
+        explain.execute("RESET ALL")
+    nodes = list(_plan_nodes(plan[0]["Plan"]))
+    # the nodes that ran (the one-time filter leaves the single pass's never executed)
+    on_table = [n for n in nodes if n.get("Relation Name") == table and n["Actual Loops"]]
+    # the entries each node read: those it returned and those its filter dropped (per loop)
+    entries = sum(
+        (n["Actual Rows"] + n.get("Rows Removed by Filter", 0)) * n["Actual Loops"]
+        for n in on_table
+    )
+    assert depth == (2000 if library == "solid_queue" else 1501 - 4)
+    # rows of the heap only by key: the finished window's, the locked Que jobs'
+    passes = [n for n in on_table if n["Actual Rows"] * n["Actual Loops"] > 8]
+    assert all(n["Node Type"] == "Index Only Scan" and n["Heap Fetches"] == 0 for n in passes)
+    # each waiting job once, the 4 running ones once more, a first entry per queue
+    assert depth <= entries <= depth + 2 * 4 + len(queues), on_table
+    joined = [n for n in nodes if "Join" in n["Node Type"]]
+    assert all(n["Actual Rows"] * n["Actual Loops"] <= 8 for n in joined), joined

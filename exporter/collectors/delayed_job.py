@@ -15,15 +15,22 @@
 Jobs whose `queue` is NULL (no queue name) belong to no configured queue.
 
 Index: `delayed_jobs_priority` (priority, run_at) is the only one the library
-ships; the query reads the rows that are due.
+ships, and selects neither the queue nor `failed_at`: the single pass reads every
+row that is due or locked, failed ones included. On PostgreSQL with an index
+starting (queue, locked_at, run_at) (WAITING_INDEX, partial on `failed_at IS NULL`;
+exporter.sql_libraries.EXTRA_INDEXES) each queue is read from its ranges instead:
+an index-only count of the unlocked due range (its first entry the oldest), of the
+expired locks and of the live ones.
 """
 
 from __future__ import annotations
 
-from exporter.collectors.sql import POSTGRESQL, Dialect, deletions, union
+from exporter.collectors.sql import POSTGRESQL, Dialect, deletions, index_on, union
 
 # Delayed::Worker::DEFAULT_MAX_RUN_TIME.
 MAX_RUN_SECONDS = 4 * 3600
+WAITING_INDEX = ("delayed_jobs", ("queue", "locked_at", "run_at"))
+_INDEXED = index_on(*WAITING_INDEX)
 
 
 def statement(dialect: Dialect) -> str:
@@ -31,15 +38,37 @@ def statement(dialect: Dialect) -> str:
     expired = dialect.seconds_before("now", MAX_RUN_SECONDS)
     ready = f"run_at <= {now} AND (locked_at IS NULL OR locked_at < {expired})"
     locked = f"locked_by IS NOT NULL AND locked_at >= {expired}"
-    deleted = [deletions("delayed_jobs")] if dialect is POSTGRESQL else []
+    single_pass = (
+        f"SELECT queue, SUM(CASE WHEN {ready} THEN 1 ELSE 0 END) AS depth, "
+        f"MIN(CASE WHEN {ready} THEN run_at END) AS since, "
+        f"SUM(CASE WHEN {locked} THEN 1 ELSE 0 END) AS busy, 0 AS paused, 0 AS finished "
+        f"FROM delayed_jobs WHERE failed_at IS NULL AND queue {names} "
+        f"AND (run_at <= {now} OR locked_at >= {expired})"
+    )
+    if dialect is not POSTGRESQL:
+        return union(dialect, [f"{single_pass} GROUP BY queue"])
     return union(
         dialect,
         [
-            f"SELECT queue, SUM(CASE WHEN {ready} THEN 1 ELSE 0 END) AS depth, "
-            f"MIN(CASE WHEN {ready} THEN run_at END) AS since, "
-            f"SUM(CASE WHEN {locked} THEN 1 ELSE 0 END) AS busy, 0 AS paused, 0 AS finished "
-            f"FROM delayed_jobs WHERE failed_at IS NULL AND queue {names} "
-            f"AND (run_at <= {now} OR locked_at >= {expired}) GROUP BY queue",
-            *deleted,
+            f"{single_pass} AND NOT {_INDEXED} GROUP BY queue",
+            _per_queue(now, expired),
+            deletions("delayed_jobs"),
         ],
+    )
+
+
+def _per_queue(now: str, expired: str) -> str:
+    """PostgreSQL with WAITING_INDEX: each queue's ranges of it (a one-time filter runs this
+    part or the single pass)."""
+    of_queue = "FROM delayed_jobs WHERE failed_at IS NULL AND queue = q AND"
+    unlocked = f"{of_queue} locked_at IS NULL AND run_at <= {now}"
+    lock_expired = f"{of_queue} locked_at < {expired} AND run_at <= {now}"
+    return (
+        f"SELECT q, (SELECT count(*) {unlocked}) + (SELECT count(*) {lock_expired}), "
+        # the first entry of the unlocked range (every locked_at there is NULL: the order is
+        # run_at's, and the planner sees that it is the index's)
+        f"LEAST((SELECT run_at {unlocked} ORDER BY locked_at, run_at LIMIT 1), "
+        f"(SELECT min(run_at) {lock_expired})), "
+        f"(SELECT count(*) {of_queue} locked_at >= {expired} AND locked_by IS NOT NULL), 0, 0 "
+        f"FROM unnest(%(names)s::text[]) AS q WHERE {_INDEXED}"
     )

@@ -13,7 +13,10 @@
   (sql.deletions; the source publishes them only for a table one role owns).
 
 Index: `que_poll_idx` (queue, priority, run_at, id) WHERE finished_at IS NULL AND
-expired_at IS NULL.
+expired_at IS NULL, which holds every column read: one index-only pass over the due
+jobs counts them all and takes the earliest `run_at` of those not locked (a hashed
+look-up in the few locked ids); a second part takes the locked jobs, from `pg_locks`
+to their rows by primary key, off the count and counts them as running.
 """
 
 from __future__ import annotations
@@ -23,21 +26,27 @@ from exporter.collectors.sql import Dialect, deletions, union
 
 def statement(dialect: Dialect) -> str:
     now, names = dialect.time("now"), dialect.names
-    waiting = f"l.id IS NULL AND j.run_at <= {now}"
-    return union(
+    unfinished = f"j.finished_at IS NULL AND j.expired_at IS NULL AND j.queue {names}"
+    # read once, so that both parts see the same locks
+    return f"WITH locked (id) AS MATERIALIZED ({_LOCKED})\n" + union(
         dialect,
         [
-            f"SELECT j.queue AS queue, count(*) FILTER (WHERE {waiting}) AS depth, "
-            f"min(j.run_at) FILTER (WHERE {waiting}) AS since, "
-            "count(l.id) AS busy, 0 AS paused, 0 AS finished "
-            "FROM que_jobs j LEFT JOIN ("
-            # a bigint key: classid holds its high 32 bits, objid the low ones
-            "SELECT DISTINCT (classid::bigint << 32) | objid::bigint AS id FROM pg_locks "
-            "WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            ") l ON l.id = j.id "
-            f"WHERE j.finished_at IS NULL AND j.expired_at IS NULL AND j.queue {names} "
-            f"AND (j.run_at <= {now} OR l.id IS NOT NULL) GROUP BY j.queue",
+            "SELECT j.queue AS queue, count(*) AS depth, "
+            f"min(j.run_at) FILTER (WHERE j.id NOT IN (SELECT id FROM locked)) AS since, "
+            "0 AS busy, 0 AS paused, 0 AS finished "
+            f"FROM que_jobs j WHERE {unfinished} AND j.run_at <= {now} GROUP BY j.queue",
+            f"SELECT j.queue, -count(*) FILTER (WHERE j.run_at <= {now}), NULL, count(*), 0, 0 "
+            "FROM que_jobs j WHERE j.id IN (SELECT id FROM locked) "
+            f"AND {unfinished} GROUP BY j.queue",
             deletions("que_jobs"),
         ],
     )
+
+
+# The ids of the jobs Que's workers hold: granted advisory locks of this database, whose
+# bigint key has its high 32 bits in classid and its low ones in objid.
+_LOCKED = (
+    "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks "
+    "WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)

@@ -33,23 +33,18 @@ at 100,000 ready rows, docs/exporter.md).
 
 from __future__ import annotations
 
-from exporter.collectors.sql import Dialect, union
+from exporter.collectors.sql import Dialect, index_on, union
 
 # SolidQueue.process_alive_threshold's default.
 PROCESS_ALIVE_SECONDS = 300
 
 
-# PostgreSQL: whether solid_queue_ready_executions has a (queue_name, created_at) index
-# (exporter.sql_libraries.EXTRA_INDEXES; any name), so that each queue's count is an
-# index-only scan of its range and its earliest created_at the range's first entry. Without
-# one, a single pass over the ready rows (count and min together) is the cheaper plan.
-_AGE_INDEXED = (
-    "EXISTS (SELECT FROM pg_index i "
-    "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-    "JOIN pg_attribute b ON b.attrelid = i.indrelid AND b.attnum = i.indkey[1] "
-    "WHERE i.indrelid = 'solid_queue_ready_executions'::regclass AND i.indisvalid "
-    "AND i.indpred IS NULL AND a.attname = 'queue_name' AND b.attname = 'created_at')"
-)
+# PostgreSQL: a (queue_name, created_at) index on the ready executions (any name;
+# exporter.sql_libraries.EXTRA_INDEXES), so that each queue's count is an index-only scan of
+# its range and its earliest created_at the range's first entry. Without one, a single pass
+# over the ready rows (count and min together) is the cheaper plan.
+WAITING_INDEX = ("solid_queue_ready_executions", ("queue_name", "created_at"))
+_AGE_INDEXED = index_on(*WAITING_INDEX)
 
 
 def statement(dialect: Dialect) -> str:

@@ -64,6 +64,24 @@ def deletions(table: str) -> str:
     )
 
 
+def index_on(table: str, columns: Sequence[str]) -> str:
+    """PostgreSQL: a condition true while `table` has a valid index (of any name) whose key
+    starts with `columns`, such as the one docs/exporter.md recommends for a library.
+
+    A backend's statement uses it as a one-time filter to pick its per-queue reads of that
+    index or its single pass over the rows; the source logs its absence at connect.
+    """
+    leading = " AND ".join(
+        f"EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = i.indrelid "
+        f"AND a.attnum = i.indkey[{position}] AND a.attname = '{column}')"
+        for position, column in enumerate(columns)
+    )
+    return (
+        f"EXISTS (SELECT FROM pg_index i WHERE i.indrelid = to_regclass('{table}') "
+        f"AND i.indisvalid AND {leading})"
+    )
+
+
 def union(dialect: Dialect, parts: Sequence[str]) -> str:
     """One row per queue from parts that each select (queue, depth, since, busy, paused, finished).
 
