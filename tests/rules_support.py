@@ -84,6 +84,7 @@ def probe(
         "rule_files": [str(path) for path in sorted(RULES.glob("*.yml"))],
         "evaluation_interval": f"{STEP}s",
         "group_eval_order": [
+            "dynoscaler_policy",
             "dynoscaler_duration_tail",
             "dynoscaler_web",
             "dynoscaler_capacity",
