@@ -16,7 +16,7 @@ import pymysql
 
 from dynoscaler.benchstats import percentile, positive_whole
 from exporter.collectors import PartialRead, Queue
-from exporter.collectors.sql_source import SqlSource
+from exporter.collectors.sql_source import SqlSource, connect
 from exporter.sql_libraries import create
 
 QUEUES = 4  # the rows are spread over queue_0 .. queue_3, all read at each scrape
@@ -73,6 +73,15 @@ _WORDS = {
         "rows": "(SELECT seq AS i FROM seq_1_to_{count}) AS numbers",
     },
 }
+# Per library: the peer each read is measured against, alternately on a second connection:
+# a plain count of the rows the library's waiting jobs are among (the unfinished ones), the
+# least an exact count of them costs here, so that the machine's load can be told apart.
+_PEER = {
+    "solid_queue": "SELECT count(*) FROM solid_queue_ready_executions",
+    "good_job": "SELECT count(*) FROM good_jobs WHERE finished_at IS NULL",
+    "delayed_job": "SELECT count(*) FROM delayed_jobs WHERE failed_at IS NULL",
+    "que": "SELECT count(*) FROM que_jobs WHERE finished_at IS NULL AND expired_at IS NULL",
+}
 # The libraries measured on each database, in order (one database per dialect).
 RUNS = {
     "postgresql": ("solid_queue", "good_job", "delayed_job", "que"),
@@ -114,9 +123,13 @@ def run(args: argparse.Namespace) -> int:
         "machine; '-' for a server not on this machine\n"
         f"load average at the start: {_load()}"
     )
+    print(
+        "peer: a plain SELECT count(*) of the unfinished rows, measured alternately with the "
+        "reads; x peer: the read's median over the peer's"
+    )
     header = (
         f"{'library':<12} {'database':<10} {'fill s':>7} {'median ms':>10} {'p99 ms':>8} "
-        f"{'server CPU ms':>13}"
+        f"{'server CPU ms':>13} {'peer ms':>8} {'x peer':>7}"
     )
     print(f"{header}  depth read\n{'-' * (len(header) + 12)}", flush=True)
     wrong = False
@@ -126,13 +139,15 @@ def run(args: argparse.Namespace) -> int:
                 started = time.perf_counter()
                 _fill(cursor, library, dialect, args.finished, args.ready, args.extra_indexes)
                 filled = time.perf_counter() - started
-                times, cpu, depth, failed = _measure(url, library, args.scrapes)
+                times, cpu, depth, failed, peer = _measure(url, library, args.scrapes)
                 wrong |= depth != args.ready
                 read = "none" if depth is None else f"{depth:,}"
+                median, peer_median = statistics.median(times), statistics.median(peer)
                 print(
                     f"{library:<12} {dialect:<10} {filled:>7.1f} "
-                    f"{statistics.median(times):>10.1f} {percentile(times, 99):>8.1f} "
-                    f"{'-' if cpu is None else f'{cpu:.1f}':>13}  {read}"
+                    f"{median:>10.1f} {percentile(times, 99):>8.1f} "
+                    f"{'-' if cpu is None else f'{cpu:.1f}':>13} {peer_median:>8.1f} "
+                    f"{median / peer_median:>7.2f}  {read}"
                     f"{'' if depth == args.ready else ' WRONG'}"
                     f"{f' ({failed} reads cut off by the statement time-out)' if failed else ''}",
                     flush=True,
@@ -181,16 +196,18 @@ def _tables(cursor: Any, dialect: str, library: str) -> list[str]:
 
 def _measure(
     url: str, library: str, scrapes: int
-) -> tuple[list[float], float | None, int | None, int]:
+) -> tuple[list[float], float | None, int | None, int, list[float]]:
     """Milliseconds of each read (after one to connect), the server's CPU milliseconds per
-    read, the depth the last whole read saw, and how many reads failed (the statement
-    time-out cut them off)."""
+    read, the depth the last whole read saw, how many reads failed (the statement
+    time-out cut them off), and milliseconds of each peer count (_PEER) run after a read."""
     queues = [Queue("bench", "worker", f"queue_{n}", library) for n in range(QUEUES)]
     source = SqlSource(url, queues, TIMEOUT)
-    times, depth, failed = [], None, 0
+    peer_database = connect(url, TIMEOUT)
+    times, depth, failed, peer = [], None, 0, []
+    server, cpu_seconds, cpu_reads = None, 0.0, 0  # the server's CPU in the reads, not the peer's
     try:
-        cpu_before = None
         for scrape in range(scrapes + 1):
+            cpu_before = _cpu_seconds(server)
             started = time.perf_counter()
             try:
                 samples = source.read()
@@ -199,18 +216,22 @@ def _measure(
                 samples = None
             if scrape:  # the first read also connects
                 times.append((time.perf_counter() - started) * 1000)
+                cpu_after = _cpu_seconds(server)
+                if cpu_before is not None and cpu_after is not None:
+                    cpu_seconds, cpu_reads = cpu_seconds + cpu_after - cpu_before, cpu_reads + 1
             else:
                 server = _server_process(source)
-                cpu_before = _cpu_seconds(server)
             if samples is not None:
                 depth = sum(int(s.value) for s in samples if s.metric == "dynoscaler_queue_depth")
-        cpu_after = _cpu_seconds(server)
+            started = time.perf_counter()
+            peer_database.query(_PEER[library], {})
+            if scrape:
+                peer.append((time.perf_counter() - started) * 1000)
     finally:
         source.close()
-    cpu = None
-    if cpu_before is not None and cpu_after is not None:
-        cpu = (cpu_after - cpu_before) * 1000 / scrapes
-    return times, cpu, depth, failed
+        peer_database.close()
+    cpu = cpu_seconds * 1000 / cpu_reads if cpu_reads else None
+    return times, cpu, depth, failed, peer
 
 
 def _server_process(source: SqlSource) -> int | None:
