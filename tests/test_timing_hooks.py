@@ -138,3 +138,58 @@ def test_sidekiq_jobs_are_timed_from_their_enqueued_at(tmp_path, db6):
     assert sum(n for bound, n in grid if 200 <= bound <= 230) == 1
     assert 300 <= fields[TOTAL_SUM_FIELD] < 390
     assert within_deadline("qos", "sidekiq", 60) == 1
+
+
+# Four jobs on queue `qos` through the real BullMQ worker with the hook: one new, one
+# created 100 s ago, one 200 s ago that fails, one delayed 300 ms (ready when due).
+BULLMQ_SCENARIO = """
+const { Queue, Worker } = require('bullmq');
+const IORedis = require('ioredis');
+const { timeJobs } = require(process.argv[1]);
+
+(async () => {
+  const url = process.argv[2];
+  const connection = new IORedis(url, { maxRetriesPerRequest: null });
+  const queue = new Queue('qos', { connection });
+  const now = Date.now();
+  await queue.add('new', { fail: false });
+  await queue.add('old', { fail: false }, { timestamp: now - 100000 });
+  await queue.add('older', { fail: true }, { timestamp: now - 200000 });
+  await queue.add('delayed', { fail: false }, { delay: 300 });
+  const working = new IORedis(url, { maxRetriesPerRequest: null });
+  const worker = new Worker('qos', async (job) => {
+    await new Promise((done) => setTimeout(done, 50));
+    if (job.data.fail) throw new Error('fails on purpose');
+  }, { connection: working, concurrency: 2 });
+  timeJobs(worker, connection);
+  const finished = async () => Object.values(await queue.getJobCounts('completed', 'failed'));
+  while ((await finished()).reduce((a, b) => a + b) < 4) {
+    await new Promise((done) => setTimeout(done, 20));
+  }
+  await worker.close(true);
+  await working.quit();
+  await queue.close();
+  await connection.quit();  // after the hook's writes: one connection keeps their order
+})();
+"""
+
+
+@pytest.mark.skipif(
+    shutil.which("node") is None or not (NODE / "node_modules" / "bullmq").exists(),
+    reason="no Node.js BullMQ: ./scripts/setup installs it into tests/node",
+)
+def test_bullmq_jobs_are_timed_from_their_timestamp(db6):
+    hook = HOOKS / "bullmq" / "dynoscaler-timing.cjs"
+    command = ["node", "-e", BULLMQ_SCENARIO, "--", str(hook), URL]
+    done = subprocess.run(command, cwd=NODE, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    fields = timing_hash(db6, "qos")
+    assert set(fields) <= FIELDS, set(fields) - FIELDS
+    assert fields[COUNT_FIELD] == 4 and fields[IN_PROGRESS_FIELD] == 0
+    assert sum(fields.get(f, 0) for f in BUCKET_FIELDS) == 4
+    assert 4 * 0.05 <= fields[SUM_FIELD] < 30
+    grid = totals(fields)
+    assert sum(n for bound, n in grid if bound <= 30) == 2  # the new and the delayed one
+    assert sum(n for bound, n in grid if 100 <= bound <= 130) == 1
+    assert sum(n for bound, n in grid if 200 <= bound <= 230) == 1  # failed: timed too
+    assert within_deadline("qos", "bullmq", 60) == 2
