@@ -561,6 +561,21 @@ def test_bench_sql_reads_every_waiting_row_of_each_library(
     ]
 
 
+def test_the_first_connection_says_which_library_lacks_its_index(
+    postgres: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    queues = [Queue("shop", "worker", "default", b) for b in ("good_job", "delayed_job", "que")]
+    with extra_index(postgres.cursor(), "delayed_job"), caplog.at_level("INFO"):
+        source = SqlSource(POSTGRES_URL, queues, TIMEOUT)
+        source.read()
+        source.database.close()  # type: ignore[union-attr]
+        source.read()  # reconnected: not said again
+    said = [r.getMessage() for r in caplog.records if "no index on" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith("good_job on postgresql://127.0.0.1:5432/")
+    assert "good_jobs starting (queue_name, performed_at, scheduled_at)" in said[0]
+
+
 def test_solid_queue_reads_the_same_with_the_age_index(postgres: psycopg.Connection) -> None:
     """With a (queue_name, created_at) index the ready executions are read per queue from it:
     the same depth and oldest age as the single pass, an empty queue still 0."""
