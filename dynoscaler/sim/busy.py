@@ -1,7 +1,7 @@
 """Measure scale_down_when_busy in the simulator: jobs on the dynos a scale-down stops.
 
 `dynoscaler bench busy [--scenario NAME ...]`: dynoscaler's policy on each scenario
-with the role's scale_down_when_busy set to allow, wait and wait_long. Per run:
+with the role's scale_down_when_busy set to allow, wait, wait_long and quiet. Per run:
 the share of jobs within the deadline, dyno-seconds, actions, the jobs running on
 a dyno when a scale-down stopped it (Heroku's choice: the highest-numbered dynos,
 which the simulator numbers in the order they were added), and how many of them
@@ -9,7 +9,8 @@ were still running 30 s later (cut by SIGKILL on Heroku). The simulator's
 guardrails read the jobs in progress, in all and per dyno, from its last scrape,
 as the scaler reads them from Prometheus (dynoscaler_dyno_in_progress); jobs that
 start on a dyno between that scrape and the scale-down are what `wait` cannot
-see. It knows no job's age, so wait_long acts as wait here.
+see; `quiet` closes that race (the dynos to stop take no new job first:
+scaler.quiet, modelled by Formation.quiet). It knows no job's age, so wait_long acts as wait here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dynoscaler.sim.engine import simulate
 from dynoscaler.sim.metrics import RunResult
 from dynoscaler.sim.scenario import Scenario, load
 
-MODES = ("allow", "wait", "wait_long")
+MODES = ("allow", "wait", "wait_long", "quiet")
 SCENARIOS = ("spike-within", "sine-wave", "long-jobs-leak", "quiet-night-long-jobs")
 
 
@@ -49,13 +50,13 @@ def run(args: argparse.Namespace) -> int:
                 f"{scenario.name:<24}{mode:<11}{r.within_share:>9.2%}{r.dyno_seconds:>9.0f}"
                 f"{r.actions:>9}{r.busy_stopped:>12}{r.cut:>11}"
             )
-            if mode == "wait" and r.busy_stopped:
-                missed.append(f"{scenario.name} ({r.busy_stopped}, {r.cut} past 30 s)")
+            if mode in ("wait", "quiet") and r.busy_stopped:
+                missed.append(f"{scenario.name} {mode} ({r.busy_stopped}, {r.cut} past 30 s)")
     if missed:
         print(
-            "\nwait left jobs on stopped dynos on " + ", ".join(missed) + ": jobs that started "
-            "after the scrape the scale-down was decided on"
+            "\njobs on stopped dynos: " + ", ".join(missed) + " (with wait: jobs that started "
+            "after the scrape the scale-down was decided on)"
         )
     else:
-        print("\nwait: no busy job on a stopped dyno")
+        print("\nwait and quiet: no busy job on a stopped dyno")
     return 0

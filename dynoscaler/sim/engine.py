@@ -32,7 +32,7 @@ from collections import deque
 import numpy as np
 
 from dynoscaler import schedules
-from dynoscaler.config import RoleSettings, SizeOption
+from dynoscaler.config import RoleSettings, ScalerSettings, SizeOption
 from dynoscaler.prices import Prices
 from dynoscaler.sim.actuation import Actuator
 from dynoscaler.sim.alerting import Pager
@@ -46,6 +46,10 @@ from dynoscaler.sim.policies.base import Context, Policy
 from dynoscaler.sim.scenario import Scenario
 from dynoscaler.sizing import SizeNeed, choose_size, units_needed
 from scaler.guardrails import Busy, busy_refusal, size_refusal
+from scaler.quiet import DynoJobs
+from scaler.quiet import step as quiet_step
+
+RECONCILE_INTERVAL = ScalerSettings.reconcile_interval
 
 _MAX_PASSES = 4
 # queues up to this long are served job by job (exact); longer ones through assign()
@@ -104,6 +108,8 @@ class Simulation:
         self.size_changes: list[tuple[float, str]] = []
         self._size_need = SizeNeed(role.size_cooldown)
         self._busy_by_dyno: dict[int, int] = {}
+        self._workers: dict[int, DynoJobs] = {}  # scale_down_when_busy: quiet
+        self._reconciled = -math.inf
         self.prices = Prices()
 
     def run(self) -> RunResult:
@@ -131,6 +137,8 @@ class Simulation:
         current = self.formation.quantity
         self.policy.role = self._in_force(now)
         decision = self.policy.decide(self.view, now, current)
+        if now - self._reconciled >= RECONCILE_INTERVAL and self._workers:
+            self._reconcile_quiet(decision.desired, now)
         self.pager.update(now, decision.unmeetable)
         desired, size = decision.desired, None
         if self.size is not None and self.policy.guarded and decision.slots is not None:
@@ -187,6 +195,8 @@ class Simulation:
             dynos=dynos,
         )
         self._busy_by_dyno = self.formation.busy_by_dyno(now)
+        if self.scenario.role.scale_down_when_busy == "quiet":
+            self._workers = self.formation.workers(now)
         trace = self.trace
         trace.times.append(now)
         trace.arrival_rate.append(arrived / self.view.scrape_interval if now else 0.0)
@@ -221,10 +231,35 @@ class Simulation:
         self.actuator.role = self._in_force(now)
         busy = self._busy()
         observed_at = self.view.times[self.view.count - 1]
-        target = self.actuator.target(desired, current, observed_at, now, busy)
+        if self.actuator.role.scale_down_when_busy == "quiet" and self.policy.guarded:
+            target = self._quieted(desired, current, observed_at, now)
+        else:
+            target = self.actuator.target(desired, current, observed_at, now, busy)
         if target != current:
             self.changes.append(self.formation.scale_to(target, now))
             self.actuator.applied(now)
+
+    def _reconcile_quiet(self, desired: int, now: float) -> None:
+        """The reconciler's pass (scaler.reconcile, every reconcile_interval) where it
+        matters to `quiet`: while a dyno is quiet, the desired count goes through the
+        decision path even when no alert notifies (the same count repeated, or equal to
+        the formation's), so idle quieted dynos are stopped, or restarted where kept,
+        within reconcile_interval. The reconciler is not modelled otherwise."""
+        self._reconciled = now
+        if any(worker.quiet for worker in self._workers.values()):
+            self._actuate(desired, now)
+
+    def _quieted(self, desired: int, current: int, observed_at: float, now: float) -> int:
+        """As the scaler decides under scale_down_when_busy: quiet (scaler.quiet.step),
+        from the workers' state of the last scrape."""
+        role = self.actuator.role
+        self.actuator.role = dataclasses.replace(role, scale_down_when_busy="allow")
+        target = self.actuator.target(desired, current, observed_at, now)
+        self.actuator.role = role
+        step = quiet_step(self._workers, role, current, desired, target)
+        self.formation.quiet(step.quiet)
+        self.formation.restart(step.restart, now)
+        return current if step.refusal else target
 
     def _serve(self, now: float) -> None:
         rows = self.formation.serving_rows(now)

@@ -8,6 +8,9 @@ Heroku semantics as modelled here:
   its last job is done. Nothing is requeued. Such a dyno's jobs are counted:
   `busy_stopped` jobs were running on a dyno when it was stopped, `cut` of them
   ran past Heroku's SIGTERM grace (SIGKILL: cut and retried on Heroku).
+- `quiet` (scale_down_when_busy: quiet, scaler.quiet): a quieted dyno takes no new
+  job and says so at the next scrape (`workers`, as Sidekiq's heartbeat does); a
+  kept quieted dyno is restarted (`restart`: a boot, billed throughout);
 - a size change (`resize`) stops every dyno as a scale-down would and starts the
   same count of the new size, booting; a row has as many slots as its size's
   concurrency, the columns beyond are never free (+inf).
@@ -18,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from scaler.guardrails import SIGTERM_GRACE_SECONDS
+from scaler.quiet import DynoJobs
 
 _UNUSED, _RUNNING, _DRAINING = 0, 1, 2
 
@@ -31,6 +35,7 @@ class Formation:
         self.requested = np.zeros(size)
         self.ready = np.zeros(size)
         self.status = np.zeros(size, dtype=np.int8)
+        self.quieted = np.zeros(size, dtype=bool)
         self.billed_seconds = 0.0
         self.boots = 0  # dynos started after the initial formation
         self.busy_stopped = 0  # jobs running on dynos when they were stopped
@@ -52,7 +57,7 @@ class Formation:
     def serving_rows(self, now: float) -> np.ndarray:
         if self._serving is None or now >= self._valid_until:
             running = self.status == _RUNNING
-            self._serving = np.flatnonzero(running & (self.ready <= now))
+            self._serving = np.flatnonzero(running & ~self.quieted & (self.ready <= now))
             booting = self.ready[running & (self.ready > now)]
             self._valid_until = booting.min() if booting.size else np.inf
         return self._serving
@@ -66,12 +71,39 @@ class Formation:
         """Jobs running now on each running dyno by its number (worker.1 the oldest):
         Heroku numbers dynos in the order they were added and a scale-down stops the
         highest numbers, as scale_to does."""
-        running = np.flatnonzero(self.status == _RUNNING)
-        by_age = running[np.lexsort((running, self.requested[running]))]
+        by_age = self._numbered()
         slots = self.free_at[by_age]
         busy = np.count_nonzero((slots > now) & np.isfinite(slots), axis=1)
         busy[self.ready[by_age] > now] = 0
         return {n: int(jobs) for n, jobs in enumerate(busy.tolist(), start=1)}
+
+    def workers(self, now: float) -> dict[int, DynoJobs]:
+        """Each running dyno's worker as the job library reports it: quiet, jobs running."""
+        quiet = self.quieted[self._numbered()].tolist()
+        return {n: DynoJobs(quiet[n - 1], jobs) for n, jobs in self.busy_by_dyno(now).items()}
+
+    def quiet(self, numbers: list[int]) -> None:
+        """The dynos numbered so take no new job (they finish the ones they run)."""
+        if numbers:
+            self._changed()
+            self.quieted[self._numbered()[[n - 1 for n in numbers]]] = True
+
+    def restart(self, numbers: list[int], now: float) -> None:
+        """Restart quieted dynos (Heroku's dyno restart): a fresh process after boot_time."""
+        rows = [row for row in self._numbered()[[n - 1 for n in numbers]] if self.quieted[row]]
+        for row in rows:
+            self._changed()
+            self.quieted[row] = False
+            self.ready[row] = now + self.boot_time
+            self.free_at[row, : self.concurrency] = np.maximum(
+                self.free_at[row, : self.concurrency], self.ready[row]
+            )
+            self.boots += 1
+
+    def _numbered(self) -> np.ndarray:
+        """The running rows in dyno-number order (worker.1 first)."""
+        running = np.flatnonzero(self.status == _RUNNING)
+        return running[np.lexsort((running, self.requested[running]))]
 
     def resize(self, concurrency: int, quantity: int, now: float) -> None:
         """A size change: every dyno stops (draining its jobs) and `quantity` dynos of
@@ -93,9 +125,8 @@ class Formation:
             self._add(now, now + self.boot_time)
         self.boots += max(change, 0)
         if change < 0:
-            running = np.flatnonzero(self.status == _RUNNING)
             # the highest numbers (busy_by_dyno's order) first; booting dynos are the newest
-            newest = running[np.lexsort((running, self.requested[running]))[::-1]][:-change]
+            newest = self._numbered()[::-1][:-change]
             for row in newest:
                 self._stop(int(row), now)
         return change
@@ -130,6 +161,7 @@ class Formation:
         row = int(free_rows[0])
         self._changed()
         self.status[row] = _RUNNING
+        self.quieted[row] = False
         self.requested[row] = now
         self.ready[row] = ready
         self.free_at[row] = np.inf  # the columns beyond this size's slots: never free
@@ -158,3 +190,4 @@ class Formation:
         self.requested = np.concatenate((self.requested, np.zeros(size)))
         self.ready = np.concatenate((self.ready, np.zeros(size)))
         self.status = np.concatenate((self.status, np.zeros(size, dtype=np.int8)))
+        self.quieted = np.concatenate((self.quieted, np.zeros(size, dtype=bool)))
