@@ -5,7 +5,12 @@ Heroku gives each account a bucket of `rate_limit` tokens (4,500) refilled at
 takes one, and every client of the account draws on the same bucket (people's
 CLI, deploys, other tools). dynoscaler may spend `heroku.budget_share` of the
 refill. The scaler's PATCHes come first: the exporter's formation poller takes
-at most 1 - SCALER_RESERVE of that share, reads one app at a time
+what that share leaves after the scaler's spend, at most 1 - SCALER_RESERVE of
+it and at least POLLER_MIN_SHARE. The scaler's spend is counted from the
+formation changes the poller learns of (webhook deliveries, or reads that find
+new counts): SCALER_TOKENS_PER_CHANGE each (its read and its PATCH), over the
+last CHANGE_WINDOW_SECONDS; a change by hand counts too, so the estimate errs
+on the side of leaving room. The poller reads one app at a time
 (round-robin), and pauses while the bucket is below FLOOR_SHARE of its size,
 for as long as the refill needs to bring it back, so the scaler always has
 tokens left; below that floor the scaler too skips its formation read before
@@ -25,6 +30,7 @@ import math
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -36,6 +42,15 @@ from dynoscaler.config import HerokuSettings
 HOUR = 3600.0
 # Share of dynoscaler's budget the exporter's poller leaves to the scaler's reads and PATCHes.
 SCALER_RESERVE = 0.25
+# The poller's least share of that budget, however often formations change: its reads
+# reconcile what webhooks miss.
+POLLER_MIN_SHARE = 0.25
+# Tokens the scaler spends on one formation change: its formation read and its PATCH.
+SCALER_TOKENS_PER_CHANGE = 2
+# How far back the formation changes are counted.
+CHANGE_WINDOW_SECONDS = 600.0
+# Deliveries of one app this close together are one change (a batch PATCH of several roles).
+SAME_CHANGE_SECONDS = 2.0
 # Below this share of the bucket the poller pauses: the rest is the scaler's.
 FLOOR_SHARE = 0.02
 # Calls that take no token: the rate-limit endpoint, and answers of an empty bucket.
@@ -139,11 +154,17 @@ class Budget:
     def floor(self) -> float:
         return self.settings.rate_limit * FLOOR_SHARE
 
-    def read_gap(self, apps: int, interval: float) -> float:
+    def poller_rate(self, changes_per_second: float = 0.0) -> float:
+        """Formation reads a second the poller may make: dynoscaler's share of the refill
+        less what the scaler spends on `changes_per_second`, within the poller's bounds."""
+        ours = self.settings.share * self.refill
+        left = ours - changes_per_second * SCALER_TOKENS_PER_CHANGE
+        return min(ours * (1 - SCALER_RESERVE), max(ours * POLLER_MIN_SHARE, left))
+
+    def read_gap(self, apps: int, interval: float, changes_per_second: float = 0.0) -> float:
         """Seconds between two formation reads (one app each): `interval` per app, or
         slower where the poller's part of the budget does not cover that many apps."""
-        poller_rate = self.settings.share * self.refill * (1 - SCALER_RESERVE)
-        return max(interval / max(apps, 1), 1 / poller_rate)
+        return max(interval / max(apps, 1), 1 / self.poller_rate(changes_per_second))
 
     def pause(self) -> float:
         """Seconds the poller waits before its next read: until a 429's Retry-After, and
@@ -171,3 +192,28 @@ class Budget:
             return False
         owed = (1 - self.settings.share) * self.settings.rate_limit + self.floor
         return remaining is None or remaining > owed
+
+
+class ChangeRate:
+    """Formation changes a second over the last `window_seconds`, one per app and
+    batch (deliveries of one app within SAME_CHANGE_SECONDS are one change)."""
+
+    def __init__(self, window_seconds: float = CHANGE_WINDOW_SECONDS) -> None:
+        self.window = window_seconds
+        self._lock = threading.Lock()
+        self._times: deque[float] = deque()  # monotonic, oldest first
+        self._last: dict[str, float] = {}  # each app's last counted change
+
+    def note(self, app: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last.get(app, -math.inf) >= SAME_CHANGE_SECONDS:
+                self._times.append(now)
+            self._last[app] = now
+
+    def per_second(self) -> float:
+        with self._lock:
+            oldest = time.monotonic() - self.window
+            while self._times and self._times[0] < oldest:
+                self._times.popleft()
+            return len(self._times) / self.window

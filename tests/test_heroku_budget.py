@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 import requests
 import yaml
 
-from dynoscaler import config, heroku_budget
+from dynoscaler import config, heroku, heroku_budget
 from dynoscaler.config import HerokuSettings
-from dynoscaler.heroku_budget import Budget
+from dynoscaler.heroku_budget import Budget, ChangeRate
 from exporter.collectors import StaleRead
 from exporter.collectors.formation import FormationSource
+from scaler.actuator import Actuator
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -76,6 +78,59 @@ def test_a_fleet_of_100_apps_is_read_within_the_budget_and_stays_fresh(fleet):
         assert len(source.read()) > 2 * APPS
     finally:
         source.stop()
+
+
+def test_the_poller_leaves_the_scalers_changes_their_tokens(fleet):
+    """The scaler changes 15 formations a second (30 tokens: its read and its PATCH, 60%
+    of dynoscaler's 50 a second): the poller, which counts the changes its reads find,
+    slows to what is left, so the two together stay within the budget. (Its part
+    alone, 37.5 a second, would make 67.5.)"""
+    settings, server = fleet
+    roles = [role.key for role in settings.roles]
+    source = FormationSource(roles, interval=0.01, timeout=5, budget=Budget(settings.heroku))
+    source.changes = ChangeRate(window_seconds=3.0)  # the 600 s window, scaled down
+    stop = threading.Event()
+
+    def scale() -> None:  # what the scaler does on each alert that asks for a change
+        actuator, n = Actuator(lambda: heroku.client(user="scaler")), 0
+        while not stop.is_set():
+            app = f"app-{n % APPS:03d}"
+            actuator.formation(app)
+            actuator.scale(app, {"web": 2 + (n // APPS) % 2})
+            n += 1
+            stop.wait(1 / 15)
+
+    kinds = ("formation_read", "formation_update")
+    scaler = threading.Thread(target=scale, daemon=True)
+    source.start()
+    scaler.start()
+    try:
+        time.sleep(4)  # the window fills
+        before = {c: sum(_spent(c, k) for k in kinds) for c in ("exporter", "scaler")}
+        started = time.monotonic()
+        time.sleep(6)
+        elapsed = time.monotonic() - started
+        rates = {
+            c: (sum(_spent(c, k) for k in kinds) - before[c]) / elapsed
+            for c in ("exporter", "scaler")
+        }
+    finally:
+        stop.set()
+        scaler.join(timeout=10)
+        source.stop()
+    ours = settings.heroku.share * RATE_LIMIT / 3600  # 50 a second
+    print(f"exporter {rates['exporter']:.1f}/s + scaler {rates['scaler']:.1f}/s of {ours:.0f}/s")
+    assert rates["scaler"] > 0.3 * ours  # the scaler did spend a large part
+    assert rates["exporter"] + rates["scaler"] <= ours * 1.05
+    assert rates["exporter"] >= ours * heroku_budget.POLLER_MIN_SHARE * 0.8  # never starved
+
+
+def test_changes_are_counted_once_per_app_and_batch():
+    changes = ChangeRate(window_seconds=10.0)
+    for _ in ("web", "worker", "mailers"):  # one batch PATCH: three deliveries
+        changes.note("shop")
+    changes.note("blog")
+    assert changes.per_second() == pytest.approx(2 / 10)
 
 
 def test_a_low_bucket_and_a_429_pause_the_poller_for_the_refill(fleet):
@@ -147,5 +202,9 @@ def test_the_poller_pace_adapts_to_the_fleet_and_the_bucket():
     observed.note(0.0, 120.0)  # a 429 asking for 120 s
     assert budget.pause() == pytest.approx(120, abs=0.1)
     assert not budget.may_sweep()
+    # changes cost the scaler 2 tokens each: the poller leaves them room, down to its least
+    assert budget.poller_rate(0.0) == pytest.approx(0.46875)  # 28.125 a minute
+    assert budget.poller_rate(0.1) == pytest.approx(0.625 - 0.2)
+    assert budget.poller_rate(1.0) == pytest.approx(0.625 * heroku_budget.POLLER_MIN_SHARE)
     dedicated = Budget(HerokuSettings(token_scope="dedicated"))
     assert dedicated.tokens_per_minute == pytest.approx(67.5)

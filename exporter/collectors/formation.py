@@ -13,7 +13,10 @@ in the round.
 
 With formation webhooks (`apply`, exporter/formation_webhook.py) a change is
 known at once and the reads are a slow reconciliation: each app at most every
-WEBHOOK_RECONCILE_SECONDS.
+WEBHOOK_RECONCILE_SECONDS. Every change learned (by webhook, or by a read that
+finds new counts) is counted (heroku_budget.ChangeRate): the poller slows down
+to leave the scaler the tokens such changes cost, so the two together stay
+within the budget at any change rate the poller's least share allows.
 
 The source feeds every configured role of those apps; after a failed read of an
 app, that app's roles are down (dynoscaler_source_up 0, so the rules hold them)
@@ -76,6 +79,7 @@ class FormationSource:
         self.budget = budget or Budget(HerokuSettings())
         self.connection = heroku.client(timeout=timeout, user="exporter")
         self._formations = {app: _AppFormation() for app in self.apps}
+        self.changes = heroku_budget.ChangeRate()
         self._next = 0  # the round-robin's next app
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -97,7 +101,10 @@ class FormationSource:
 
     def gap(self) -> float:
         """Seconds until the next read: the budget's pace, or a pause it asks for."""
-        return max(self.budget.read_gap(len(self.apps), self.interval), self.budget.pause())
+        changes = self.changes.per_second()
+        return max(
+            self.budget.read_gap(len(self.apps), self.interval, changes), self.budget.pause()
+        )
 
     def period(self) -> float:
         """Seconds one round of every app takes at the current pace."""
@@ -160,6 +167,9 @@ class FormationSource:
                 self._formations[app].error = f"{type(error).__name__}: {error}"
             return
         with self._lock:
+            known = self._formations[app]
+            if known.confirmed_at is not None and _counts(known.processes) != _counts(processes):
+                self.changes.note(app)
             self._formations[app] = _AppFormation(processes, time.monotonic(), None)
 
     def apply(self, app: str, process_type: str, quantity: int, size: str) -> bool:
@@ -169,6 +179,8 @@ class FormationSource:
             return False
         with self._lock:
             formation = self._formations[app]
+            if formation.processes.get(process_type, (None,))[0] != quantity:
+                self.changes.note(app)
             formation.processes[process_type] = (quantity, size)
             if formation.confirmed_at is not None:  # an app never read stays unknown
                 formation.confirmed_at = time.monotonic()
@@ -196,6 +208,10 @@ def _samples(app: str, processes: Mapping[str, tuple[int, str]], prices: Prices)
                 Sample("dynoscaler_dyno_hourly_price_dollars", (app, process_type), hourly)
             )
     return samples
+
+
+def _counts(processes: Mapping[str, tuple[int, str]]) -> dict[str, int]:
+    return {process_type: quantity for process_type, (quantity, _) in processes.items()}
 
 
 def _metric_values(metric: Any) -> dict[tuple[str, ...], float]:
