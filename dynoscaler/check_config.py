@@ -6,6 +6,7 @@ import argparse
 import time
 
 from dynoscaler import config, schedules
+from scaler import quiet
 
 # Each role's next windows shown (of all its schedules together).
 NEXT_WINDOWS = 3
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  requests from the {role.requests}")
         for schedule, opening in schedules.next_windows(role, time.time(), NEXT_WINDOWS):
             print(f"  window {schedules.describe(schedule, opening)}")
-        print(f"  scale_down_when_busy={role.scale_down_when_busy}")
+        print(f"  scale_down_when_busy={role.scale_down_when_busy}{quiet.describe(role)}")
         for option in role.sizes:
             price = settings.prices.hourly(option.size)
             print(

@@ -187,6 +187,19 @@ class SidekiqQuieter:
         pipe.execute()
 
 
+def describe(role: RoleSettings) -> str:
+    """For check-config: how a role on `quiet` quiets its dynos ("" on another rule)."""
+    if role.scale_down_when_busy != "quiet":
+        return ""
+    if quieter_for(role) is not None:
+        return " (Sidekiq: the dynos a scale-down stops are quieted first)"
+    backends = ", ".join(sorted({queue.backend for queue in role.queues})) or "no queue"
+    return (
+        f" (acts as wait: quieting needs every queue of the role on Sidekiq in one Redis; "
+        f"this role has {backends})"
+    )
+
+
 def quieter_for(role: RoleSettings) -> Quieter | None:
     """The role's quieter: its queues all on Sidekiq in one Redis; else None (the
     role's `quiet` acts as `wait`)."""

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from exporter_helpers import REDIS_DB1, redis_db1  # noqa: F401 (the db1 fixture)
 from scaler_support import HEROKU_KEY
+from test_config import run_cli
 from test_exporter_sidekiq import Sidekiq
 
 from dynoscaler import config, heroku
@@ -128,3 +129,33 @@ def _until(condition, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)
+
+
+def test_check_config_says_which_roles_quiet_and_refuses_an_unknown_rule(tmp_path):
+    worker = {"scale_down_when_busy": "quiet", "queues": [_queue("sidekiq")]}
+    mailer = {"scale_down_when_busy": "quiet", "queues": [_queue("rq")]}
+    path = tmp_path / "autoscale.yml"
+    path.write_text(
+        yaml.safe_dump({"apps": {"shop": {"roles": {"worker": worker, "mailer": mailer}}}})
+    )
+    shown = run_cli("check-config", str(path))
+    assert shown.returncode == 0, shown.stderr
+    assert "scale_down_when_busy=quiet (Sidekiq: the dynos a scale-down stops are quieted" in (
+        shown.stdout
+    )
+    assert "scale_down_when_busy=quiet (acts as wait: quieting needs every queue" in shown.stdout
+    mailer["scale_down_when_busy"] = "sometimes"
+    path.write_text(
+        yaml.safe_dump({"apps": {"shop": {"roles": {"worker": worker, "mailer": mailer}}}})
+    )
+    refused = run_cli("check-config", str(path))
+    assert refused.returncode == 2
+    assert (
+        "mailer.scale_down_when_busy: 'sometimes' is not one of: allow, wait, wait_long, quiet"
+        in (refused.stderr)
+    )
+    assert "Traceback" not in refused.stderr
+
+
+def _queue(backend: str) -> dict[str, str]:
+    return {"name": "default", "backend": backend, "url": REDIS_DB1}
