@@ -8,7 +8,8 @@ is harmless), all within the request's Deadline (scaler/deadline.py): every
 call's time-out is what is left of it, at most ATTEMPT_TIMEOUT_SECONDS, and a
 back-off that would not leave room for another call ends the attempts at once.
 A 429 waits for Heroku's Retry-After when it sends one, else for its bucket to
-refill (one token every 0.8 s at 4,500 an hour), doubling per attempt; no
+refill (`refill`, heroku.rate_limit an hour: one token every 0.8 s at 4,500),
+doubling per attempt; no
 process on the same decision store (every gunicorn worker, the reconcile loop)
 then makes a call until that wait is over (`Holds`: other requests fail fast
 instead of adding to a retry storm). 422 cannot_run_above_limit is an account
@@ -48,6 +49,7 @@ HELD = "held"
 
 # Heroku refills its 4,500-token bucket at 75 a minute: one token every 0.8 s.
 TOKEN_SECONDS = 3600 / 4500
+REFILL_PER_SECOND = 1 / TOKEN_SECONDS
 # How often /healthz asks Heroku at most (GET /account/rate-limits, which costs
 # no token), how long that call may take, and how long /healthz waits for an
 # answer once it has an earlier one (it never waits on a hanging Heroku).
@@ -144,9 +146,12 @@ class Actuator:
         sleep: Callable[[float], None] = time.sleep,
         budget: float | None = None,
         holds: Holds | None = None,
+        refill: float = REFILL_PER_SECOND,
     ) -> None:
         """holds: where a 429's hold is shared (the decision store): every process
-        on it (gunicorn workers, the reconcile loop) then waits it out."""
+        on it (gunicorn workers, the reconcile loop) then waits it out. refill: the
+        tokens a second Heroku's bucket gives back (heroku_budget.Budget.refill),
+        which a 429 without Retry-After waits for."""
         self._connect = connect
         self.holds = holds
         self._connection: heroku3.api.Heroku | None = None
@@ -155,6 +160,7 @@ class Actuator:
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.budget = budget
+        self.refill = refill
         self._sleep = sleep
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -417,7 +423,7 @@ class Actuator:
     def _delay(self, attempt: int, failure: _Retryable) -> float:
         if failure.kind == "rate_limit":
             # Never sooner than Heroku asks, nor than its bucket gives a token back.
-            refill = min(self.max_delay, TOKEN_SECONDS * 2 ** (attempt - 1))
+            refill = min(self.max_delay, 2 ** (attempt - 1) / self.refill)
             return max(failure.retry_after or 0.0, random.uniform(refill, 1.5 * refill))
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)

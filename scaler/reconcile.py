@@ -18,6 +18,7 @@ from typing import Any
 
 from dynoscaler import config
 from dynoscaler.config import Config
+from dynoscaler.heroku_budget import Budget
 from scaler.actuator import Actuator
 from scaler.guardrails import Request
 from scaler.notifiers import Notifiers
@@ -60,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
 def build_scaler(settings: Config) -> Scaler:
     store = Store(settings.scaler.store)
-    return Scaler(settings, store, Actuator(holds=store), Notifiers(settings.scaler.notifiers))
+    actuator = Actuator(holds=store, refill=Budget(settings.heroku).refill)
+    return Scaler(settings, store, actuator, Notifiers(settings.scaler.notifiers))
 
 
 def reconcile_once(settings: Config, scaler: Scaler) -> bool:

@@ -103,6 +103,7 @@ class _Server(BaseApplication):
 
     def load(self) -> Any:
         # Runs in each worker after the fork: its own store connection and threads.
+        from dynoscaler.heroku_budget import Budget
         from scaler.actuator import Actuator
         from scaler.app import create_app
         from scaler.deadline import RequestDeadline
@@ -110,7 +111,8 @@ class _Server(BaseApplication):
 
         settings = config.load(self.args.config)
         store = Store(settings.scaler.store)
-        actuator = Actuator(holds=store)  # a 429 holds every worker
+        # a 429 holds every worker, and waits for the account's refill
+        actuator = Actuator(holds=store, refill=Budget(settings.heroku).refill)
         if not settings.scaler.dry_run:
             actuator.start_probe()  # /healthz then never waits for a first answer
         return RequestDeadline(create_app(settings, store=store, actuator=actuator))

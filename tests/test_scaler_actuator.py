@@ -11,6 +11,8 @@ from prometheus_client import REGISTRY
 from scaler_support import HEROKU_KEY, FakeHerokuProcess, write_settings
 
 from dynoscaler import heroku
+from dynoscaler.config import HerokuSettings
+from dynoscaler.heroku_budget import Budget
 from scaler.actuator import PROBE_INTERVAL_SECONDS, TOKEN_SECONDS, Actuator, HerokuError
 from scaler.deadline import Deadline
 
@@ -141,6 +143,18 @@ def test_429_without_retry_after_waits_for_the_bucket_to_refill(fake, monkeypatc
     # One token every 0.8 s (4,500 an hour), doubling: no retry storm.
     assert at[1] - at[0] >= TOKEN_SECONDS
     assert at[2] - at[1] >= 2 * TOKEN_SECONDS
+
+
+def test_429_waits_for_the_refill_of_the_accounts_rate_limit(fake, monkeypatch) -> None:
+    monkeypatch.setenv("HEROKU_API_URL", fake.url)
+    monkeypatch.setenv("HEROKU_API_KEY", HEROKU_KEY)
+    fake.admin("POST", "reset")
+    slow = Budget(HerokuSettings(rate_limit=1800))  # one token every 2 s
+    actuator = Actuator(heroku.client, refill=slow.refill)
+    fake.admin("POST", "faults", {"status": 429, "count": 1, "method": "PATCH"})
+    assert actuator.scale("shop", {"worker": 3}).outcome == "success"
+    first, second = fake.patches()
+    assert second["at"] - first["at"] >= 2.0  # not the 0.8 s of 4,500 an hour
 
 
 def test_retry_after_past_the_budget_gives_up_at_once_and_holds_calls(fake, actuator) -> None:
