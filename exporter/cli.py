@@ -85,7 +85,12 @@ def build(settings: config.Config) -> Exporter:
         *rabbitmq_sources([p for p in pairs if p[1].backend == "rabbitmq"], timeout),
         *sql_sources([p for p in pairs if p[1].backend in SQL_BACKENDS], timeout),
         *web_timing_sources(
-            [(r.middleware, r.app, r.role) for r in settings.roles if r.middleware], timeout
+            [
+                (r.middleware, r.app, r.role, r.target_deadline)
+                for r in settings.roles
+                if r.middleware
+            ],
+            timeout,
         ),
     ]
     pollers = []

@@ -66,6 +66,11 @@ TOTAL_BOUNDS: tuple[float, ...] = tuple(
 TOTAL_PREFIX = "total:le:"
 TOTAL_INF_FIELD = f"{TOTAL_PREFIX}+Inf"
 TOTAL_SUM_FIELD = "total:sum"
+# One field per TOTAL_BOUNDS bound, then +Inf (exporter.web counts requests on them too).
+TOTAL_FIELDS: tuple[str, ...] = (
+    *(f"{TOTAL_PREFIX}{bound:g}" for bound in TOTAL_BOUNDS),
+    TOTAL_INF_FIELD,
+)
 
 _log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -77,10 +82,7 @@ def timing_key(queue: str) -> str:
 
 def total_field(seconds: float) -> str:
     """The hash field counting an enqueue-to-done time: its TOTAL_BOUNDS bucket."""
-    index = bisect.bisect_left(TOTAL_BOUNDS, seconds)
-    if index == len(TOTAL_BOUNDS):
-        return TOTAL_INF_FIELD
-    return f"{TOTAL_PREFIX}{TOTAL_BOUNDS[index]:g}"
+    return TOTAL_FIELDS[bisect.bisect_left(TOTAL_BOUNDS, seconds)]
 
 
 def epoch_seconds(moment: float | datetime) -> float:

@@ -29,6 +29,13 @@ prefixed, their sums, and `skewed`. The exporter reads it where a role has
 `middleware: {url: ...}` (exporter/collectors/web_timing.py) and publishes
 dynoscaler_web_queue_seconds and dynoscaler_web_service_seconds.
 
+A request with a usable queue time also counts its response time, queue plus
+service (router to response: what the role's target_deadline bounds), on
+exporter.timing's enqueue-to-done grid (`total:le:<bound>` fields and
+`total:sum`, unprefixed), which the exporter folds with the role's deadline into
+dynoscaler_job_total_seconds and dynoscaler_jobs_within_deadline_total
+(queue=""): the web role's share within the deadline in prometheus/rules/qos.yml.
+
 The role is the process type of the dyno (`DYNO=web.1` or Fir's
 `web-12a34b56d-e78f9`: web), else `role=`. A process killed before its flush
 loses at most FLUSH_SECONDS of counts.
@@ -50,7 +57,7 @@ from redis.retry import Retry
 
 from exporter.logdrain import dyno_role
 from exporter.metrics import DURATION_BUCKETS
-from exporter.timing import BUCKET_FIELDS
+from exporter.timing import BUCKET_FIELDS, TOTAL_BOUNDS, TOTAL_FIELDS, TOTAL_SUM_FIELD
 
 KEY_PREFIX = "dynoscaler:web:"
 QUEUE, SERVICE = "queue:", "service:"
@@ -103,9 +110,7 @@ class RequestTimes:
         self.flush_seconds = flush_seconds
         self.clock = clock
         self._lock = threading.Lock()
-        self._queue, self._service = [0] * _SLOTS, [0] * _SLOTS
-        self._sums = [0.0, 0.0]
-        self._skewed = 0
+        self._counts = _Counts()
         self._flusher_pid = 0  # the process whose flusher runs (gunicorn forks after import)
         self._failing = False
 
@@ -116,37 +121,45 @@ class RequestTimes:
         queue = None if started_at is None else began - started_at
         skewed = queue is not None and not 0.0 <= queue <= MAX_QUEUE_SECONDS
         with self._lock:
-            self._service[bisect_left(DURATION_BUCKETS, service)] += 1
-            self._sums[1] += service
+            counts = self._counts
+            counts.service[bisect_left(DURATION_BUCKETS, service)] += 1
+            counts.sums[1] += service
             if skewed:
-                self._skewed += 1
+                counts.skewed += 1
             elif queue is not None:
-                self._queue[bisect_left(DURATION_BUCKETS, queue)] += 1
-                self._sums[0] += queue
+                counts.queue[bisect_left(DURATION_BUCKETS, queue)] += 1
+                counts.total[bisect_left(TOTAL_BOUNDS, queue + service)] += 1
+                counts.sums[0] += queue
+                counts.sums[2] += queue + service
         if self._flusher_pid != os.getpid():
             self._start_flusher()
 
     def flush(self) -> bool:
         """Write the counts so far in one round trip; False (counts kept) if Redis fails."""
         with self._lock:
-            queue, service, sums, skewed = self._queue, self._service, self._sums, self._skewed
-            self._queue, self._service = [0] * _SLOTS, [0] * _SLOTS
-            self._sums, self._skewed = [0.0, 0.0], 0
-        if not any(service) and not skewed:
+            counts, self._counts = self._counts, _Counts()
+        if not any(counts.service) and not counts.skewed:
             return True
         try:
             with self.client.pipeline(transaction=True) as pipe:
-                for prefix, counts in ((QUEUE, queue), (SERVICE, service)):
-                    for field, count in zip(BUCKET_FIELDS, counts, strict=True):
+                for fields, slots in (
+                    ([QUEUE + f for f in BUCKET_FIELDS], counts.queue),
+                    ([SERVICE + f for f in BUCKET_FIELDS], counts.service),
+                    (TOTAL_FIELDS, counts.total),
+                ):
+                    for field, count in zip(fields, slots, strict=True):
                         if count:
-                            pipe.hincrby(self.key, prefix + field, count)
-                pipe.hincrbyfloat(self.key, QUEUE + SUM_FIELD, sums[0])
-                pipe.hincrbyfloat(self.key, SERVICE + SUM_FIELD, sums[1])
-                if skewed:
-                    pipe.hincrby(self.key, SKEWED_FIELD, skewed)
+                            pipe.hincrby(self.key, field, count)
+                pipe.hincrbyfloat(self.key, QUEUE + SUM_FIELD, counts.sums[0])
+                pipe.hincrbyfloat(self.key, SERVICE + SUM_FIELD, counts.sums[1])
+                if any(counts.total):
+                    pipe.hincrbyfloat(self.key, TOTAL_SUM_FIELD, counts.sums[2])
+                if counts.skewed:
+                    pipe.hincrby(self.key, SKEWED_FIELD, counts.skewed)
                 pipe.execute()
         except redis.RedisError as error:
-            self._restore(queue, service, sums, skewed)
+            with self._lock:
+                self._counts.add(counts)
             if not self._failing:
                 _log.warning("dynoscaler web timing: cannot write %s: %s", self.key, error)
             self._failing = True
@@ -155,17 +168,6 @@ class RequestTimes:
             _log.warning("dynoscaler web timing: writing %s again", self.key)
         self._failing = False
         return True
-
-    def _restore(
-        self, queue: list[int], service: list[int], sums: list[float], skewed: int
-    ) -> None:
-        with self._lock:
-            for mine, theirs in ((self._queue, queue), (self._service, service)):
-                for index, count in enumerate(theirs):
-                    mine[index] += count
-            self._sums[0] += sums[0]
-            self._sums[1] += sums[1]
-            self._skewed += skewed
 
     def _start_flusher(self) -> None:
         with self._lock:
@@ -178,6 +180,30 @@ class RequestTimes:
         while True:
             time.sleep(self.flush_seconds)
             self.flush()
+
+
+class _Counts:
+    """Requests counted since the last flush: histogram slots of queue and service time
+    (DURATION_BUCKETS, +Inf) and of response time (TOTAL_BOUNDS, +Inf), the sums of the
+    three, and the skewed queue times."""
+
+    def __init__(self) -> None:
+        self.queue, self.service = [0] * _SLOTS, [0] * _SLOTS
+        self.total = [0] * len(TOTAL_FIELDS)
+        self.sums = [0.0, 0.0, 0.0]
+        self.skewed = 0
+
+    def add(self, other: _Counts) -> None:
+        """Add counts a failed flush gives back."""
+        for mine, theirs in (
+            (self.queue, other.queue),
+            (self.service, other.service),
+            (self.total, other.total),
+            (self.sums, other.sums),
+        ):
+            for index, value in enumerate(theirs):
+                mine[index] += value
+        self.skewed += other.skewed
 
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]

@@ -14,7 +14,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from exporter.bench_web import GOAL_SECONDS, measure
-from exporter.timing import BUCKET_FIELDS
+from exporter.collectors.web_timing import WebTimingSource
+from exporter.timing import BUCKET_FIELDS, TOTAL_SUM_FIELD
 from exporter.web import (
     QUEUE,
     SERVICE,
@@ -195,6 +196,29 @@ def test_the_exporter_publishes_the_hashes_per_app_and_role(tmp_path, db14):
     assert not [
         key for key in series if key[0].startswith("dynoscaler_web_") and ("role", "api") in key[1]
     ]
+
+
+def test_response_times_give_the_web_roles_share_within_the_deadline(db14):
+    """Queue plus service time, router to response, on exporter.timing's grid: the exporter
+    folds it with the role's target_deadline (1 s) as it does a job's enqueue-to-done."""
+    times = RequestTimes(db14, role="web", flush_seconds=3600)
+    times.record(100.0, 100.4, 100.5)  # 0.5 s: within
+    times.record(100.0, 100.9, 101.0)  # 1.0 s, the deadline itself: within (le)
+    times.record(100.0, 100.2, 101.6)  # 0.2 s waiting, 1.4 s served: late
+    times.record(100.0, 101.9, 102.0)  # 1.9 s waiting: late
+    times.record(None, 100.0, 100.1)  # no X-Request-Start: no response time
+    times.record(100.0, 99.0, 99.1)  # skewed: no response time
+    assert times.flush()
+    fields = hash_of(db14)
+    assert fields[TOTAL_SUM_FIELD] == pytest.approx(0.5 + 1.0 + 1.6 + 2.0)
+    assert sum(v for k, v in fields.items() if k.startswith("total:le:")) == 4
+    source = WebTimingSource(REDIS_DB14, [("shop", "web", 1.0)], timeout=2)
+    samples = {s.metric: s for s in source.read()}
+    assert samples["dynoscaler_jobs_within_deadline"].value == 2
+    assert samples["dynoscaler_jobs_within_deadline"].labels == ("shop", "web", "")
+    histogram = samples["dynoscaler_job_total_seconds"]
+    assert 1.0 in histogram.bounds and sum(histogram.buckets) == 4
+    assert sum(histogram.buckets[: histogram.bounds.index(1.0) + 1]) == 2
 
 
 def test_bench_web_measures_what_the_timers_add():

@@ -65,13 +65,14 @@ def parse_shared(queues: Sequence[Queue], replies: list[Any], now: float) -> Sha
         try:
             pairs = zip(flat[::2], flat[1::2], strict=True)
             fields = {name.decode(): float(value) for name, value in pairs}
-            totals = _totals(fields)
+            totals = total_grid(fields)
         except (ValueError, UnicodeDecodeError):
             shared.errors.append(_unusable(queue, "a field is not a number"))
             continue
         shared.samples += _samples(queue, fields)
         if totals:
-            shared.samples += _total_samples(queue, totals, fields.get(TOTAL_SUM_FIELD, 0.0))
+            total_sum = fields.get(TOTAL_SUM_FIELD, 0.0)
+            shared.samples += total_samples(queue.labels[:3], queue.deadline, totals, total_sum)
     return shared
 
 
@@ -108,8 +109,9 @@ def _samples(queue: Queue, fields: dict[str, float]) -> list[Sample | HistogramS
     return samples
 
 
-def _totals(fields: dict[str, float]) -> dict[float, float]:
-    """The enqueue-to-done grid's counts by upper bound (+Inf as inf)."""
+def total_grid(fields: dict[str, float]) -> dict[float, float]:
+    """The enqueue-to-done grid's counts by upper bound (+Inf as inf), from a hash's fields
+    (exporter.timing's, and exporter.web's response times)."""
     return {
         float(name.removeprefix(TOTAL_PREFIX)): count
         for name, count in fields.items()
@@ -117,20 +119,22 @@ def _totals(fields: dict[str, float]) -> dict[float, float]:
     }
 
 
-def _total_samples(
-    queue: Queue, totals: dict[float, float], total_sum: float
+def total_samples(
+    labels: tuple[str, str, str],
+    deadline: float | None,
+    totals: dict[float, float],
+    total_sum: float,
 ) -> list[Sample | HistogramSample]:
-    deadline = queue.deadline
+    """dynoscaler_job_total_seconds on the duration buckets plus the deadline, and the
+    count within the deadline, for (app, role, queue)."""
     bounds = tuple(sorted({*DURATION_BUCKETS, *([] if deadline is None else [deadline])}))
     counts = [0.0] * (len(bounds) + 1)
     for bound, count in totals.items():
         counts[bisect.bisect_left(bounds, bound)] += count
     samples: list[Sample | HistogramSample] = [
-        HistogramSample(
-            "dynoscaler_job_total_seconds", queue.labels[:3], tuple(counts), total_sum, bounds
-        )
+        HistogramSample("dynoscaler_job_total_seconds", labels, tuple(counts), total_sum, bounds)
     ]
     if deadline is not None:
         within = sum(count for bound, count in totals.items() if bound <= deadline)
-        samples.append(Sample("dynoscaler_jobs_within_deadline", queue.labels[:3], within))
+        samples.append(Sample("dynoscaler_jobs_within_deadline", labels, within))
     return samples
