@@ -206,7 +206,9 @@ def busy_refusal(mode: str, busy: Busy | None, target: int, concurrency: int) ->
       highest-numbered dynos); where the dynos' jobs are unknown, while the jobs
       in progress exceed the slots `target` dynos have;
     - wait_long: while a job older than Heroku's SIGTERM grace period runs (it
-      would be killed and retried); where no age is known, as wait.
+      would be killed and retried); where no age is known, as wait;
+    - quiet: as wait (scaler.quiet decides a scale-down instead where the role's
+      library can quiet its dynos; this rule is for the others, and size changes).
     Unknown jobs in progress wait (no scale-down on missing data).
     """
     if mode == "allow":

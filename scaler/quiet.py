@@ -47,7 +47,7 @@ import redis
 import requests
 
 from dynoscaler.config import RoleSettings
-from scaler.guardrails import Verdict, clamp
+from scaler.guardrails import Busy, Verdict, clamp
 
 if TYPE_CHECKING:
     from scaler.service import RoleInput
@@ -110,6 +110,13 @@ def plan(dynos: Mapping[int, DynoJobs], current: int, target: int) -> Step:
         parts.append(f"{jobs:g} job(s) still running on dyno(s) {', '.join(map(str, running))}")
     refusal = f"no scale-down to {target} yet (quiet): " + "; ".join(parts)
     return Step(quiet=to_quiet, restart=restart, refusal=refusal)
+
+
+def as_busy(dynos: Mapping[int, DynoJobs]) -> Busy:
+    """The workers' jobs as the busy rules read them (a size change under `quiet`
+    waits as under `wait`: until no dyno runs a job)."""
+    by_dyno = {n: float(d.busy) for n, d in dynos.items()}
+    return Busy(sum(by_dyno.values()), by_dyno=by_dyno)
 
 
 def step(

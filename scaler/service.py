@@ -42,7 +42,7 @@ from scaler.guardrails import (
     decide,
     size_refusal,
 )
-from scaler.quiet import DynoJobs, Quieting, heroku_restart
+from scaler.quiet import DynoJobs, Quieting, as_busy, heroku_restart
 from scaler.store import AppLock, Decision, Limit, Store, StoredState, owner_alive
 
 log = logging.getLogger("dynoscaler.scaler")
@@ -360,7 +360,8 @@ class Scaler:
         dynos = self.quieting.read(settings) if settings.scale_down_when_busy == "quiet" else None
         if dynos is not None:
             shown = {str(n): dataclasses.asdict(d) for n, d in dynos.items()}
-            return dataclasses.replace(i, dynos=dynos, inputs={**i.inputs, "dynos": shown})
+            inputs = {**i.inputs, "dynos": shown}
+            return dataclasses.replace(i, dynos=dynos, busy=as_busy(dynos), inputs=inputs)
         busy = self.busy(app, i.role)
         recorded: dict[str, Any] = {
             "in_progress": busy.in_progress,
