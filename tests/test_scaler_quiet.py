@@ -21,8 +21,8 @@ from dynoscaler import config, heroku
 from dynoscaler.processes import stop
 from scaler.actuator import Actuator
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
-from scaler.guardrails import Request
-from scaler.quiet import DynoJobs, SidekiqQuieter, Step, plan
+from scaler.guardrails import Request, busy_refusal
+from scaler.quiet import DynoJobs, SidekiqQuieter, Step, as_busy, plan
 from scaler.service import RoleInput, Scaler
 from scaler.store import Store
 
@@ -47,6 +47,15 @@ def test_plan_lists_idle_quieted_dynos_the_formation_keeps_for_a_restart():
     dynos = {1: DynoJobs(False, 2), 2: DynoJobs(True, 0), 3: DynoJobs(True, 1)}
     assert plan(dynos, current=3, target=3) == Step(restart=[2])
     assert plan(dynos, current=3, target=5) == Step(restart=[2])
+
+
+def test_a_size_change_under_quiet_waits_while_any_worker_runs_a_job():
+    # a size change restarts every dyno: as under wait, from the workers' own counts
+    dynos = {1: DynoJobs(False, 0), 2: DynoJobs(True, 1)}
+    assert busy_refusal("quiet", as_busy(dynos), 0, 1) == (
+        "no scale-down (quiet): 1 job(s) in progress on dyno(s) 2, which a scale-down to 0 stops"
+    )
+    assert busy_refusal("quiet", as_busy({1: DynoJobs(False, 0)}), 0, 1) is None
 
 
 def settings_file(tmp_path: Path) -> config.Config:
