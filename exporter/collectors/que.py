@@ -25,7 +25,8 @@ from exporter.collectors.sql import Dialect, deletions, union
 
 
 def statement(dialect: Dialect) -> str:
-    now, names = dialect.time("now"), dialect.names
+    # Que's columns are timestamptz, unlike the Rails libraries' (dialect.time)
+    now, names = "to_timestamp(%(now)s)", dialect.names
     unfinished = f"j.finished_at IS NULL AND j.expired_at IS NULL AND j.queue {names}"
     # read once, so that both parts see the same locks
     return f"WITH locked (id) AS MATERIALIZED ({_LOCKED})\n" + union(
