@@ -32,6 +32,7 @@ from dynoscaler.init import (
     redis_queues,
     render,
     sql_queues,
+    write_env_file,
 )
 from dynoscaler.processes import free_port, stop, wait_until_answering
 from exporter.sql_libraries import create
@@ -354,3 +355,24 @@ def test_a_self_signed_redis_certificate_gets_herokus_remedy(tmp_path):
         assert config.queue_url_problem("sidekiq", fixed) is None
     finally:
         stop(server)
+
+
+def test_the_env_file_keeps_a_token_already_set_and_names_no_value(tmp_path, monkeypatch):
+    monkeypatch.delenv("DYNOSCALER_WEBHOOK_TOKEN", raising=False)
+    app = AppFound("shop", [Process("worker", 1, "standard-1X", "sidekiq")], {})
+    app.sources = [Source("REDIS_URL", "REDIS_URL", "redis", "redis://:pw1@10.1.2.3:6379")]
+    amqp = Source("CLOUDAMQP_URL", "CLOUDAMQP_URL", "rabbitmq", "amqps://u:pw2@r.example/vh")
+    app.sources.append(amqp)
+    env_file = tmp_path / ".env"
+    env_file.write_text("DYNOSCALER_WEBHOOK_TOKEN='mine'\n")
+    said = write_env_file(str(env_file), [app])
+    assert said == f"wrote {env_file} (mode 0600, values not shown): REDIS_URL, CLOUDAMQP_API_URL"
+    assert dotenv_values(env_file) == {
+        "DYNOSCALER_WEBHOOK_TOKEN": "mine",  # the user's, kept
+        "REDIS_URL": "redis://:pw1@10.1.2.3:6379",
+        "CLOUDAMQP_API_URL": "https://u:pw2@r.example/vh",  # the management API's URL
+    }
+    monkeypatch.setenv("DYNOSCALER_WEBHOOK_TOKEN", "from-the-environment")
+    env_file.unlink()
+    write_env_file(str(env_file), [app])
+    assert "DYNOSCALER_WEBHOOK_TOKEN" not in dotenv_values(env_file)  # the environment has one
