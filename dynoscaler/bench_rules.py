@@ -73,8 +73,9 @@ JOB = "dynoscaler-exporter"  # prometheus.yml's job of the exporter
 # The rules' scale-down window steps (app_role:dynoscaler_desired_dynos), one per role in turn.
 WINDOWS = (30, 60, 120, 180, 300, 600, 900, 1200, 1800, 3600)
 # A recorded series read over a range in a rule: name, range, optional offset.
+# A selector's window="…" (capacity.yml's app_role_window records) picks the roles of that step.
 RECORDED_RANGE = re.compile(
-    r"\b(app_role\w*:dynoscaler\w*(?::\w+)*)(?:\{[^}]*\})?\[(\d+)([smhd])\]"
+    r"\b(app_role\w*:dynoscaler\w*(?::\w+)*)(?:\{(?:window=\"(\w+)\")?[^}]*\})?\[(\d+)([smhd])\]"
     r"(?:\s+offset\s+(\d+)([smhd]))?"
 )
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -102,6 +103,14 @@ class Role:
     @property
     def queue(self) -> str:
         return f'{self.labels},queue="default",backend="sidekiq"'
+
+    @property
+    def window_step(self) -> str:
+        """The scale-down window as the rules' step label: 30s, 1m, ..., 1h."""
+        for unit, seconds in (("h", 3600), ("m", 60)):
+            if self.window % seconds == 0:
+                return f"{self.window // seconds}{unit}"
+        return f"{self.window}s"
 
 
 def roles(count: int) -> list[Role]:
@@ -165,24 +174,30 @@ def page(all_roles: list[Role], origin: float) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def recorded_ranges(rules: Path) -> dict[str, float]:
-    """Each recorded series read over a range in the rule files under `rules`: the
-    longest history a rule reads of it (range + offset), in seconds; up to an hour."""
-    longest: dict[str, float] = {}
+def recorded_ranges(rules: Path) -> dict[tuple[str, str], float]:
+    """Each recorded series read over a range in the rule files under `rules`, by name
+    and window step ("" for none): the longest history a rule reads of it (range +
+    offset), in seconds; up to an hour."""
+    longest: dict[tuple[str, str], float] = {}
     for path in sorted(rules.glob("*.yml")):
-        for name, count, unit, back, back_unit in RECORDED_RANGE.findall(path.read_text("utf-8")):
+        for name, window, count, unit, back, back_unit in RECORDED_RANGE.findall(
+            path.read_text("utf-8")
+        ):
             seconds = int(count) * SECONDS[unit] + (int(back) * SECONDS[back_unit] if back else 0)
-            longest[name] = max(longest.get(name, 0.0), seconds)
-    return {name: span for name, span in longest.items() if span <= LONGEST_RECORDED_HISTORY}
+            longest[name, window] = max(longest.get((name, window), 0.0), seconds)
+    return {key: span for key, span in longest.items() if span <= LONGEST_RECORDED_HISTORY}
 
 
-def recorded(role: Role, ranges: dict[str, float]) -> list[tuple[str, float, float]]:
+def recorded(role: Role, ranges: dict[tuple[str, str], float]) -> list[tuple[str, float, float]]:
     """(series, value, seconds of history) of the recorded series the rules read over a
-    range; the value is the role's λ: its cost is read, not its meaning."""
+    range, a windowed one where the window is the role's; the value is the role's λ:
+    its cost is read, not its meaning."""
+    step = f',window="{role.window_step}"'
     return [
-        (f"{name}{{{role.labels}}}", role.rate, span)
-        for name, span in ranges.items()
+        (f"{name}{{{role.labels}{step if window else ''}}}", role.rate, span)
+        for (name, window), span in ranges.items()
         if "_web_" not in name  # web.yml's records: the bench's roles are queue roles
+        and window in ("", role.window_step)
     ]
 
 
@@ -210,7 +225,7 @@ def write_history(
     span: float,
     step: float,
     scrape: str = "",
-    ranges: dict[str, float] | None = None,
+    ranges: dict[tuple[str, str], float] | None = None,
 ) -> int:
     """OpenMetrics lines, series by series, up to `end`; returns the sample count.
 

@@ -48,12 +48,15 @@ def test_history_is_one_block_of_samples_per_series_in_time_order() -> None:
 
 def test_history_has_the_scrape_labels_and_the_recorded_ranges_at_the_interval() -> None:
     ranges = recorded_ranges(ROOT / "prometheus" / "rules")
-    # the hour-long scale-down branch of desired_dynos reads the most history of a record
-    assert ranges["app_role:dynoscaler_desired_dynos:unstabilised"] == 3600
+    # each scale-down branch of desired_dynos reads its window step's roles over the step
+    windowed = "app_role_window:dynoscaler_desired_dynos:unstabilised"
+    assert ranges[windowed, "1h"] == 3600 and ranges[windowed, "30s"] == 30
+    assert ranges["app_role:dynoscaler_arrival_rate:rate1m", ""] == 300  # [4m] offset 1m
     assert all(span <= 3600 for span in ranges.values())  # qos' 30 d is not backfilled
     out = io.StringIO()
     scrape = 'job="dynoscaler-exporter",instance="127.0.0.1:1"'
-    write_history(out, roles(1), 0.0, 1000.0, 900.0, 300.0, scrape, {"app_role:x:y": 10.0})
+    history = {("app_role:x:y", ""): 10.0, ("app_role_w:x:y", "30s"): 5.0, ("w:x", "1h"): 5.0}
+    write_history(out, roles(1), 0.0, 1000.0, 900.0, 300.0, scrape, history)
     lines = out.getvalue().splitlines()[:-1]
     raw = [line for line in lines if line.startswith("dynoscaler_")]
     assert raw and all(scrape + "}" in line for line in raw)
@@ -63,6 +66,9 @@ def test_history_has_the_scrape_labels_and_the_recorded_ranges_at_the_interval()
         'app_role:x:y{app="app0",role="worker"}'
     ] * 3
     assert [line.rsplit(" ", 1)[1] for line in recorded] == ["990.000", "995.000", "1000.000"]
+    # the role's window is 30 s: its series of that step only
+    windowed = [line.rsplit(" ", 2)[0] for line in lines if "window=" in line]
+    assert windowed == ['app_role_w:x:y{app="app0",role="worker",window="30s"}'] * 2
 
 
 def test_roles_take_every_scale_down_window_step_in_turn() -> None:
