@@ -18,17 +18,28 @@ def test_the_scheduled_flash_sale_keeps_every_deadline_the_reactive_run_misses()
     result = evaluate(scenarios.load("flash-sale-scheduled"), ("dynoscaler",))
     (run,), (reactive,) = result.runs, result.unscheduled
     assert run.late == 0 < reactive.late
-    # The cost half of issue 18's goal (<= 1.1x the reactive run) is not met since the
-    # simulator stopped counting booting slots as busy: 1.16x (docs/simulator.md, Schedules).
-    met = run.dyno_seconds <= 1.1 * reactive.dyno_seconds
+    # issue 18's goal: at most 1.1x the reactive run's dyno-seconds. The window ends a
+    # minute after the opening and the model holds what the orders need; the floor's
+    # dynos are not held after the sale is served (docs/simulator.md, Schedules).
+    assert run.dyno_seconds <= 1.1 * reactive.dyno_seconds
     trace = dict(zip(result.runs[0].trace.times, result.runs[0].trace.dynos, strict=True))
     # The window opens at t = 600 (09:55 Oslo); its floor of 18 is in force from 555.
     assert trace[550] == 2 and trace[595] == 18
     assert max(reactive.trace.dynos[: reactive.trace.times.index(600)]) == 2
     checks = dict(goals(result, "dynoscaler"))
     assert checks[f"with its schedules 0 late jobs (without them {reactive.late}) at <= "
-                  "1.1x the dyno-seconds without them"] == met  # fmt: skip
+                  "1.1x the dyno-seconds without them"]  # fmt: skip
     assert "| dynoscaler without its schedules | " in table(result)
+    # the window ended at 660: the model, not the floor, held the dynos after it
+    assert max(run.trace.dynos[run.trace.times.index(665) :]) > 2
+
+
+def test_a_scheduled_nightly_import_keeps_its_deadline_at_the_reactive_cost():
+    # A second shape: 30,000 short jobs at 02:00, a 1-minute window with a floor of 10.
+    result = evaluate(scenarios.load("nightly-import-scheduled"), ("dynoscaler",))
+    (run,), (reactive,) = result.runs, result.unscheduled
+    assert run.late == 0 < reactive.late
+    assert schedule_goal(run, reactive)
 
 
 def late(count: int) -> Misses:
