@@ -39,6 +39,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -47,7 +49,7 @@ import redis
 import requests
 
 from dynoscaler.config import RoleSettings
-from scaler.guardrails import Busy, Verdict, clamp
+from scaler.guardrails import SIGTERM_GRACE_SECONDS, Busy, Verdict, clamp
 
 if TYPE_CHECKING:
     from scaler.service import RoleInput
@@ -225,6 +227,8 @@ class Quieting:
     def __init__(self, restart: Callable[[str, str], bool]) -> None:
         self.restart = restart
         self._quieters: dict[tuple[str, str], Quieter | None] = {}
+        # (app, dyno) -> when this process last restarted it (monotonic seconds)
+        self._restarted: dict[tuple[str, str], float] = {}
 
     def quieter(self, role: RoleSettings) -> Quieter | None:
         if role.key not in self._quieters:
@@ -263,10 +267,21 @@ class Quieting:
                 quieter.quiet(step.quiet)
         except redis.RedisError as error:
             log.warning("%s/%s: cannot quiet dynos %s: %s", *role.key, step.quiet, error)
-        restarted = [n for n in step.restart if self.restart(role.app, f"{role.role}.{n}")]
+        restarted = [n for n in step.restart if self._restart(role, n)]
         if not restarted:
             return ""
         return f"; restarted quieted dyno(s) {', '.join(map(str, restarted))}, which stay"
+
+    def _restart(self, role: RoleSettings, number: int) -> bool:
+        """Restart a kept quieted dyno, once: its quiet process may still report itself
+        until Heroku's SIGTERM reaches it and the new one boots (boot_time + the grace)."""
+        key, now = (role.app, f"{role.role}.{number}"), time.monotonic()
+        if now - self._restarted.get(key, -math.inf) < role.boot_time + SIGTERM_GRACE_SECONDS:
+            return False
+        if not self.restart(*key):
+            return False
+        self._restarted[key] = now
+        return True
 
 
 def heroku_restart(actuator: Any) -> Callable[[str, str], bool]:

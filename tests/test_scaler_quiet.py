@@ -127,6 +127,9 @@ def test_the_scaler_stops_quieted_sidekiq_dynos_once_idle_and_restarts_kept_ones
         back = deliver(3)
         assert "restarted quieted dyno(s) 2, 3, which stay" in back.reason
         assert (fake.restarts, quantity()) == ([("shop", "worker.2"), ("shop", "worker.3")], 3)
+        # once: the old processes report themselves quiet until Heroku's SIGTERM lands
+        assert "restarted" not in deliver(3).reason
+        assert len(fake.restarts) == 2
     finally:
         for server in dynos.values():
             stop(server)
