@@ -151,7 +151,7 @@ EXTRA_INDEXES: dict[tuple[str, str], str] = {
     ("solid_queue", "mysql"): "CREATE INDEX dynoscaler_ready_by_age "
     "ON solid_queue_ready_executions (queue_name, created_at)",
     ("delayed_job", "mysql"): "CREATE INDEX dynoscaler_delayed_jobs_waiting "
-    "ON delayed_jobs (failed_at, queue, run_at, locked_at, locked_by)",
+    "ON delayed_jobs (failed_at, queue, locked_at, run_at, locked_by)",
 }
 
 

@@ -104,23 +104,23 @@ def read(url: str, queues: list[Queue]) -> list[Sample]:
 
 
 @contextlib.contextmanager
-def extra_index(cursor: Any, library: str) -> Iterator[str]:
-    """The index docs/exporter.md recommends for `library` on PostgreSQL, dropped after."""
-    ddl = EXTRA_INDEXES[(library, "postgresql")]
+def extra_index(cursor: Any, library: str, dialect: str = "postgresql") -> Iterator[str]:
+    """The index docs/exporter.md recommends for `library`, dropped after."""
+    ddl = EXTRA_INDEXES[(library, dialect)]
+    index, table = ddl.split()[2], ddl.split()[4]
     cursor.execute(ddl)
     try:
-        yield ddl.split()[2]
+        yield index
     finally:
-        cursor.execute(f"DROP INDEX {ddl.split()[2]}")
+        cursor.execute(f"DROP INDEX {index}" + ("" if dialect == "postgresql" else f" ON {table}"))
 
 
 def with_and_without_index(url: str, cursor: Any, library: str, queue: Queue) -> list[dict]:
-    """The queue's figures read on the shipped indexes and, on PostgreSQL, again with the
-    extra index (read per queue from its ranges): the same rows, so the same figures."""
+    """The queue's figures read on the shipped indexes and again with the extra index (read
+    from its ranges): the same rows, so the same figures."""
     found = [figures(read(url, [queue]), queue.name, library)]
-    if url.startswith("postgresql"):
-        with extra_index(cursor, library):
-            found.append(figures(read(url, [queue]), queue.name, library))
+    with extra_index(cursor, library, "postgresql" if "postgresql" in url else "mysql"):
+        found.append(figures(read(url, [queue]), queue.name, library))
     return found
 
 
@@ -699,3 +699,43 @@ def test_the_read_counts_the_index_without_passing_over_other_rows(
     assert depth <= entries <= depth + 2 * 4 + len(queues), on_table
     joined = [n for n in nodes if "Join" in n["Node Type"]]
     assert all(n["Actual Rows"] * n["Actual Loops"] <= 8 for n in joined), joined
+
+
+def test_delayed_job_on_mariadb_reads_the_ranges_of_its_index(
+    mariadb: pymysql.Connection,
+) -> None:
+    """MariaDB with its Delayed Job index: the read's index entries (InnoDB's handler reads)
+    are the waiting and running jobs', not the jobs due later."""
+    cursor = mariadb.cursor()
+    cursor.execute("DELETE FROM delayed_jobs")
+    cursor.execute(
+        "INSERT INTO delayed_jobs (handler, run_at, queue) SELECT 'x', "
+        "UTC_TIMESTAMP(6) + INTERVAL (1000 - CAST(seq AS SIGNED)) SECOND, "
+        "CONCAT('queue_', seq % 4) FROM seq_1_to_2500"
+    )  # 1,501 due, 999 due later
+    cursor.execute(  # another app's queue: with it the table is big enough for range scans
+        "INSERT INTO delayed_jobs (handler, run_at, queue) SELECT 'x', UTC_TIMESTAMP(6), "
+        "'other' FROM seq_1_to_20000"
+    )
+    cursor.execute(
+        "UPDATE delayed_jobs SET locked_at = UTC_TIMESTAMP(6), locked_by = 'w' "
+        "ORDER BY run_at LIMIT 4"
+    )
+    queues = [Queue("shop", "worker", f"queue_{n}", "delayed_job") for n in range(4)]
+    with extra_index(cursor, "delayed_job", "mysql"):
+        source = SqlSource(MARIADB_URL, queues, TIMEOUT)
+        source.read()  # connected
+        assert source.database is not None
+
+        def handler_reads() -> int:
+            status = source.database.query("SHOW SESSION STATUS LIKE 'Handler_read%%'", {})
+            return sum(int(value) for _, value in status)
+
+        before = handler_reads()
+        samples = source.read()
+        entries = handler_reads() - before
+    found = [figures(samples, q.name, "delayed_job") for q in queues]
+    depth, busy = (sum(f[name] for f in found) for name in ("queue_depth", "queue_in_progress"))
+    assert (depth, busy) == (1501 - 4, 4)
+    # each waiting and running entry once, a few more to find each range's ends
+    assert depth + busy <= entries <= depth + busy + 100, entries

@@ -69,13 +69,22 @@ def deletions(table: str) -> str:
     )
 
 
-def index_on(table: str, columns: Sequence[str]) -> str:
-    """PostgreSQL: a condition true while `table` has a valid index (of any name) whose key
-    starts with `columns`, such as the one docs/exporter.md recommends for a library.
+def index_on(table: str, columns: Sequence[str], dialect: Dialect = POSTGRESQL) -> str:
+    """A condition true while `table` has a valid index (of any name) whose key starts with
+    `columns`, such as the one docs/exporter.md recommends for a library.
 
     A backend's statement uses it as a one-time filter to pick its per-queue reads of that
-    index or its single pass over the rows; the source logs its absence at connect.
+    index or its single pass over the rows (MariaDB evaluates the uncorrelated subquery
+    while planning: the part it rules out is an "Impossible WHERE"); the source logs its
+    absence at connect (PostgreSQL).
     """
+    if dialect is MYSQL:
+        pairs = ", ".join(f"({n}, '{column}')" for n, column in enumerate(columns, 1))
+        return (
+            "EXISTS (SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+            f"AND TABLE_NAME = '{table}' AND (SEQ_IN_INDEX, COLUMN_NAME) IN ({pairs}) "
+            f"GROUP BY INDEX_NAME HAVING COUNT(*) = {len(columns)})"
+        )
     leading = " AND ".join(
         f"EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = i.indrelid "
         f"AND a.attnum = i.indkey[{position}] AND a.attname = '{column}')"
