@@ -236,16 +236,21 @@ class Quieting:
         return self._quieters[role.key]
 
     def read(self, role: RoleSettings) -> dict[int, DynoJobs] | None:
-        """The role's dynos, or None where it has no quieter or the read fails (the
-        caller then applies `wait`)."""
+        """The role's dynos, or None where it has no quieter, the read fails or finds no
+        worker named after a dyno of the role (hostnames not $DYNO, Fir's random dyno
+        names, no worker up): the caller then applies `wait`, which reads Prometheus."""
         quieter = self.quieter(role)
         if quieter is None:
             return None
         try:
-            return quieter.dynos()
+            dynos = quieter.dynos()
         except redis.RedisError as error:
             log.warning("%s/%s: cannot read the workers to quiet: %s", *role.key, error)
             return None
+        if not dynos:
+            log.warning("%s/%s: no worker named %s.<n>: quiet acts as wait", *role.key, role.role)
+            return None
+        return dynos
 
     def verdict(
         self, role: RoleSettings, i: RoleInput, current: int, verdict: Verdict, dry_run: bool

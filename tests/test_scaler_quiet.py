@@ -22,7 +22,7 @@ from dynoscaler.processes import stop
 from scaler.actuator import Actuator
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 from scaler.guardrails import Request, busy_refusal
-from scaler.quiet import DynoJobs, SidekiqQuieter, Step, as_busy, plan
+from scaler.quiet import DynoJobs, Quieting, SidekiqQuieter, Step, as_busy, plan
 from scaler.service import RoleInput, Scaler
 from scaler.store import Store
 
@@ -141,6 +141,14 @@ def _until(condition, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)
+
+
+def test_with_no_worker_named_after_a_dyno_quiet_acts_as_wait(tmp_path, db1):
+    # e.g. Sidekiq run without $DYNO: a process whose hostname names no dyno of the role
+    (role,) = settings_file(tmp_path).roles
+    db1.sadd("processes", "web-1:1:abc")
+    db1.hset("web-1:1:abc", mapping={"info": '{"hostname": "web-1", "queues": ["default"]}'})
+    assert Quieting(lambda app, dyno: False).read(role) is None
 
 
 def test_check_config_says_which_roles_quiet_and_refuses_an_unknown_rule(tmp_path):
