@@ -56,9 +56,10 @@ from exporter.collectors import (
     good_job,
     que,
     solid_queue,
+    sql_job_times,
 )
 from exporter.collectors.sql import MYSQL, POSTGRESQL, Dialect, index_on
-from exporter.metrics import Sample
+from exporter.metrics import HistogramSample, Sample
 
 BACKENDS: dict[str, ModuleType] = {
     "solid_queue": solid_queue,
@@ -186,17 +187,18 @@ class SqlSource:
         self.completed: Counter[tuple[str, ...]] = Counter()
         # per backend: the labels its table's deletions are published with
         self.deletions_of: dict[str, tuple[str, ...]] = {}
+        self.job_times = sql_job_times.JobTimes()
         if dialect is POSTGRESQL:
             for backend, _, backend_queues in self.parts:
                 if backend in COUNTS_DELETIONS:
                     self._own_deletions(backend, backend_queues)
 
-    def read(self) -> list[Sample]:
+    def read(self) -> list[Sample | HistogramSample]:
         if self.database is None or self.database.broken():
             self._connect()
         now = time.time()
         until = now - FINISHED_LAG
-        samples: list[Sample] = []
+        samples: list[Sample | HistogramSample] = []
         errors: list[ReadError] = []
         for backend, module, queues in self.parts:
             parameters = {
@@ -213,6 +215,8 @@ class SqlSource:
                 errors.append(ReadError(backend, message, frozenset(_feed(q) for q in queues)))
                 continue
             self.counted_until[backend] = until
+            if backend in sql_job_times.BACKENDS:
+                samples += self._job_times(backend, queues, until, errors)
             found = {str(row[0]): row for row in rows if row[0] is not None}
             deleted = [row[5] for row in rows if row[0] is None and row[5] is not None]
             if deleted and backend in self.deletions_of:
@@ -233,6 +237,20 @@ class SqlSource:
     def close(self) -> None:
         if self.database is not None:
             self.database.close()
+
+    def _job_times(
+        self, backend: str, queues: list[Queue], until: float, errors: list[ReadError]
+    ) -> list[Sample | HistogramSample]:
+        """The enqueue-to-done times of the finished jobs the library keeps (sql_job_times)."""
+        parameters = {"names": [q.name for q in queues], **self.job_times.window(backend, until)}
+        try:
+            rows = self._query(sql_job_times.statement(self.dialect, backend), parameters)
+        except _StatementFailed as failure:
+            names = ", ".join(f"{q.name} of {q.app}/{q.role}" for q in queues)
+            message = f"{backend} enqueue-to-done times: {failure}: queues {names} left out"
+            errors.append(ReadError(backend, message, frozenset(_feed(q) for q in queues)))
+            return []
+        return self.job_times.add(backend, queues, rows, until)
 
     def _own_deletions(self, backend: str, queues: Sequence[Queue]) -> None:
         owners = sorted({(q.app, q.role) for q in queues})
