@@ -4,6 +4,8 @@ ruby-sidekiq) as worker.1-3 and the fake Heroku's formation over HTTP."""
 
 from __future__ import annotations
 
+import argparse
+import re
 import shutil
 import subprocess
 import time
@@ -14,10 +16,9 @@ import pytest
 import yaml
 from exporter_helpers import REDIS_DB1, redis_db1  # noqa: F401 (the db1 fixture)
 from scaler_support import HEROKU_KEY
-from test_config import run_cli
 from test_exporter_sidekiq import Sidekiq
 
-from dynoscaler import config, heroku
+from dynoscaler import check_config, config, heroku
 from dynoscaler.processes import stop
 from scaler.actuator import Actuator
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
@@ -151,30 +152,21 @@ def test_with_no_worker_named_after_a_dyno_quiet_acts_as_wait(tmp_path, db1):
     assert Quieting(lambda app, dyno: False).read(role) is None
 
 
-def test_check_config_says_which_roles_quiet_and_refuses_an_unknown_rule(tmp_path):
+def test_check_config_says_which_roles_quiet_and_refuses_an_unknown_rule(tmp_path, capsys):
     worker = {"scale_down_when_busy": "quiet", "queues": [_queue("sidekiq")]}
     mailer = {"scale_down_when_busy": "quiet", "queues": [_queue("rq")]}
+    document = {"apps": {"shop": {"roles": {"worker": worker, "mailer": mailer}}}}
     path = tmp_path / "autoscale.yml"
-    path.write_text(
-        yaml.safe_dump({"apps": {"shop": {"roles": {"worker": worker, "mailer": mailer}}}})
-    )
-    shown = run_cli("check-config", str(path))
-    assert shown.returncode == 0, shown.stderr
-    assert "scale_down_when_busy=quiet (Sidekiq: the dynos a scale-down stops are quieted" in (
-        shown.stdout
-    )
-    assert "scale_down_when_busy=quiet (acts as wait: quieting needs every queue" in shown.stdout
+    path.write_text(yaml.safe_dump(document))
+    assert check_config.run(argparse.Namespace(file=str(path))) == 0
+    shown = capsys.readouterr().out
+    assert "scale_down_when_busy=quiet (Sidekiq: the dynos a scale-down stops are quieted" in shown
+    assert "scale_down_when_busy=quiet (acts as wait: quieting needs every queue" in shown
     mailer["scale_down_when_busy"] = "sometimes"
-    path.write_text(
-        yaml.safe_dump({"apps": {"shop": {"roles": {"worker": worker, "mailer": mailer}}}})
-    )
-    refused = run_cli("check-config", str(path))
-    assert refused.returncode == 2
-    assert (
-        "mailer.scale_down_when_busy: 'sometimes' is not one of: allow, wait, wait_long, quiet"
-        in (refused.stderr)
-    )
-    assert "Traceback" not in refused.stderr
+    path.write_text(yaml.safe_dump(document))
+    rule = "mailer.scale_down_when_busy: 'sometimes' is not one of: allow, wait, wait_long, quiet"
+    with pytest.raises(config.ConfigError, match=re.escape(rule)):
+        config.load(path)
 
 
 def _queue(backend: str) -> dict[str, str]:
