@@ -128,18 +128,20 @@ def step(
     desired: int | None,
     target: int | None,
 ) -> Step:
-    """The quiet rule for one decision: the dynos above the desired count (None: no
-    scale-down asked) are quieted, even while the guardrails hold the scale-down
-    (cooldown, max_step), and the kept quieted ones restarted; the refusal is for the
-    scale-down to `target` (the guardrails' count), None where it may go or does not
-    lower (a count above max_dynos is brought back regardless)."""
+    """The quiet rule for one decision. `target`: the guardrails' count. Quieting is the
+    scale-down's first half (a quieted dyno serves nothing), so only the dynos the
+    guardrails' scale-down stops are quieted, never on data the guardrails refuse
+    (stale, cooldown), and the refusal says what that scale-down waits for. A count
+    above max_dynos is brought back regardless. Kept quieted dynos, up to the desired
+    count (None: the input asks no scale-down), are listed for a restart."""
     wanted = current
     if desired is not None:
         wanted = min(current, clamp(desired, role.min_dynos, role.max_dynos))
-    quiet = plan(dynos, current, wanted)
-    lowers = target is not None and target < current <= role.max_dynos
-    refusal = plan(dynos, current, target).refusal if lowers else None  # type: ignore[arg-type]
-    return dataclasses.replace(quiet, refusal=refusal)
+    restart = plan(dynos, current, wanted).restart
+    if target is None or not target < current <= role.max_dynos:
+        return Step(restart=restart)
+    stop = plan(dynos, current, target)
+    return dataclasses.replace(stop, restart=restart)
 
 
 class SidekiqQuieter:

@@ -23,7 +23,7 @@ from dynoscaler.processes import stop
 from scaler.actuator import Actuator
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 from scaler.guardrails import Request, busy_refusal
-from scaler.quiet import DynoJobs, Quieting, SidekiqQuieter, Step, as_busy, plan
+from scaler.quiet import DynoJobs, Quieting, SidekiqQuieter, Step, as_busy, plan, step
 from scaler.service import RoleInput, Scaler
 from scaler.store import Store
 
@@ -41,6 +41,17 @@ def test_plan_quiets_the_dynos_above_the_target_and_goes_once_they_are_idle():
     )
     idle = {1: DynoJobs(False, 2), 2: DynoJobs(True, 0)}  # dyno 3 reports no process
     assert plan(idle, 3, 1) == Step()
+
+
+def test_step_quiets_only_what_the_guardrails_scale_down_stops(tmp_path):
+    (role,) = settings_file(tmp_path).roles  # min 1, max 4
+    working = {n: DynoJobs(False, 1) for n in (1, 2, 3, 4)}
+    # held by the guardrails (stale data, cooldown): no dyno is quieted
+    assert step(working, role, current=4, desired=1, target=None) == Step()
+    # max_step 1: only dyno 4, which the scale-down to 3 stops
+    assert step(working, role, 4, 1, 3).quiet == [4]
+    # above max_dynos the count is brought back regardless
+    assert step(working, role, current=6, desired=4, target=4) == Step()
 
 
 def test_plan_lists_idle_quieted_dynos_the_formation_keeps_for_a_restart():
