@@ -34,7 +34,7 @@ rule evaluation per group as a share of its interval and missed iterations,
 reaction and visibility times, and each process's CPU (cores) and memory.
 With `--peer` (default when --apps > 1) the same measurement runs first at 1
 app for `--peer-seconds`, and the fleet's reaction time and rule cost are
-given as ratios against it.
+given as ratios against it. Every 5 minutes a line gives the figures so far.
 """
 
 from __future__ import annotations
@@ -375,10 +375,6 @@ class Fleet:
                         found[key] = found.get(key, 0.0) + sample.value
         return found
 
-    def app_ids(self) -> dict[str, str]:
-        state = requests.get(self.fake("state"), timeout=10).json()
-        return {app["id"]: app["name"] for app in state["apps"]}
-
     def quantities(self) -> dict[tuple[str, str], int]:
         state = requests.get(self.fake("state"), timeout=10).json()
         return {
@@ -503,7 +499,6 @@ def _run_events(fleet: Fleet, figures: Figures, every: float, seconds: float) ->
         target=lambda: rules.update(bench_rules.sample(fleet.urls["prometheus"], seconds)),
         daemon=True,
     )
-    names = fleet.app_ids()
     calls, remaining, usage = fleet.calls(), fleet.remaining(), fleet.usage()
     started = time.monotonic()
     sampler.start()
@@ -535,7 +530,7 @@ def _run_events(fleet: Fleet, figures: Figures, every: float, seconds: float) ->
                     hands.append(_Pending(app, fleet.by_hand(app)))
                     figures.by_hand += 1
             next_event += every
-        _settle(fleet, figures, spikes, hands, names)
+        _settle(fleet, figures, spikes, hands)
         time.sleep(1.0)
     elapsed = time.monotonic() - started
     hour = 3600 / elapsed
@@ -558,7 +553,7 @@ def _run_events(fleet: Fleet, figures: Figures, every: float, seconds: float) ->
     grace = time.monotonic() + PENDING_GRACE_SECONDS
     while (spikes or hands) and time.monotonic() < grace:
         time.sleep(1.0)
-        _settle(fleet, figures, spikes, hands, names)
+        _settle(fleet, figures, spikes, hands)
     for pending in spikes:
         fleet.drain(pending.app)
 
@@ -611,7 +606,6 @@ def _settle(
     figures: Figures,
     spikes: list[_Pending],
     hands: list[_Pending],
-    names: dict[str, str],
 ) -> None:
     """Note the spikes the scaler answered (then empty their queues) and the changes
     by hand Prometheus shows."""
@@ -620,7 +614,6 @@ def _settle(
         for patch in fleet.patches():
             if _scales_worker(patch):
                 app = patch["path"].split("/")[2]
-                app = names.get(app, app)
                 patched[app] = max(patched.get(app, 0.0), patch["at"])
         for pending in list(spikes):
             if patched.get(pending.app, 0.0) > pending.at:
