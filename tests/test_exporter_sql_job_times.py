@@ -1,83 +1,32 @@
 """Enqueue-to-done times of the SQL libraries' kept finished jobs
 (exporter.collectors.sql_job_times) against the real PostgreSQL and MariaDB of this
-machine, in databases of their own (h7_*, dropped after), with the libraries' published
-tables (exporter/sql_libraries.py)."""
+machine, in tests/test_exporter_sql.py's databases (the libraries' published tables,
+dropped after)."""
 
 from __future__ import annotations
 
 import bisect
-import os
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-import pymysql
 import pytest
 
 from exporter.collectors import PartialRead, Queue
 from exporter.collectors.sql_job_times import grid_case
 from exporter.collectors.sql_source import FINISHED_LAG, SqlSource
 from exporter.metrics import DURATION_BUCKETS, HistogramSample, Sample
-from exporter.sql_libraries import create
 from exporter.timing import TOTAL_BOUNDS
+from tests import test_exporter_sql as sql_tests
+from tests.test_exporter_sql import POSTGRES_URL, TIMEOUT, utc
 
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root"}
-DATABASE = f"h7_job_times_{os.getpid()}"
-POSTGRES_URL = f"postgresql://postgres@127.0.0.1:5432/{DATABASE}"
-MARIADB_URL = f"mysql://root@127.0.0.1:3306/{DATABASE}"
-TIMEOUT = 2.0
+# tests/test_exporter_sql.py's fixtures: its databases with the libraries' tables
+database, postgres, mariadb = sql_tests.database, sql_tests.postgres, sql_tests.mariadb
+
 DEADLINE = 30.0
 # enqueue-to-done seconds of the jobs each test finishes: both sides of the deadline, of a
 # grid bound and of the grid's end
 TIMES = (0.3, 12, 29.5, 30, 30.5, 95, 4000, 90_000)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[psycopg.Connection]:
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {DATABASE}")
-        try:
-            with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-                for library in ("solid_queue", "good_job"):
-                    create(connection.cursor(), library, "postgresql")
-                yield connection
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-
-
-@pytest.fixture(scope="module")
-def mariadb() -> Iterator[pymysql.Connection]:
-    connection = pymysql.connect(**MARIADB, autocommit=True)
-    cursor = connection.cursor()
-    cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-    cursor.execute(f"CREATE DATABASE {DATABASE}")
-    try:
-        connection.select_db(DATABASE)
-        cursor.execute("SET time_zone = '+00:00'")
-        create(cursor, "solid_queue", "mysql")
-        yield connection
-    finally:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        connection.close()
-
-
-@pytest.fixture(params=["postgresql", "mysql"])
-def database(request: pytest.FixtureRequest) -> tuple[str, Any]:
-    """(url, cursor) of PostgreSQL, then of MariaDB, with Solid Queue's tables emptied."""
-    name = "postgres" if request.param == "postgresql" else "mariadb"
-    cursor = request.getfixturevalue(name).cursor()
-    for table in ("failed_executions", "jobs"):
-        cursor.execute(f"DELETE FROM solid_queue_{table}")
-    return (POSTGRES_URL if name == "postgres" else MARIADB_URL), cursor
-
-
-def utc(seconds: float) -> datetime:
-    """A Rails `datetime` value: UTC, without a zone."""
-    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
 
 
 def insert(cursor: Any, table: str, **values: Any) -> None:
