@@ -357,7 +357,9 @@ class Scaler:
         asks = i.request.desired is not None or i.request.slots is not None
         if settings.scale_down_when_busy == "allow" or not asks:
             return i
-        dynos = self.quieting.read(settings) if settings.scale_down_when_busy == "quiet" else None
+        # A dry run quiets nothing, so quiet's second phase would never come: judged as wait.
+        quiets = settings.scale_down_when_busy == "quiet" and not self.dry_run
+        dynos = self.quieting.read(settings) if quiets else None
         if dynos is not None:
             shown = {str(n): dataclasses.asdict(d) for n, d in dynos.items()}
             inputs = {**i.inputs, "dynos": shown}

@@ -5,6 +5,8 @@ ruby-sidekiq) as worker.1-3 and the fake Heroku's formation over HTTP."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import re
 import shutil
 import subprocess
@@ -22,7 +24,7 @@ from dynoscaler import check_config, config, heroku
 from dynoscaler.processes import stop
 from scaler.actuator import Actuator
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
-from scaler.guardrails import Request, busy_refusal
+from scaler.guardrails import Busy, Request, busy_refusal
 from scaler.quiet import DynoJobs, Quieting, SidekiqQuieter, Step, as_busy, plan, step
 from scaler.service import RoleInput, Scaler
 from scaler.store import Store
@@ -182,3 +184,37 @@ def test_check_config_says_which_roles_quiet_and_refuses_an_unknown_rule(tmp_pat
 
 def _queue(backend: str) -> dict[str, str]:
     return {"name": "default", "backend": backend, "url": REDIS_DB1}
+
+
+def test_a_dry_run_judges_quiet_as_wait_and_quiets_nothing(tmp_path, db1):
+    # A dry run never quiets, so quiet's "once they are quiet" would never come and
+    # the shadow decisions would never scale down: the dynos' jobs decide, as wait.
+    settings = settings_file(tmp_path)
+    scaler_settings = dataclasses.replace(settings.scaler, dry_run=True)
+    settings = dataclasses.replace(settings, scaler=scaler_settings)
+    for n in (1, 2, 3):  # three idle Sidekiq processes, not quiet, as worker.1-3
+        identity = f"worker.{n}:1:abc"
+        db1.sadd("processes", identity)
+        info = json.dumps({"hostname": f"worker.{n}", "queues": ["default"]})
+        db1.hset(identity, mapping={"info": info, "busy": "0", "quiet": "false"})
+    by_dyno = {1: 0.0, 2: 0.0, 3: 1.0}  # what Prometheus would say: a job on worker.3
+
+    def busy(app: str, role: str) -> Busy:
+        return Busy(sum(by_dyno.values()), by_dyno=dict(by_dyno))
+
+    store, actuator = Store(settings.scaler.store), Actuator(heroku.client)
+    scaler = Scaler(settings, store, actuator, print, busy=busy)
+
+    def deliver(desired: int) -> Any:
+        request = Request(desired, time.time())
+        (decision,) = scaler.apply("shop", [RoleInput("worker", request, {})], "test")
+        return decision
+
+    up = deliver(3)
+    assert (up.outcome, up.to_count) == ("dry_run", 3)
+    held = deliver(1)
+    assert held.outcome == "none" and "on dyno(s) 3" in held.reason
+    by_dyno[3] = 0.0
+    shown = deliver(1)
+    assert (shown.outcome, shown.to_count) == ("dry_run", 1)
+    assert not any(db1.exists(f"worker.{n}:1:abc-signals") for n in (1, 2, 3))
