@@ -39,6 +39,7 @@ COMMANDS: dict[str, str | dict[str, str]] = {
         "drain": "exporter.bench_drain",
         "web": "exporter.bench_web",
         "sql": "exporter.bench_sql",
+        "sql-times": "exporter.bench_sql_times",
         "backends": "exporter.bench_backends",
         "webhook": "scaler.bench",
         "rules": "dynoscaler.bench_rules",
