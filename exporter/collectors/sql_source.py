@@ -24,6 +24,7 @@ adds them to a counter of its own (0 when the exporter starts, a counter reset
 for rate()). The lag leaves time for the worker's transaction to commit:
 a job whose row commits more than FINISHED_LAG after its `finished_at`, or
 whose worker's clock is that far behind the exporter's, is not counted.
+The same window gives those jobs' enqueue-to-done times (sql_job_times).
 The libraries that delete a finished job (Delayed Job, Que) are counted on
 PostgreSQL by their table's deletions (sql.deletions), per table and not per
 queue: published as the completions of the one app/role owning every queue
