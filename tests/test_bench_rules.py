@@ -24,6 +24,7 @@ GROUPS = (
     "dynoscaler_capacity",
     "dynoscaler_duration_tail",
     "dynoscaler_heroku_budget",
+    "dynoscaler_policy",
 )
 
 
