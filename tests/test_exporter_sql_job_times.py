@@ -5,13 +5,16 @@ dropped after)."""
 
 from __future__ import annotations
 
+import argparse
 import bisect
+import re
 import time
 from typing import Any
 
 import psycopg
 import pytest
 
+from exporter import bench_sql_times
 from exporter.collectors import PartialRead, Queue
 from exporter.collectors.sql_job_times import grid_case
 from exporter.collectors.sql_source import FINISHED_LAG, SqlSource
@@ -178,3 +181,20 @@ def test_a_missing_column_costs_only_its_librarys_queues(postgres: psycopg.Conne
     assert histograms == {"mail"}
     depths = {s.labels[2] for s in samples if s.metric == "dynoscaler_queue_depth"}
     assert depths == {"default", "mail"}
+
+
+def test_bench_sql_times_reads_one_windows_jobs(capsys: pytest.CaptureFixture[str]) -> None:
+    """A small `dynoscaler bench sql-times`: bench sql's rows finish one a second, so a 15 s
+    window holds 15 of them for each library and database."""
+    parser = argparse.ArgumentParser()
+    bench_sql_times.add_arguments(parser)
+    arguments = ["--finished", "1000", "--ready", "10", "--scrapes", "2", "--window", "15"]
+    database_name = f"{sql_tests.DATABASE}_t"
+    assert bench_sql_times.run(parser.parse_args([*arguments, "--database", database_name])) == 0
+    out = capsys.readouterr().out
+    assert re.findall(r"^(\w+) on (\w+): (\d+) finished jobs", out, re.MULTILINE) == [
+        ("solid_queue", "postgresql", "15"),
+        ("good_job", "postgresql", "15"),
+        ("solid_queue", "mysql", "15"),
+    ]
+    assert out.count("times read: median") == 3
