@@ -20,7 +20,9 @@ row that is due or locked, failed ones included. On PostgreSQL with an index
 starting (queue, locked_at, run_at) (WAITING_INDEX, partial on `failed_at IS NULL`;
 exporter.sql_libraries.EXTRA_INDEXES) each queue is read from its ranges instead:
 an index-only count of the unlocked due range (its first entry the oldest), of the
-expired locks and of the live ones.
+expired locks and of the live ones. On MySQL/MariaDB, with an index starting
+(failed_at, queue, locked_at, run_at) (MYSQL_WAITING_INDEX), the same three ranges
+are covering range scans of all the queues.
 """
 
 from __future__ import annotations
