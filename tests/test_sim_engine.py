@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,6 +130,15 @@ def test_every_shipped_scenario_loads():
     assert {"call-centre", "load-test", "quiet-night", "day-1000"} <= set(names)
     for name in names:
         assert scenarios.load(name).name == name
+
+
+def test_the_argument_shapes_in_the_docs_load():
+    """docs/simulator.md's findings 18-19 run these by path: each must still parse."""
+    shapes = sorted((Path(__file__).parents[1] / "docs/benchmarks/simulator/shapes").glob("*.yaml"))
+    assert len(shapes) == 7
+    for path in shapes:
+        loaded = scenarios.load(str(path))
+        assert loaded.name == path.stem and loaded.in_bounds
 
 
 def test_policies_decide_evaluation_lag_seconds_after_a_scrape():
