@@ -609,7 +609,8 @@ def test_solid_queue_reads_the_same_with_the_age_index(postgres: psycopg.Connect
 
 
 # Per library: rows as the bench fills them on queue_0..queue_3: Solid Queue's 2,000 ready,
-# the others' 1,501 due (the 4 oldest running) and 999 due later (a Que worker's locks below).
+# the others' 1,501 due (the 4 oldest running) and 999 due an hour or more later (a Que
+# worker's locks below).
 _PLAN_ROWS = {
     "solid_queue": [
         "INSERT INTO solid_queue_jobs (queue_name, class_name, created_at, updated_at) "
@@ -620,21 +621,21 @@ _PLAN_ROWS = {
     ],
     "good_job": [
         "INSERT INTO good_jobs (queue_name, scheduled_at, created_at, updated_at) "
-        "SELECT 'queue_' || i % 4, now() + (1000 - i) * interval '1 s', now(), now() "
+        "SELECT 'queue_' || i % 4, now() + (1000 - i) * interval '1 h', now(), now() "
         "FROM generate_series(1, 2500) i",
         "UPDATE good_jobs SET performed_at = now() WHERE id IN "
         "(SELECT id FROM good_jobs ORDER BY scheduled_at LIMIT 4)",
     ],
     "delayed_job": [
         "INSERT INTO delayed_jobs (handler, run_at, queue) SELECT 'x', "
-        "now() AT TIME ZONE 'UTC' + (1000 - i) * interval '1 s', 'queue_' || i % 4 "
+        "now() AT TIME ZONE 'UTC' + (1000 - i) * interval '1 h', 'queue_' || i % 4 "
         "FROM generate_series(1, 2500) i",
         "UPDATE delayed_jobs SET locked_at = now() AT TIME ZONE 'UTC', locked_by = 'w' "
         "WHERE id IN (SELECT id FROM delayed_jobs ORDER BY run_at LIMIT 4)",
     ],
     "que": [
         "INSERT INTO que_jobs (queue, run_at, job_class, job_schema_version) "
-        "SELECT 'queue_' || i % 4, now() + (1000 - i) * interval '1 s', 'R', 2 "
+        "SELECT 'queue_' || i % 4, now() + (1000 - i) * interval '1 h', 'R', 2 "
         "FROM generate_series(1, 2500) i",
     ],
 }
@@ -713,9 +714,9 @@ def test_delayed_job_on_mariadb_reads_the_ranges_of_its_index(
     cursor.execute("DELETE FROM delayed_jobs")
     cursor.execute(
         "INSERT INTO delayed_jobs (handler, run_at, queue) SELECT 'x', "
-        "UTC_TIMESTAMP(6) + INTERVAL (1000 - CAST(seq AS SIGNED)) SECOND, "
+        "UTC_TIMESTAMP(6) + INTERVAL (1000 - CAST(seq AS SIGNED)) HOUR, "
         "CONCAT('queue_', seq % 4) FROM seq_1_to_2500"
-    )  # 1,501 due, 999 due later
+    )  # 1,501 due, 999 due an hour or more later
     cursor.execute(  # another app's queue: with it the table is big enough for range scans
         "INSERT INTO delayed_jobs (handler, run_at, queue) SELECT 'x', UTC_TIMESTAMP(6), "
         "'other' FROM seq_1_to_20000"
