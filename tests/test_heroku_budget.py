@@ -35,6 +35,10 @@ def fleet(tmp_path, monkeypatch):
     server.start()
     monkeypatch.setenv("HEROKU_API_URL", server.url)
     monkeypatch.setenv("HEROKU_API_KEY", KEY)
+    # This process's view of the bucket starts fresh: another test's 429 (its
+    # Retry-After) would pause this poller.
+    for name, fresh in (("remaining", None), ("at", 0.0), ("retry_until", 0.0)):
+        monkeypatch.setattr(heroku_budget.OBSERVED, name, fresh)
     # Not a full bucket, so the refill is not capped and the spend shows in it.
     server.fake.bucket.set(200_000)
     try:
