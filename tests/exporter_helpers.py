@@ -43,17 +43,24 @@ def write_config(
     return path
 
 
+def flushed_redis(url: str) -> Iterator[redis.Redis]:
+    """A client of the Redis database at `url`, emptied before and after (a fixture's body)."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
 @pytest.fixture(name="db1")
 def redis_db1() -> Iterator[redis.Redis]:
     """The db1 fixture: the exporter tests' Redis database, empty before and after the test.
 
     A test module imports it to use it (there is no conftest.py).
     """
-    client = redis.Redis.from_url(REDIS_DB1)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield from flushed_redis(REDIS_DB1)
 
 
 @pytest.fixture(name="hung_server")

@@ -22,7 +22,7 @@ import pytest
 import redis
 from bullmq import Job, Worker
 from bullmq import Queue as BullQueue
-from exporter_helpers import wait_for
+from exporter_helpers import flushed_redis, wait_for
 
 from exporter import bench_backends
 from exporter.collectors import Feed, PartialRead, Queue
@@ -35,11 +35,7 @@ URL = "redis://127.0.0.1:6379/12"
 
 @pytest.fixture(name="db12")
 def redis_db12() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield from flushed_redis(URL)
 
 
 def _figures(*queues: Queue) -> dict[tuple[str, str], float]:

@@ -24,7 +24,7 @@ import redis
 from dramatiq import Message, Worker
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import MAINTENANCE_SCALE, RedisBroker
-from exporter_helpers import RABBITMQ_API, wait_for
+from exporter_helpers import RABBITMQ_API, flushed_redis, wait_for
 
 from exporter.collectors import Feed, PartialRead, Queue
 from exporter.collectors.redis_source import RedisSource, redis_sources
@@ -37,11 +37,7 @@ NAMESPACE = "dq-test"
 
 @pytest.fixture(name="db13")
 def redis_db13() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield from flushed_redis(URL)
 
 
 def _figures(*queues: Queue) -> dict[tuple[str, str], float]:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from exporter_helpers import flushed_redis
 
 from exporter.collectors import Queue
 from exporter.collectors.redis_source import RedisSource
@@ -19,11 +20,7 @@ AGE = "dynoscaler_queue_oldest_in_progress_age_seconds"
 
 @pytest.fixture
 def db12() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield from flushed_redis(URL)
 
 
 def test_oldest_running_job_per_queue_from_run_at(db12) -> None:

@@ -19,6 +19,7 @@ from dramatiq.brokers.redis import RedisBroker
 from exporter_helpers import (
     REDIS_DB1,
     exporter,
+    flushed_redis,
     labels,
     queue,
     redis_db1,  # noqa: F401 (the db1 fixture)
@@ -98,11 +99,7 @@ def test_a_dead_redis_never_fails_the_job(caplog):
 
 @pytest.fixture
 def db6() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_DB6)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield from flushed_redis(REDIS_DB6)
 
 
 def test_enqueue_to_done_times_give_the_share_within_the_deadline(tmp_path, db6):

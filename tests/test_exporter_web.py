@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import flask
 import pytest
 import redis
-from exporter_helpers import exporter, labels, source_ups, write_config
+from exporter_helpers import exporter, flushed_redis, labels, source_ups, write_config
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -36,11 +36,7 @@ KEY = web_timing_key("web")
 
 @pytest.fixture(name="db14")
 def redis_db14() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_DB14)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield from flushed_redis(REDIS_DB14)
 
 
 @pytest.mark.parametrize(

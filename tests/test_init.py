@@ -17,6 +17,7 @@ import redis
 import requests
 import yaml
 from dotenv import dotenv_values
+from exporter_helpers import flushed_redis
 from scaler_support import PG_ADMIN
 
 from dynoscaler import cli, config, heroku
@@ -69,13 +70,7 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHeroku
 
 @pytest.fixture
 def db15() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    try:
-        yield client
-    finally:
-        client.flushdb()
-        client.close()
+    yield from flushed_redis(REDIS_URL)
 
 
 def init(*args: str) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from exporter_helpers import flushed_redis
 
 from dynoscaler.processes import stop
 from exporter.collectors import Queue
@@ -48,11 +49,7 @@ FIELDS = {
 
 @pytest.fixture(name="db6")
 def redis_db6() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(URL)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    yield from flushed_redis(URL)
 
 
 def timing_hash(client: redis.Redis, queue: str) -> dict[str, float]:
