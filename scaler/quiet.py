@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import redis
 import requests
 
+from dynoscaler import heroku
 from dynoscaler.config import RoleSettings
 from scaler.guardrails import SIGTERM_GRACE_SECONDS, Busy, Verdict, clamp
 
@@ -294,14 +295,14 @@ class Quieting:
 def heroku_restart(actuator: Any) -> Callable[[str, str], bool]:
     """restart(app, dyno_name) through the actuator's heroku3 connection (Heroku's
     DELETE /apps/{app}/dynos/{dyno}: the dyno's process gets SIGTERM and starts
-    afresh); True when Heroku took it."""
+    afresh; the app by name, no GET /apps/{name} first); True when Heroku took it."""
 
     def restart(app: str, dyno: str) -> bool:
         connection = getattr(actuator, "connection", None)
         if connection is None:
             return False
         try:
-            return bool(connection.app(app).kill_dyno(dyno))
+            return bool(heroku.app_by_name(connection, app).kill_dyno(dyno))
         except requests.RequestException as error:
             log.warning("%s: cannot restart quieted dyno %s: %s", app, dyno, error)
             return False

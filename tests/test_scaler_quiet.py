@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from exporter_helpers import REDIS_DB1, redis_db1  # noqa: F401 (the db1 fixture)
+from prometheus_client import REGISTRY
 from scaler_support import HEROKU_KEY
 from test_exporter_sidekiq import Sidekiq
 
@@ -25,7 +26,16 @@ from dynoscaler.processes import stop
 from scaler.actuator import Actuator
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
 from scaler.guardrails import Busy, Request, busy_refusal
-from scaler.quiet import DynoJobs, Quieting, SidekiqQuieter, Step, as_busy, plan, step
+from scaler.quiet import (
+    DynoJobs,
+    Quieting,
+    SidekiqQuieter,
+    Step,
+    as_busy,
+    heroku_restart,
+    plan,
+    step,
+)
 from scaler.service import RoleInput, Scaler
 from scaler.store import Store
 
@@ -218,3 +228,23 @@ def test_a_dry_run_judges_quiet_as_wait_and_quiets_nothing(tmp_path, db1):
     shown = deliver(1)
     assert (shown.outcome, shown.to_count) == ("dry_run", 1)
     assert not any(db1.exists(f"worker.{n}:1:abc-signals") for n in (1, 2, 3))
+
+
+def test_a_kept_quieted_dyno_is_restarted_by_app_name_without_a_read_of_the_app(
+    tmp_path, monkeypatch
+):
+    settings = settings_file(tmp_path)
+    fake = FakeHeroku(settings, HEROKU_KEY)
+    server = FakeHerokuServer(fake, access_log=False).start()
+    monkeypatch.setenv("HEROKU_API_URL", server.url)
+    monkeypatch.setenv("HEROKU_API_KEY", HEROKU_KEY)
+    labels = {"client": "scaler", "kind": "app"}
+    app_reads = REGISTRY.get_sample_value("dynoscaler_heroku_api_requests_total", labels) or 0.0
+    fake.update(fake.app("shop"), [{"type": "worker", "quantity": 2}])
+    try:
+        assert heroku_restart(Actuator(heroku.client))("shop", "worker.1")
+        assert fake.restarts == [("shop", "worker.1")]
+        after = REGISTRY.get_sample_value("dynoscaler_heroku_api_requests_total", labels) or 0.0
+        assert after == app_reads  # no GET /apps/{name}: a token saved per restart
+    finally:
+        server.stop()
