@@ -211,9 +211,7 @@ class SqlSource:
             try:
                 rows = self._query(module.statement(self.dialect), parameters)
             except _StatementFailed as failure:
-                names = ", ".join(f"{q.name} of {q.app}/{q.role}" for q in queues)
-                message = f"{backend}: {failure}: queues {names} left out"
-                errors.append(ReadError(backend, message, frozenset(_feed(q) for q in queues)))
+                errors.append(_queues_left_out(backend, backend, failure, queues))
                 continue
             self.counted_until[backend] = until
             if backend in sql_job_times.BACKENDS:
@@ -247,9 +245,8 @@ class SqlSource:
         try:
             rows = self._query(sql_job_times.statement(self.dialect, backend), parameters)
         except _StatementFailed as failure:
-            names = ", ".join(f"{q.name} of {q.app}/{q.role}" for q in queues)
-            message = f"{backend} enqueue-to-done times: {failure}: queues {names} left out"
-            errors.append(ReadError(backend, message, frozenset(_feed(q) for q in queues)))
+            read = f"{backend} enqueue-to-done times"
+            errors.append(_queues_left_out(backend, read, failure, queues))
             return []
         return self.job_times.add(backend, queues, rows, until)
 
@@ -358,6 +355,15 @@ def _first_line(error: Exception) -> str:
 
 def _feed(queue: Queue) -> Feed:
     return Feed(queue.backend, queue.app, queue.role)
+
+
+def _queues_left_out(
+    backend: str, read: str, failure: object, queues: Sequence[Queue]
+) -> ReadError:
+    """The error of a `read` that failed for all these queues of `backend`."""
+    names = ", ".join(f"{q.name} of {q.app}/{q.role}" for q in queues)
+    message = f"{read}: {failure}: queues {names} left out"
+    return ReadError(backend, message, frozenset(_feed(q) for q in queues))
 
 
 def sql_sources(queues: Sequence[tuple[str, Queue]], timeout: float) -> list[SqlSource]:
