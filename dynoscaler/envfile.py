@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from dotenv import dotenv_values, load_dotenv, set_key
+from dotenv import dotenv_values, set_key
 
 from dynoscaler import config  # its ConfigError (config reads the .env through this module)
 
@@ -48,10 +48,8 @@ def values(env_file: str) -> dict[str, str]:
 def load_beside(settings_path: str | os.PathLike[str]) -> None:
     """Put the .env's values into this process's environment (those it lacks), so the
     services' secrets (HEROKU_API_KEY, DYNOSCALER_WEBHOOK_TOKEN, ...) may live there too."""
-    env_file = beside(settings_path)
-    if os.path.isfile(env_file):
-        values(env_file)  # a clear error for an unreadable file
-        load_dotenv(env_file, override=False, interpolate=False)
+    for name, value in values(beside(settings_path)).items():
+        os.environ.setdefault(name, value)
 
 
 def write(env_file: str, new_values: Mapping[str, str]) -> None:
