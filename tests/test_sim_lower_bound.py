@@ -156,3 +156,20 @@ def test_out_of_bounds_is_infeasible():
         arrivals={"rate": 5.0},
     )
     assert not lower_bound(case).feasible
+
+
+def test_a_role_with_sizes_has_no_bound():
+    # the bound counts dynos of one size; one dyno of a larger size is not "infeasible"
+    case = scenario(
+        role={
+            "min_dynos": 1,
+            "max_dynos": 1,
+            "target_deadline": 60,
+            "sizes": [
+                {"size": "standard-1x", "concurrency": 1},
+                {"size": "performance-l", "concurrency": 16},
+            ],
+        },
+        arrivals={"rate": 5.0},
+    )
+    assert lower_bound(case) is None

@@ -83,3 +83,17 @@ def test_the_report_ends_with_the_pages_table(tmp_path):
     assert "### DeadlineUnmeetable: pages against misses" in text
     assert "| test | yes | dynoscaler | 1 | 1 | 0.0% | 0 | 0 | — | — |" in text
     assert "| hirefire |" not in text.split("pages against misses")[1]  # it never pages
+
+
+def test_without_a_lower_bound_the_ratio_goal_is_not_judged():
+    case = scenario()
+    result = ScenarioResult(case, None, (run_result("dynoscaler", 0.995, 1200.0),))
+    assert result.ratio(result.run_of("dynoscaler")) is None
+    assert goals(result, "dynoscaler")[:2] == [
+        (">= 99% within the deadline", True),
+        ("<= 1.25x the lower bound", None),
+    ]
+    text = table(result)
+    assert "Lower bound: not computed for a role with sizes" in text
+    assert "<= 1.25x the lower bound: not judged (no lower bound);" in text
+    assert "| dynoscaler | 99.50% | 10 | 1,200 | — |" in text

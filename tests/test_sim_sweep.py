@@ -124,3 +124,16 @@ def test_a_bad_seed_range_is_a_usage_error(text, capsys):
         main(["simulate", "--seeds", text])
     assert exit_info.value.code == 2
     assert "argument --seeds: " in capsys.readouterr().err
+
+
+def test_without_a_lower_bound_the_seeds_are_judged_on_the_other_goals():
+    case = scenario(policies=["dynoscaler"])
+    per_seed = [(run_result("dynoscaler", 1.0, 1100.0),), (run_result("dynoscaler", 0.98, 1100.0),)]
+    results = Sweep(case, tuple(ScenarioResult(case, None, r) for r in per_seed), (1, 2))
+    text = sweep_table(results)
+    assert "seeds ≥ 99% within, no false page (no lower bound: × bound not judged) |" in text
+    assert "| dynoscaler | 99.00% / 98.00% | — | 0 / 0 | 1 of 2 |" in text
+    assert (
+        "Goals for dynoscaler met on 1 of 2 seeds; not on seed 2 (98.00% within: "
+        ">= 99% within the deadline)."
+    ) in text

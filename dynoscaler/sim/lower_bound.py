@@ -28,9 +28,11 @@ bound drops them). c is the concurrency (slots per dyno).
    so the larger of the two is the bound.
 
 The same EDF with max_dynos tells whether meeting every deadline is possible at
-all (the out-of-bounds spike: no). Still ignored: the headroom queueing variance
-needs; dynos kept or restarted between peaks, beyond the first n*; and in
-sessions a dyno's concurrency (work / c is left to the fluid bound).
+all (the out-of-bounds spike: no). A role with `sizes:` has no bound here: it
+counts dynos of one size, and a size change restarts the dyno. Still ignored:
+the headroom queueing variance needs; dynos kept or restarted between peaks,
+beyond the first n*; and in sessions a dyno's concurrency (work / c is left to
+the fluid bound).
 """
 
 from __future__ import annotations
@@ -126,8 +128,11 @@ def fewest_dynos(
     return low
 
 
-def lower_bound(scenario: Scenario, seed: int | None = None) -> LowerBound:
+def lower_bound(scenario: Scenario, seed: int | None = None) -> LowerBound | None:
+    """The bound on the scenario's trace; None for a role with sizes (not computed)."""
     role = scenario.role
+    if role.sizes:
+        return None
     tick, c = scenario.tick, role.concurrency
     work = work_per_tick(scenario, seed)
     # a job arriving in tick k may use ticks k .. k + ceil(D / tick) (its deadline's tick)

@@ -33,13 +33,13 @@ _PLOT_POINTS = 200  # per series: the maximum (dynos, depth) or mean (load) of e
 @dataclass(frozen=True)
 class ScenarioResult:
     scenario: Scenario
-    bound: LowerBound
+    bound: LowerBound | None  # None: not computed (a role with sizes)
     runs: tuple[RunResult, ...]
     # the models' runs without the role's schedules (scenarios with schedules only)
     unscheduled: tuple[RunResult, ...] = ()
 
     def ratio(self, run: RunResult) -> float | None:
-        if not self.bound.feasible or self.bound.dyno_seconds <= 0:
+        if self.bound is None or not self.bound.feasible or self.bound.dyno_seconds <= 0:
             return None
         return run.dyno_seconds / self.bound.dyno_seconds
 
@@ -76,8 +76,9 @@ def evaluate(
     return ScenarioResult(scenario, lower_bound(scenario, seed), runs, unscheduled)
 
 
-def goals(result: ScenarioResult, model: str) -> list[tuple[str, bool]]:
-    """The goals for one of the model's rows on this scenario, each with whether it was met."""
+def goals(result: ScenarioResult, model: str) -> list[tuple[str, bool | None]]:
+    """The goals for one of the model's rows on this scenario, each with whether it was met
+    (None: not judged, the figure does not exist)."""
     run = result.run_of(model)
     if run is None:
         return []
@@ -128,7 +129,10 @@ def schedule_goal(run: RunResult, reactive: RunResult) -> bool:
     )
 
 
-def ratio_goal(result: ScenarioResult, run: RunResult) -> bool:
+def ratio_goal(result: ScenarioResult, run: RunResult) -> bool | None:
+    """At most RATIO_GOAL times the bound; None (not judged) where no bound was computed."""
+    if result.bound is None:
+        return None
     ratio = result.ratio(run)
     return ratio is not None and ratio <= RATIO_GOAL
 
@@ -178,6 +182,10 @@ def _as_good_for_less(other: RunResult, run: RunResult) -> bool:
     return other.within_share == run.within_share and other.dyno_seconds < run.dyno_seconds
 
 
+def _verdict(ok: bool | None) -> str:
+    return "not judged (no lower bound)" if ok is None else "met" if ok else "NOT met"
+
+
 def _seconds(value: float) -> str:
     return "never" if math.isinf(value) else f"{value:.3g}"
 
@@ -190,7 +198,9 @@ def _flag(run: RunResult) -> str:
     return f"{run.flag_lead:.0f}"
 
 
-def _bound_text(bound: LowerBound) -> str:
+def _bound_text(bound: LowerBound | None) -> str:
+    if bound is None:
+        return "not computed for a role with sizes (the bound counts dynos of one size)"
     if not bound.feasible:
         return "none (even max_dynos cannot meet every deadline)"
     if bound.sessions is not None and bound.sessions >= bound.dyno_seconds:
@@ -229,7 +239,7 @@ def table(result: ScenarioResult) -> str:
     for model in MODELS:
         checks = goals(result, model)
         if checks:
-            met = "; ".join(f"{text}: {'met' if ok else 'NOT met'}" for text, ok in checks)
+            met = "; ".join(f"{text}: {_verdict(ok)}" for text, ok in checks)
             lines += ["", f"Goals for {model}: {met}."]
         matched = matched_for_less(result, model)
         if matched:

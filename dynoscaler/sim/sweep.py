@@ -103,10 +103,12 @@ def _evaluate_seed(
 
 def in_goal(result: ScenarioResult, run: RunResult) -> bool:
     """The goal any policy can be held to on one seed: within the deadline at no more
-    than RATIO_GOAL times the bound (in bounds), or flagged before the first miss."""
+    than RATIO_GOAL times the bound (where there is one; in bounds), or flagged before
+    the first miss."""
     if not result.scenario.in_bounds:
         return flagged_in_time(run) and lead_goal(result, run)
-    return within_goal(run) and ratio_goal(result, run) and no_false_page(result, run)
+    ratio_met = ratio_goal(result, run) is not False
+    return within_goal(run) and ratio_met and no_false_page(result, run)
 
 
 def sweep_table(result: Sweep) -> str:
@@ -114,7 +116,7 @@ def sweep_table(result: Sweep) -> str:
     first, last = result.seeds[0], result.seeds[-1]
     lead = scenario.flag_lead_goal
     goal = (
-        f"≥ {WITHIN_GOAL:.0%} within, ≤ {RATIO_GOAL}× the bound, no false page"
+        _in_bounds_goal(result)
         if scenario.in_bounds
         else "flagged before the first miss" + (f", ≥ {lead:g} s ahead" if lead else "")
     )
@@ -141,6 +143,12 @@ def sweep_table(result: Sweep) -> str:
         if any(res.unscheduled_of(model) for res in result.results):
             lines += ["", _schedule_summary(result, model)]
     return "\n".join(lines)
+
+
+def _in_bounds_goal(result: Sweep) -> str:
+    if all(res.bound is None for res in result.results):
+        return f"≥ {WITHIN_GOAL:.0%} within, no false page (no lower bound: × bound not judged)"
+    return f"≥ {WITHIN_GOAL:.0%} within, ≤ {RATIO_GOAL}× the bound, no false page"
 
 
 def _schedule_summary(result: Sweep, model: str) -> str:
@@ -203,7 +211,7 @@ def _worst_lead(runs: list[RunResult]) -> str:
 def _model_summary(result: Sweep, model: str) -> str:
     missed, matched = [], []
     for seed, scenario_result in zip(result.seeds, result.results, strict=True):
-        failed = [text for text, ok in goals(scenario_result, model) if not ok]
+        failed = [text for text, ok in goals(scenario_result, model) if ok is False]
         if failed:
             missed.append(f"seed {seed} ({_figures(scenario_result, model)}: {'; '.join(failed)})")
         if matched_for_less(scenario_result, model):
