@@ -134,7 +134,9 @@ def fleet(apps: int) -> list[FleetRole]:
     ]
 
 
-def settings_document(roles: list[FleetRole], redis_url: str) -> dict[str, Any]:
+def settings_document(
+    roles: list[FleetRole], redis_url: str, prometheus_url: str
+) -> dict[str, Any]:
     apps: dict[str, Any] = {}
     for r in roles:
         queue = {"name": r.name, "backend": "sidekiq", "url": redis_url}
@@ -145,7 +147,8 @@ def settings_document(roles: list[FleetRole], redis_url: str) -> dict[str, Any]:
         # One Redis pipeline reads every queue: at 1,500 queues on a loaded machine
         # the default 2 s was seen running out.
         "exporter": {"source_timeout": SOURCE_TIMEOUT},
-        "scaler": {"store": "sqlite:///decisions.sqlite3"},
+        # The scaler reads the exporter's webhook-fed counts (and the jobs in progress) there.
+        "scaler": {"store": "sqlite:///decisions.sqlite3", "prometheus_url": prometheus_url},
     }
 
 
@@ -256,7 +259,8 @@ class Fleet:
         self.supervisor = Supervisor(run_dir, env)
         self.children: dict[str, Child] = {}
         self.settings = run_dir / "autoscale.yml"
-        self.settings.write_text(yaml.safe_dump(settings_document(roles, redis_url)))
+        document = settings_document(roles, redis_url, self.urls["prometheus"])
+        self.settings.write_text(yaml.safe_dump(document))
         self.redis = redis.Redis.from_url(redis_url)
         self.webhook_setup_tokens = 0
 

@@ -152,6 +152,9 @@ FAMILIES: dict[str, Family] = {
     "dynoscaler_heroku_formation_age_seconds": Family(
         "gauge", "Seconds since the app's formation was last read or pushed by a webhook", ("app",)
     ),
+    "dynoscaler_heroku_formation_webhooks": Family(
+        "gauge", "1 when formation webhooks keep the formation current between reads, else 0", ()
+    ),
     "dynoscaler_source_up": Family(
         "gauge",
         "1 when the last read of the source worked, per app/role it feeds",

@@ -1,9 +1,11 @@
 """The one decision path shared by the webhook and the reconcile loop.
 
-For one app: read the formation, lock the roles' state, decide each role with
-scaler.guardrails, mark the targets in flight, send them in one batch, store
-Heroku's answer and record every decision (acted on or not). All of Heroku's
-calls for one request share one Deadline (scaler/deadline.py).
+For one app: read the formation (or take the stored counts where the exporter's
+webhook-fed counts confirm them: scaler/known_formation.py), lock the roles'
+state, decide each role with scaler.guardrails, mark the targets in flight,
+send them in one batch, store Heroku's answer and record every decision
+(acted on or not). All of Heroku's calls for one request share one Deadline
+(scaler/deadline.py).
 
 Heroku's 422 cannot_run_above_limit names the most dynos it runs: the roles
 refused are held there (the limit is stored with the role, and the same
@@ -42,6 +44,7 @@ from scaler.guardrails import (
     decide,
     size_refusal,
 )
+from scaler.known_formation import KnownFormation
 from scaler.quiet import DynoJobs, Quieting, as_busy, heroku_restart
 from scaler.store import AppLock, Decision, Limit, Store, StoredState, owner_alive
 
@@ -111,7 +114,10 @@ class Scaler:
         notify: Notify,
         clock: Callable[[], float] = time.time,
         busy: Callable[[str, str], Busy] | None = None,
+        known: Callable[[str], dict[str, int]] | None = None,
     ) -> None:
+        """busy: the jobs running on a role (scaler/busy.py); known: the counts the
+        exporter holds current per role of an app (scaler/known_formation.py)."""
         self.config = config
         self.store = store
         self.actuator = actuator
@@ -120,6 +126,7 @@ class Scaler:
         self.dry_run = config.scaler.dry_run
         self.budget = Budget(config.heroku)
         self.busy = busy or BusyReader(config.scaler.prometheus_url)
+        self.known = known or KnownFormation(config.scaler.prometheus_url)
         self.quieting = Quieting(heroku_restart(actuator))
 
     def apply(
@@ -144,8 +151,7 @@ class Scaler:
             return decisions
         read_at = self.clock()
         try:
-            spared = self.dry_run or self._read_spared(app, inputs)
-            formation = None if spared else self.actuator.formation(app, deadline)
+            formation = None if self.dry_run else self._formation(app, inputs, deadline)
         except HerokuError as error:
             reason = f"cannot read formation: {error}"
             decisions = [
@@ -242,16 +248,28 @@ class Scaler:
             )
         return decisions
 
-    def _read_spared(self, app: str, inputs: list[RoleInput]) -> bool:
-        """Whether to act on the stored counts without reading the formation first: Heroku's
-        bucket is below the floor kept for PATCHes, and every role's count is known."""
-        if self.budget.spare(*self.actuator.remaining()):
-            return False
+    def _formation(
+        self, app: str, inputs: list[RoleInput], deadline: Deadline
+    ) -> dict[str, int] | None:
+        """Heroku's formation, or what stands for reading it where every role's count is
+        stored: the counts the exporter holds through webhooks, where they equal the
+        stored ones (scaler/known_formation.py), or, while Heroku's bucket is below the
+        floor kept for PATCHes, the stored counts themselves (None)."""
         stored = self.store.states(app)
-        if any(i.role not in stored or stored[i.role].state.current is None for i in inputs):
-            return False
+        counts = {
+            i.role: stored[i.role].state.current if i.role in stored else None for i in inputs
+        }
+        if None in counts.values():
+            return self.actuator.formation(app, deadline)
+        sizes = self._sizes(app)
+        if all(i.request.slots is None or i.role in sizes for i in inputs):
+            known = self.known(app)
+            if all(known.get(role) == count for role, count in counts.items()):
+                return {role: count for role, count in counts.items() if count is not None}
+        if self.budget.spare(*self.actuator.remaining()):
+            return self.actuator.formation(app, deadline)
         log.warning("%s: Heroku's bucket is low: the stored counts stand for a read", app)
-        return True
+        return None
 
     def _learned(
         self,

@@ -75,6 +75,7 @@ class FormationSource:
         self.address = address(heroku.api_url())
         self.feeds = tuple(sorted(Feed("heroku", app, role) for app, role in set(roles)))
         self.apps = tuple(dict.fromkeys(app for app, _ in roles))  # settings order, each once
+        self.webhooks = webhooks
         self.interval = max(interval, WEBHOOK_RECONCILE_SECONDS) if webhooks else interval
         self.budget = budget or Budget(HerokuSettings())
         self.connection = heroku.client(timeout=timeout, user="exporter")
@@ -149,6 +150,8 @@ class FormationSource:
             *remaining,
             Sample("dynoscaler_heroku_api_budget_per_minute", (), self.budget.tokens_per_minute),
             Sample("dynoscaler_heroku_formation_period_seconds", (), period),
+            # the scaler reads the counts' currency from this (scaler/known_formation.py)
+            Sample("dynoscaler_heroku_formation_webhooks", (), float(self.webhooks)),
         ]
 
     def poll(self) -> None:
