@@ -81,3 +81,54 @@ def test_never_above_random_schedules_in_any_order():
         starts = arrivals + rng.uniform(0, 1, n) * (deadline - services)
         bound = session_bound(arrivals, services, deadline, boot)
         assert bound <= cheapest_sessions(starts, services, boot) + 1e-9
+
+
+def seen_sessions(starts: np.ndarray, services: np.ndarray, boot: float, seen) -> float:
+    """cheapest_sessions for a policy that stops a dyno only once it has seen it idle:
+    each session is billed until seen(its last end)."""
+    order = np.argsort(starts)
+    cost, reach = boot, -np.inf
+    for start, service in zip(starts[order].tolist(), services[order].tolist(), strict=True):
+        if reach > -np.inf and start > reach:
+            cost += min(start - reach, seen(reach) - reach + boot)
+        cost += max(0.0, start + service - max(start, reach))
+        reach = max(reach, start + service)
+    return cost + seen(reach) - reach
+
+
+def test_a_length_blind_policy_that_sees_ends_late_pays_more_and_never_less_than_the_bound():
+    # every run start a policy planning each job as q long may take, by brute force
+    rng = np.random.default_rng(13)
+    scrape, lag = 5.0, 2.0
+
+    def seen(t: float) -> float:
+        return scrape * (np.floor(t / scrape) + 1) + lag
+
+    exact, dearer = 0, 0
+    for _ in range(40):
+        deadline = int(rng.integers(8, 15))
+        arrivals = np.sort(rng.integers(0, 30, 4))
+        services = rng.integers(1, 5, 4)
+        plan, boot = int(rng.integers(1, 7)), float(rng.integers(0, 12))
+        windows = [
+            range(a, a + deadline - max(s, plan) + 1)
+            for a, s in zip(arrivals, services, strict=True)
+        ]
+        best = min(
+            seen_sessions(np.array(starts, dtype=float), services, boot, seen)
+            for starts in itertools.product(*windows)
+        )
+        bound = session_bound(arrivals, services, deadline, boot, False, plan, (scrape, lag))
+        assert bound <= best + 1e-9
+        exact += bound > best - 1e-9
+        dearer += bound > session_bound(arrivals, services, deadline, boot) + 1e-9
+    assert exact >= 20 and dearer >= 36  # not loose, and above the clairvoyant bound
+
+
+def test_a_plan_length_under_every_job_changes_nothing():
+    arrivals, services = np.array([0.0, 50.0]), np.array([10.0, 20.0])
+    assert session_bound(arrivals, services, 100, 45, plan_length=5.0) == pytest.approx(45 + 20)
+    # planned as 30 s long, job 1 starts by 70, job 2 ends at 70 at the earliest: still one
+    assert session_bound(arrivals, services, 100, 45, plan_length=30.0) == pytest.approx(45 + 20)
+    # planned as 60 s long, job 1 starts by 40: the session spans 40 .. 70
+    assert session_bound(arrivals, services, 100, 45, plan_length=60.0) == pytest.approx(45 + 30)

@@ -31,11 +31,22 @@ session, every job fitting its session, and
 with no B for the first run when dynos serve from time 0. A session is also
 billed at least its work / concurrency, but the reassigned runs are not the
 jobs a session really ran, so that term is left to the fluid bound.
+
+Two options bound the online policies of the simulator instead (online_bound.py):
+- plan_length q: a policy that cannot tell a job's length before it ends, and
+  keeps in time every job up to q long, starts each by h_k = a_k + D - max(s_k, q).
+  The exchange still holds: a_i <= a_j and s_i > s_j give h_i <= h_j.
+- sight (scrape interval, evaluation lag): a policy sees a job's end at the first
+  scrape after it and decides lag later, so a session ending its runs at y is
+  billed to e(y) >= y + lag. With x <= min h and y >= max(x + longest, end),
+  e(y) - x >= max(longest + lag, e(end) - min h), and billed >= B + that per run.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+Sight = tuple[float, float]  # (scrape interval, evaluation lag): when a policy sees an end
 
 
 def session_bound(
@@ -44,12 +55,15 @@ def session_bound(
     deadline: float,
     boot_time: float,
     serving_at_start: bool = False,
+    plan_length: float = 0.0,
+    sight: Sight | None = None,
 ) -> float:
-    """Fewest dyno-seconds of the sessions that can run these jobs in time: f(n), O(n^2)."""
+    """Fewest dyno-seconds of the sessions that can run these jobs in time: f(n), O(n^2).
+    With plan_length or sight: of an online policy's sessions (the module's docstring)."""
     order = np.argsort(arrivals, kind="stable")
     s = np.asarray(services, dtype=float)[order]
     a = np.asarray(arrivals, dtype=float)[order]
-    earliest_end, latest_start = a + s, a + deadline - s
+    earliest_end, latest_start = a + s, a + deadline - np.maximum(s, plan_length)
     n = a.size
     best = np.zeros(n + 1)  # best[i]: jobs before i in sessions, each run's boot included
     boots = np.full(n, float(boot_time))
@@ -62,6 +76,15 @@ def session_bound(
         np.maximum(end[:j], earliest_end[j], out=end[:j])
         np.minimum(start[:j], latest_start[j], out=start[:j])
         longest[j], end[j], start[j] = s[j], earliest_end[j], latest_start[j]
-        span = np.maximum(longest[: j + 1], end[: j + 1] - start[: j + 1])
+        span = _span(longest[: j + 1], end[: j + 1], start[: j + 1], sight)
         best[j + 1] = (best[: j + 1] + boots[: j + 1] + span).min()
     return float(best[n])
+
+
+def _span(longest: np.ndarray, end: np.ndarray, start: np.ndarray, sight: Sight | None):
+    """The least billed time after the boot of sessions running these runs."""
+    if sight is None:
+        return np.maximum(longest, end - start)
+    scrape, lag = sight
+    seen = scrape * (np.floor(end / scrape) + 1) + lag  # the first scrape after, then the lag
+    return np.maximum(longest + lag, seen - start)
