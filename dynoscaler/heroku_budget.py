@@ -6,11 +6,14 @@ takes one, and every client of the account draws on the same bucket (people's
 CLI, deploys, other tools). dynoscaler may spend `heroku.budget_share` of the
 refill. The scaler's PATCHes come first: the exporter's formation poller takes
 what that share leaves after the scaler's spend, at most 1 - SCALER_RESERVE of
-it and at least POLLER_MIN_SHARE. The scaler's spend is counted from the
-formation changes the poller learns of (webhook deliveries, or reads that find
-new counts): SCALER_TOKENS_PER_CHANGE each (its read and its PATCH), over the
-last CHANGE_WINDOW_SECONDS; a change by hand counts too, so the estimate errs
-on the side of leaving room. The poller reads one app at a time
+it and at least POLLER_MIN_SHARE. The scaler's spend is what it counted itself
+(its dynoscaler_heroku_api_requests_total, every call that takes a token) over
+the last CHANGE_WINDOW_SECONDS, read from Prometheus (`ScalerSpend`); while
+Prometheus cannot tell, it is estimated from the formation changes the poller
+learns of (webhook deliveries, or reads that find new counts):
+SCALER_TOKENS_PER_CHANGE each (the most a change costs: its read and its
+PATCH); a change by hand counts too, so that estimate errs on the side of
+leaving room. The poller reads one app at a time
 (round-robin), and pauses while the bucket is below FLOOR_SHARE of its size,
 for as long as the refill needs to bring it back, so the scaler always has
 tokens left; below that floor the scaler too skips its formation read before
@@ -26,6 +29,7 @@ which the poller's pacing reads.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -38,6 +42,9 @@ import requests
 from prometheus_client import Counter, Gauge
 
 from dynoscaler.config import HerokuSettings
+from scaler.prometheus import PrometheusError, query
+
+log = logging.getLogger("dynoscaler.heroku")
 
 HOUR = 3600.0
 # Share of dynoscaler's budget the exporter's poller leaves to the scaler's reads and PATCHes.
@@ -45,10 +52,14 @@ SCALER_RESERVE = 0.25
 # The poller's least share of that budget, however often formations change: its reads
 # reconcile what webhooks miss.
 POLLER_MIN_SHARE = 0.25
-# Tokens the scaler spends on one formation change: its formation read and its PATCH.
+# The most tokens the scaler spends on one formation change: its formation read
+# (spared where the exporter's webhook-fed counts confirm its own) and its PATCH.
 SCALER_TOKENS_PER_CHANGE = 2
-# How far back the formation changes are counted.
+# How far back the scaler's spend and the formation changes are counted.
 CHANGE_WINDOW_SECONDS = 600.0
+# How often the poller asks Prometheus for the scaler's spend, and how long it waits.
+SPEND_REFRESH_SECONDS = 30.0
+SPEND_QUERY_TIMEOUT_SECONDS = 2.0
 # Deliveries of one app this close together are one change (a batch PATCH of several roles).
 SAME_CHANGE_SECONDS = 2.0
 # Below this share of the bucket the poller pauses: the rest is the scaler's.
@@ -154,17 +165,17 @@ class Budget:
     def floor(self) -> float:
         return self.settings.rate_limit * FLOOR_SHARE
 
-    def poller_rate(self, changes_per_second: float = 0.0) -> float:
+    def poller_rate(self, scaler_per_second: float = 0.0) -> float:
         """Formation reads a second the poller may make: dynoscaler's share of the refill
-        less what the scaler spends on `changes_per_second`, within the poller's bounds."""
+        less the scaler's tokens a second, within the poller's bounds."""
         ours = self.settings.share * self.refill
-        left = ours - changes_per_second * SCALER_TOKENS_PER_CHANGE
+        left = ours - scaler_per_second
         return min(ours * (1 - SCALER_RESERVE), max(ours * POLLER_MIN_SHARE, left))
 
-    def read_gap(self, apps: int, interval: float, changes_per_second: float = 0.0) -> float:
+    def read_gap(self, apps: int, interval: float, scaler_per_second: float = 0.0) -> float:
         """Seconds between two formation reads (one app each): `interval` per app, or
         slower where the poller's part of the budget does not cover that many apps."""
-        return max(interval / max(apps, 1), 1 / self.poller_rate(changes_per_second))
+        return max(interval / max(apps, 1), 1 / self.poller_rate(scaler_per_second))
 
     def pause(self) -> float:
         """Seconds the poller waits before its next read: until a 429's Retry-After, and
@@ -217,3 +228,47 @@ class ChangeRate:
             while self._times and self._times[0] < oldest:
                 self._times.popleft()
             return len(self._times) / self.window
+
+
+# The scaler's calls that take a token, counted by the scaler itself.
+_SCALER_SPEND = (
+    'sum(rate(dynoscaler_heroku_api_requests_total{{client="scaler", kind!~"{free}"}}[{window}ms]))'
+)
+
+
+class ScalerSpend:
+    """The scaler's Heroku tokens a second, as the poller leaves them to it: its own count
+    over CHANGE_WINDOW_SECONDS from Prometheus at `prometheus_url` where that answers with
+    it, else SCALER_TOKENS_PER_CHANGE per formation change learned."""
+
+    def __init__(
+        self,
+        prometheus_url: str | None = None,
+        window_seconds: float = CHANGE_WINDOW_SECONDS,
+        refresh_seconds: float = SPEND_REFRESH_SECONDS,
+    ) -> None:
+        self.prometheus_url = prometheus_url
+        self.window = window_seconds
+        self.refresh_seconds = refresh_seconds
+        self.measured: float | None = None  # tokens a second, from Prometheus
+        self._asked = -math.inf  # monotonic
+
+    def refresh(self) -> None:
+        """Ask Prometheus again once `refresh_seconds` have passed (from the poller's
+        thread, so a scrape never waits on it); no answer: the estimate stands."""
+        if self.prometheus_url is None or time.monotonic() - self._asked < self.refresh_seconds:
+            return
+        self._asked = time.monotonic()
+        promql = _SCALER_SPEND.format(free="|".join(FREE_KINDS), window=round(self.window * 1000))
+        try:
+            result = query(self.prometheus_url, promql, SPEND_QUERY_TIMEOUT_SECONDS)
+        except PrometheusError as error:
+            log.info("the scaler's Heroku spend unknown, estimated from changes: %s", error)
+            result = []
+        value = float(result[0]["value"][1]) if result else math.nan
+        self.measured = value if math.isfinite(value) and value >= 0 else None
+
+    def per_second(self, changes: ChangeRate) -> float:
+        if self.measured is not None:
+            return self.measured
+        return changes.per_second() * SCALER_TOKENS_PER_CHANGE

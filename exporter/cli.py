@@ -103,6 +103,7 @@ def build(settings: config.Config) -> Exporter:
                 budget=Budget(settings.heroku),
                 webhooks=bool(os.environ.get(SECRET_ENV)),
                 prices=settings.prices,
+                prometheus_url=settings.scaler.prometheus_url,
             )
         )
     else:

@@ -8,10 +8,13 @@ import time
 import pytest
 import requests
 import yaml
+from prometheus_client import REGISTRY, generate_latest
+from scaler_support import prometheus_scraping
+from support import metrics_page
 
 from dynoscaler import config, heroku, heroku_budget
 from dynoscaler.config import HerokuSettings
-from dynoscaler.heroku_budget import Budget, ChangeRate
+from dynoscaler.heroku_budget import Budget, ChangeRate, ScalerSpend
 from exporter.collectors import StaleRead
 from exporter.collectors.formation import FormationSource
 from scaler.actuator import Actuator
@@ -84,28 +87,20 @@ def test_a_fleet_of_100_apps_is_read_within_the_budget_and_stays_fresh(fleet):
         source.stop()
 
 
-def test_the_poller_leaves_the_scalers_changes_their_tokens(fleet):
-    """The scaler changes 15 formations a second (30 tokens: its read and its PATCH, 60%
-    of dynoscaler's 50 a second): the poller, which counts the changes its reads find,
-    slows to what is left, so the two together stay within the budget. (Its part
-    alone, 37.5 a second, would make 67.5.)"""
-    settings, server = fleet
-    roles = [role.key for role in settings.roles]
-    source = FormationSource(roles, interval=0.01, timeout=5, budget=Budget(settings.heroku))
-    source.changes = ChangeRate(window_seconds=3.0)  # the 600 s window, scaled down
+def _spend_rates(source: FormationSource, scale) -> dict[str, float]:
+    """Formation reads and PATCHes a second of the exporter and the scaler while `source`
+    polls and `scale(actuator, n)` plays the scaler's n-th request, 15 a second."""
     stop = threading.Event()
 
-    def scale() -> None:  # what the scaler does on each alert that asks for a change
+    def scaler_loop() -> None:
         actuator, n = Actuator(lambda: heroku.client(user="scaler")), 0
         while not stop.is_set():
-            app = f"app-{n % APPS:03d}"
-            actuator.formation(app)
-            actuator.scale(app, {"web": 2 + (n // APPS) % 2})
+            scale(actuator, n)
             n += 1
             stop.wait(1 / 15)
 
     kinds = ("formation_read", "formation_update")
-    scaler = threading.Thread(target=scale, daemon=True)
+    scaler = threading.Thread(target=scaler_loop, daemon=True)
     source.start()
     scaler.start()
     try:
@@ -114,7 +109,7 @@ def test_the_poller_leaves_the_scalers_changes_their_tokens(fleet):
         started = time.monotonic()
         time.sleep(6)
         elapsed = time.monotonic() - started
-        rates = {
+        return {
             c: (sum(_spent(c, k) for k in kinds) - before[c]) / elapsed
             for c in ("exporter", "scaler")
         }
@@ -122,11 +117,57 @@ def test_the_poller_leaves_the_scalers_changes_their_tokens(fleet):
         stop.set()
         scaler.join(timeout=10)
         source.stop()
+
+
+def _within_the_budget(settings, rates: dict[str, float]) -> None:
     ours = settings.heroku.share * RATE_LIMIT / 3600  # 50 a second
     print(f"exporter {rates['exporter']:.1f}/s + scaler {rates['scaler']:.1f}/s of {ours:.0f}/s")
     assert rates["scaler"] > 0.3 * ours  # the scaler did spend a large part
     assert rates["exporter"] + rates["scaler"] <= ours * 1.05
     assert rates["exporter"] >= ours * heroku_budget.POLLER_MIN_SHARE * 0.8  # never starved
+
+
+def test_the_poller_leaves_the_scalers_changes_their_tokens(fleet):
+    """The scaler changes 15 formations a second (30 tokens: its read and its PATCH, 60%
+    of dynoscaler's 50 a second): the poller, which counts the changes its reads find,
+    slows to what is left, so the two together stay within the budget. (Its part
+    alone, 37.5 a second, would make 67.5.)"""
+    settings, _ = fleet
+    roles = [role.key for role in settings.roles]
+    source = FormationSource(roles, interval=0.01, timeout=5, budget=Budget(settings.heroku))
+    source.changes = ChangeRate(window_seconds=3.0)  # the 600 s window, scaled down
+
+    def scale(actuator: Actuator, n: int) -> None:  # each alert that asks for a change
+        app = f"app-{n % APPS:03d}"
+        actuator.formation(app)
+        actuator.scale(app, {"web": 2 + (n // APPS) % 2})
+
+    _within_the_budget(settings, _spend_rates(source, scale))
+
+
+def test_the_poller_leaves_the_scaler_what_it_counted_itself(fleet, tmp_path):
+    """The scaler spends 30 tokens a second on reads that change nothing (what a change
+    count cannot see): the poller reads the scaler's own dynoscaler_heroku_api_requests_total
+    from a real Prometheus scraping it and leaves it that. (Counting changes, it would
+    take its full 37.5 a second: 67.5 in all.)"""
+    settings, _ = fleet
+    page = metrics_page(lambda: generate_latest(REGISTRY).decode())
+    with prometheus_scraping(tmp_path, page.port) as url:
+        roles = [role.key for role in settings.roles]
+        source = FormationSource(roles, interval=0.01, timeout=5, budget=Budget(settings.heroku))
+        # the 600 s window and the 30 s refresh, scaled down
+        source.scaler_spend = ScalerSpend(url, window_seconds=3.0, refresh_seconds=0.5)
+
+        def scale(actuator: Actuator, n: int) -> None:  # alerts answered without a change
+            actuator.formation(f"app-{n % APPS:03d}")
+            actuator.formation(f"app-{(n + 1) % APPS:03d}")
+
+        try:
+            rates = _spend_rates(source, scale)
+        finally:
+            page.close()
+    assert source.scaler_spend.measured is not None
+    _within_the_budget(settings, rates)
 
 
 def test_changes_are_counted_once_per_app_and_batch():
@@ -206,9 +247,15 @@ def test_the_poller_pace_adapts_to_the_fleet_and_the_bucket():
     observed.note(0.0, 120.0)  # a 429 asking for 120 s
     assert budget.pause() == pytest.approx(120, abs=0.1)
     assert not budget.may_sweep()
-    # changes cost the scaler 2 tokens each: the poller leaves them room, down to its least
+    # the poller leaves the scaler's tokens a second room, down to its least
     assert budget.poller_rate(0.0) == pytest.approx(0.46875)  # 28.125 a minute
-    assert budget.poller_rate(0.1) == pytest.approx(0.625 - 0.2)
-    assert budget.poller_rate(1.0) == pytest.approx(0.625 * heroku_budget.POLLER_MIN_SHARE)
+    assert budget.poller_rate(0.2) == pytest.approx(0.625 - 0.2)
+    assert budget.poller_rate(2.0) == pytest.approx(0.625 * heroku_budget.POLLER_MIN_SHARE)
+    # the scaler's own count where Prometheus gave it, else 2 tokens per change learned
+    changes, spend = ChangeRate(window_seconds=10.0), ScalerSpend()
+    changes.note("shop")
+    assert spend.per_second(changes) == pytest.approx(2 / 10)
+    spend.measured = 0.05
+    assert spend.per_second(changes) == 0.05
     dedicated = Budget(HerokuSettings(token_scope="dedicated"))
     assert dedicated.tokens_per_minute == pytest.approx(67.5)

@@ -15,8 +15,10 @@ With formation webhooks (`apply`, exporter/formation_webhook.py) a change is
 known at once and the reads are a slow reconciliation: each app at most every
 WEBHOOK_RECONCILE_SECONDS. Every change learned (by webhook, or by a read that
 finds new counts) is counted (heroku_budget.ChangeRate): the poller slows down
-to leave the scaler the tokens such changes cost, so the two together stay
-within the budget at any change rate the poller's least share allows.
+to leave the scaler what it spends, its own count read from Prometheus
+(heroku_budget.ScalerSpend), or while Prometheus cannot tell, the most such
+changes cost; so the two together stay within the budget at any spend of the
+scaler's the poller's least share allows.
 
 The source feeds every configured role of those apps; after a failed read of an
 app, that app's roles are down (dynoscaler_source_up 0, so the rules hold them)
@@ -64,12 +66,15 @@ class FormationSource:
         budget: Budget | None = None,
         webhooks: bool = False,
         prices: Prices | None = None,
+        prometheus_url: str | None = None,
     ) -> None:
         """`roles`: the (app, role) pairs of the settings; their apps are read.
 
         `interval`: each app's read interval while the budget allows it; with
         `webhooks` at least WEBHOOK_RECONCILE_SECONDS. `prices`: each role's price
         per dyno-hour is published for its size (dynoscaler_dyno_hourly_price_dollars).
+        `prometheus_url`: where the scaler's own count of its Heroku calls is read
+        (heroku_budget.ScalerSpend; None: estimated from the changes learned).
         """
         self.prices = prices or Prices()
         self.address = address(heroku.api_url())
@@ -81,6 +86,7 @@ class FormationSource:
         self.connection = heroku.client(timeout=timeout, user="exporter")
         self._formations = {app: _AppFormation() for app in self.apps}
         self.changes = heroku_budget.ChangeRate()
+        self.scaler_spend = heroku_budget.ScalerSpend(prometheus_url)
         self._next = 0  # the round-robin's next app
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -102,10 +108,8 @@ class FormationSource:
 
     def gap(self) -> float:
         """Seconds until the next read: the budget's pace, or a pause it asks for."""
-        changes = self.changes.per_second()
-        return max(
-            self.budget.read_gap(len(self.apps), self.interval, changes), self.budget.pause()
-        )
+        scaler = self.scaler_spend.per_second(self.changes)
+        return max(self.budget.read_gap(len(self.apps), self.interval, scaler), self.budget.pause())
 
     def period(self) -> float:
         """Seconds one round of every app takes at the current pace."""
@@ -198,6 +202,7 @@ class FormationSource:
         while not self._stop.wait(max(0.0, started + self.gap() - time.monotonic())):
             started = time.monotonic()
             self.read_next()
+            self.scaler_spend.refresh()
 
 
 def _samples(app: str, processes: Mapping[str, tuple[int, str]], prices: Prices) -> list[Sample]:
