@@ -12,6 +12,7 @@ from dynoscaler.sim.engine import simulate
 from dynoscaler.sim.policies import REGISTRY
 from dynoscaler.sim.report import evaluate, table, write_report
 from dynoscaler.sim.sweep import sweep, sweep_table, sweeps_pages_table, write_sweep
+from dynoscaler.sim.wins import wins_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +85,9 @@ def _sweep(
         sweeps.append(sweep(scenario, args.seeds, policies))
         print(sweep_table(sweeps[-1]), end="\n\n", flush=True)
     print(sweeps_pages_table(sweeps), end="\n\n", flush=True)
+    wins = wins_table(sweeps)
+    if wins:
+        print(wins, end="\n\n", flush=True)
     if args.report:
         path = write_sweep(sweeps, Path(args.report), _command(args))
         print(f"report written to {path}")

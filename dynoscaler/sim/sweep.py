@@ -40,6 +40,7 @@ from dynoscaler.sim.report import (
     within_goal,
 )
 from dynoscaler.sim.scenario import Scenario
+from dynoscaler.sim.wins import wins_table
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,9 @@ def write_sweep(sweeps: list[Sweep], directory: Path, command: str) -> Path:
     for result in sweeps:
         sections += ["", sweep_table(result)]
     sections += ["", sweeps_pages_table(sweeps)]
+    wins = wins_table(sweeps)
+    if wins:
+        sections += ["", wins]
     path = directory / "seeds.md"
     path.write_text("\n".join(sections) + "\n", encoding="utf-8")
     return path
