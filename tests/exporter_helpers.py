@@ -18,6 +18,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from dynoscaler import heroku_budget
 from dynoscaler.processes import NotServing, start_announced, stop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,13 @@ DRAIN_AUTH = ("heroku", DRAIN_TOKEN)  # basic auth, as a drain URL https://herok
 HEROKU_ACCEPT = {"Accept": "application/vnd.heroku+json; version=3"}
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def fresh_budget_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's view of Heroku's bucket starts fresh: another test's 429 (its
+    Retry-After) would pause a formation poller, whose start then reads one app only."""
+    for name, fresh in (("remaining", None), ("at", 0.0), ("retry_until", 0.0)):
+        monkeypatch.setattr(heroku_budget.OBSERVED, name, fresh)
 
 
 def write_config(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from exporter_helpers import HEROKU_ACCEPT, scale_by_hand
+from exporter_helpers import HEROKU_ACCEPT, fresh_budget_view, scale_by_hand
 from werkzeug.serving import make_server
 
 from dynoscaler import config
@@ -47,6 +47,7 @@ def setup(tmp_path, monkeypatch):
     fake = FakeHerokuServer(FakeHeroku(config.load(path), KEY), access_log=False).start()
     monkeypatch.setenv("HEROKU_API_URL", fake.url)
     monkeypatch.setenv("HEROKU_API_KEY", KEY)
+    fresh_budget_view(monkeypatch)
     roles = [role.key for role in config.load(path).roles]
     # An hour per app: every change seen below comes from a webhook, not a read.
     source = FormationSource(roles, interval=3600, timeout=5, webhooks=True)

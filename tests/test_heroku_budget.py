@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 import yaml
+from exporter_helpers import fresh_budget_view
 from prometheus_client import REGISTRY, generate_latest
 from scaler_support import prometheus_scraping
 from support import metrics_page
@@ -38,10 +39,7 @@ def fleet(tmp_path, monkeypatch):
     server.start()
     monkeypatch.setenv("HEROKU_API_URL", server.url)
     monkeypatch.setenv("HEROKU_API_KEY", KEY)
-    # This process's view of the bucket starts fresh: another test's 429 (its
-    # Retry-After) would pause this poller.
-    for name, fresh in (("remaining", None), ("at", 0.0), ("retry_until", 0.0)):
-        monkeypatch.setattr(heroku_budget.OBSERVED, name, fresh)
+    fresh_budget_view(monkeypatch)
     # Not a full bucket, so the refill is not capped and the spend shows in it.
     server.fake.bucket.set(200_000)
     try:

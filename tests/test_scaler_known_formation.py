@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from exporter_helpers import scale_by_hand
+from exporter_helpers import fresh_budget_view, scale_by_hand
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from scaler_support import HEROKU_KEY, prometheus_scraping, write_settings
 from support import metrics_page
@@ -92,6 +92,7 @@ def loop(tmp_path, monkeypatch) -> Iterator[Loop]:
         fake = FakeHerokuServer(FakeHeroku(settings, HEROKU_KEY), access_log=False).start()
         monkeypatch.setenv("HEROKU_API_URL", fake.url)
         monkeypatch.setenv("HEROKU_API_KEY", HEROKU_KEY)
+        fresh_budget_view(monkeypatch)
         roles = [role.key for role in settings.roles]
         source = FormationSource(roles, interval=3600, timeout=5, webhooks=True)
         receiver = make_server("127.0.0.1", 0, FormationWebhook(source, SECRET), threaded=True)
