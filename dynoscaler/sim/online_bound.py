@@ -14,7 +14,12 @@ bounds for narrower classes of policies, each the same dynamic programme:
   has 30 s to finish) pay until the evaluation after the first scrape after
   their last job's end.
 
-Neither needs a boot before a job can be seen when every job's latest start
+And what a policy of that class can reach (`deferring`): it boots a dyno when
+the first waiting job, planned q long, must start (or once it is seen, if
+later), serves every job that arrives before a scrape shows the dyno idle, and
+stops it at the evaluation after that scrape.
+
+Neither bound needs a boot before a job can be seen when every job's latest start
 less the boot is after the first scrape after its arrival plus the lag
 (`foresight_free`): a run's latest start is its jobs' least, each no earlier
 than the first job's.
@@ -25,6 +30,7 @@ than the first job's.
 from __future__ import annotations
 
 import argparse
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +40,7 @@ from dynoscaler.sim.cli import seed_range
 from dynoscaler.sim.engine import simulate
 from dynoscaler.sim.lower_bound import due_jobs, lower_bound
 from dynoscaler.sim.scenario import Scenario
-from dynoscaler.sim.sessions import session_bound
+from dynoscaler.sim.sessions import Sight, seen_at, session_bound
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,8 @@ class OnlineBound:
     length_blind: float
     seen_idle: float
     foresight_free: bool  # no session of either bound boots before its first job is seen
+    deferring: float  # the dyno-seconds of the deferring policy
+    deferring_within: float  # its share of jobs within the deadline
 
 
 def online_bound(
@@ -62,16 +70,44 @@ def online_bound(
     common = (arrivals, services, role.target_deadline, role.boot_time, scenario.initial_dynos > 0)
     blind = session_bound(*common, plan_length=plan)
     seen = session_bound(*common, plan_length=plan, sight=sight)
-    scrape, lag = sight
-    first_seen = scrape * (np.floor(arrivals / scrape) + 1) + lag
     latest_boot = arrivals + role.target_deadline - np.maximum(services, plan) - role.boot_time
+    cost, within = deferring(*common[:4], role.concurrency, plan, sight)
     return OnlineBound(
         clairvoyant=clairvoyant.dyno_seconds,
         plan_length=plan,
         length_blind=max(blind, clairvoyant.dyno_seconds),
         seen_idle=max(seen, clairvoyant.dyno_seconds),
-        foresight_free=bool(np.all(latest_boot >= first_seen)),
+        foresight_free=bool(np.all(latest_boot >= seen_at(arrivals, sight))),
+        deferring=cost,
+        deferring_within=within,
     )
+
+
+def deferring(
+    arrivals: np.ndarray,
+    services: np.ndarray,
+    deadline: float,
+    boot: float,
+    concurrency: int,
+    plan: float,
+    sight: Sight,
+) -> tuple[float, float]:
+    """Dyno-seconds and share within the deadline of the deferring policy, one dyno of
+    `concurrency` slots at a time (jobs in arrival order)."""
+    a, s = np.asarray(arrivals, dtype=float), np.asarray(services, dtype=float)
+    cost, late, i = 0.0, 0, 0
+    while i < a.size:
+        request = max(seen_at(a[i], sight), a[i] + deadline - plan - boot)
+        free = [request + boot] * concurrency  # when each slot is next free
+        last_end = free[0]
+        while i < a.size and (a[i] < request + boot or a[i] < seen_at(last_end, sight) - sight[1]):
+            start = max(a[i], heapq.heappop(free))
+            heapq.heappush(free, start + s[i])
+            last_end = max(last_end, start + s[i])
+            late += start + s[i] - a[i] > deadline
+            i += 1
+        cost += seen_at(last_end, sight) - request
+    return cost, 1.0 - late / a.size
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _header(policies: list[str]) -> str:
     columns = ["seed", "q (s)", "clairvoyant", "length-blind", "seen idle", "foresight-free"]
+    columns += ["deferring: within, × clairvoyant"]
     columns += [f"{name}: within, × clairvoyant, × seen idle" for name in policies]
     return "| " + " | ".join(columns) + " |\n|" + "---:|" * len(columns)
 
@@ -108,6 +145,7 @@ def _row(seed: int, bound: OnlineBound, runs: list) -> str:
         f"{bound.length_blind:,.0f}",
         f"{bound.seen_idle:,.0f}",
         "yes" if bound.foresight_free else "no",
+        f"{bound.deferring_within:.2%}, {bound.deferring / bound.clairvoyant:.3f}",
     ]
     cells += [
         f"{run.within_share:.2%}, {run.dyno_seconds / bound.clairvoyant:.3f}, "

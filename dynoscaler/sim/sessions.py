@@ -85,6 +85,10 @@ def _span(longest: np.ndarray, end: np.ndarray, start: np.ndarray, sight: Sight 
     """The least billed time after the boot of sessions running these runs."""
     if sight is None:
         return np.maximum(longest, end - start)
+    return np.maximum(longest + sight[1], seen_at(end, sight) - start)
+
+
+def seen_at(times, sight: Sight):
+    """When a policy decides on what happened at `times`: the first scrape after, then the lag."""
     scrape, lag = sight
-    seen = scrape * (np.floor(end / scrape) + 1) + lag  # the first scrape after, then the lag
-    return np.maximum(longest + lag, seen - start)
+    return scrape * (np.floor(np.divide(times, scrape)) + 1) + lag
