@@ -87,6 +87,24 @@ def test_backlog_drains_within_deadline_minus_processing_and_boot() -> None:
     assert small.required_slots == pytest.approx((40 + H) * 4 / H_W_S4 + MARGIN_S4, abs=1e-12)
 
 
+def test_jobs_that_already_waited_hold_the_dynos_their_deadline_needs() -> None:
+    # The 6-minute spike's seed 10 at 1,192 s (docs/simulator.md, finding 21): 4,492
+    # jobs wait, the oldest 252 s old, λ back to 10/s, S = 1 s, D = 300 s, B = 45 s,
+    # 10 threads. The drain gives them W = 254 s: 17.7 slots, 2 dynos. But λ·A = 2,520
+    # explain only the younger jobs; the other 1,972 must be done in the oldest's
+    # 300 - 1 - 252 = 47 s left: 42 slots, so a scale-down from 8 stops at 5
+    spike = dataclasses.replace(
+        WORKER, min_dynos=2, max_dynos=20, target_deadline=300, boot_time=45, concurrency=10
+    )
+    waited = dict(arrival_rate=10.0, processing_seconds=1.0, backlog=4492, in_progress=20)
+    assert capacity(spike, **waited, current_dynos=8, oldest_age_seconds=252).needed_dynos == 5
+    # the same queue as young as λ explains, or its age unknown: down to the drain's 2
+    assert capacity(spike, **waited, current_dynos=8, oldest_age_seconds=100).needed_dynos == 2
+    assert capacity(spike, **waited, current_dynos=8).needed_dynos == 2
+    # it holds dynos, it does not ask for more than are running
+    assert capacity(spike, **waited, current_dynos=3, oldest_age_seconds=252).needed_dynos == 3
+
+
 def test_need_above_max_is_clamped_and_unmeetable() -> None:
     # drain = 300 * 4 / 46 = 26.1 slots -> 14 dynos. The job arriving now waits behind
     # (Q + P)·S = 1,200 slot-seconds; by W = 46 s 10 dynos that must boot first (the count
