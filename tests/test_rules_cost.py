@@ -14,14 +14,22 @@ def alert_rules(name: str) -> list[dict]:
 
 
 def test_scale_role_annotations_run_no_query_per_firing_alert() -> None:
-    rules = alert_rules("ScaleRole")
-    assert len(rules) == 2
-    for rule in rules:
-        annotations = rule["annotations"]
-        assert set(annotations) == {"desired_dynos"}
-        assert not [text for text in annotations.values() if "query" in text]
-        # the one annotation the scaler acts on keeps its name and form
-        assert annotations["desired_dynos"] == '{{ printf "%.0f" $value }}'
+    (rule,) = alert_rules("ScaleRole")
+    annotations = rule["annotations"]
+    assert set(annotations) == {"desired_dynos"}
+    assert not [text for text in annotations.values() if "query" in text]
+    # the one annotation the scaler acts on keeps its name and form
+    assert annotations["desired_dynos"] == '{{ printf "%.0f" $value }}'
+
+
+def test_the_scale_alerts_labels_run_no_template_per_firing_alert() -> None:
+    """Prometheus expands each `labels:` value as a template for every firing alert at
+    every evaluation; the scale alerts, one per role, set theirs in the expression (the
+    promtool cases check the labels they carry)."""
+    for name in ("ScaleRole", "ResizeRole"):
+        for rule in alert_rules(name):
+            assert "labels" not in rule, name
+            assert '"severity", "scale"' in rule["expr"], name
 
 
 # A raw series' range selector, e.g. dynoscaler_job_duration_seconds_bucket[1h].

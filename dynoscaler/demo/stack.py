@@ -262,16 +262,16 @@ class Stack:
         shown = "no scale-up" if reaction is None else f"{reaction:.1f} s"
         if self.options.mode == "alertmanager":
             parts = "scrape + evaluation + group_wait"
-            scale_up_hold = self.alert_hold("ScaleRole", {"direction": "up"})
+            scale_up_hold = self.alert_hold("ScaleRole")  # one rule, both directions
             hold = f"; ScaleRole's for: adds {scale_up_hold:g} s" if scale_up_hold else ""
         else:
             parts, hold = "scrape + evaluation + reconcile interval", ""
         return f"{shown} (floor {self.reaction_floor:g} s = {parts}{hold})"
 
-    def alert_hold(self, alert: str, labels: dict[str, str] | None = None) -> float:
+    def alert_hold(self, alert: str) -> float:
         """The `for:` of an alert in the project's rules, seconds (0 when absent)."""
         return measure.alert_for_seconds(
-            sorted((ROOT / "prometheus" / "rules").glob("*.yml")), alert, labels
+            sorted((ROOT / "prometheus" / "rules").glob("*.yml")), alert
         )
 
     def query(self, expression: str) -> list[dict[str, Any]]:
