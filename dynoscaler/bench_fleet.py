@@ -366,9 +366,12 @@ class Fleet:
         answer.raise_for_status()
         return answer.json()["data"]["result"]
 
-    def calls(self) -> dict[tuple[str, str], float]:
+    def calls(self) -> tuple[dict[tuple[str, str], float], float]:
         """Heroku API calls so far by client and kind, read from the exporter's and the
-        scaler's own /metrics (not Prometheus: exact at any moment)."""
+        scaler's own /metrics (not Prometheus: exact at any moment), and when (monotonic,
+        the middle of the reads: the exporter's page of a large fleet takes seconds, which
+        counted as measured time would inflate a short run's calls an hour)."""
+        asked = time.monotonic()
         found: dict[tuple[str, str], float] = {}
         for name in ("exporter", "scaler"):
             text = requests.get(f"{self.urls[name]}/metrics", timeout=30).text
@@ -377,7 +380,7 @@ class Fleet:
                     if sample.name == "dynoscaler_heroku_api_requests_total":
                         key = (sample.labels["client"], sample.labels["kind"])
                         found[key] = found.get(key, 0.0) + sample.value
-        return found
+        return found, (asked + time.monotonic()) / 2
 
     def quantities(self) -> dict[tuple[str, str], int]:
         state = requests.get(self.fake("state"), timeout=10).json()
@@ -503,7 +506,7 @@ def _run_events(fleet: Fleet, figures: Figures, every: float, seconds: float) ->
         target=lambda: rules.update(bench_rules.sample(fleet.urls["prometheus"], seconds)),
         daemon=True,
     )
-    calls, remaining, usage = fleet.calls(), fleet.remaining(), fleet.usage()
+    (calls, counted_at), remaining, usage = fleet.calls(), fleet.remaining(), fleet.usage()
     started = time.monotonic()
     sampler.start()
     spikes: list[_Pending] = []
@@ -514,7 +517,7 @@ def _run_events(fleet: Fleet, figures: Figures, every: float, seconds: float) ->
     next_progress = started + PROGRESS_SECONDS
     while (now := time.monotonic()) < started + seconds:
         if now >= next_progress:
-            print(_progress(fleet, figures, calls, now - started), flush=True)
+            print(_progress(fleet, figures, (calls, counted_at), now - started), flush=True)
             next_progress += PROGRESS_SECONDS
         if now >= next_age:
             figures.ages += [float(s["value"][1]) for s in fleet.query(_AGE)]
@@ -537,8 +540,8 @@ def _run_events(fleet: Fleet, figures: Figures, every: float, seconds: float) ->
         _settle(fleet, figures, spikes, hands)
         time.sleep(1.0)
     elapsed = time.monotonic() - started
-    hour = 3600 / elapsed
-    ended, after = fleet.usage(), fleet.calls()
+    ended, (after, after_at) = fleet.usage(), fleet.calls()
+    hour = 3600 / (after_at - counted_at)
     figures.calls = {k: (v - calls.get(k, 0.0)) * hour for k, v in after.items()}
     figures.bucket = (remaining, fleet.remaining())
     figures.rate_limited = sum(
@@ -566,13 +569,18 @@ _AGE = "dynoscaler_heroku_formation_age_seconds"
 
 
 def _progress(
-    fleet: Fleet, figures: Figures, calls: dict[tuple[str, str], float], elapsed: float
+    fleet: Fleet,
+    figures: Figures,
+    counted: tuple[dict[tuple[str, str], float], float],
+    elapsed: float,
 ) -> str:
     """One line of the figures so far: spend per hour by client, 429s, reactions, missed."""
-    hour = 3600 / elapsed
+    calls, counted_at = counted
+    now, now_at = fleet.calls()
+    hour = 3600 / (now_at - counted_at)
     spent: dict[str, float] = {}
     limited = 0.0
-    for (client, kind), value in fleet.calls().items():
+    for (client, kind), value in now.items():
         per_hour = (value - calls.get((client, kind), 0.0)) * hour
         if kind == "rate_limited":
             limited += per_hour
