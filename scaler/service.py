@@ -251,22 +251,20 @@ class Scaler:
     def _formation(
         self, app: str, inputs: list[RoleInput], deadline: Deadline
     ) -> dict[str, int] | None:
-        """Heroku's formation, or what stands for reading it where every role's count is
-        stored: the counts the exporter holds through webhooks, where they equal the
-        stored ones (scaler/known_formation.py), or, while Heroku's bucket is below the
-        floor kept for PATCHes, the stored counts themselves (None)."""
+        """Heroku's formation, or what stands for reading it: the counts the exporter
+        holds through webhooks, where they equal the stored ones or none is stored
+        (scaler/known_formation.py), or, while Heroku's bucket is below the floor kept
+        for PATCHes and every role's count is stored, the stored counts (None)."""
         stored = self.store.states(app)
         counts = {
             i.role: stored[i.role].state.current if i.role in stored else None for i in inputs
         }
-        if None in counts.values():
-            return self.actuator.formation(app, deadline)
         sizes = self._sizes(app)
         if all(i.request.slots is None or i.role in sizes for i in inputs):
             known = self.known(app)
-            if all(known.get(role) == count for role, count in counts.items()):
-                return {role: count for role, count in counts.items() if count is not None}
-        if self.budget.spare(*self.actuator.remaining()):
+            if all(r in known and count in (None, known[r]) for r, count in counts.items()):
+                return {role: known[role] for role in counts}
+        if None in counts.values() or self.budget.spare(*self.actuator.remaining()):
             return self.actuator.formation(app, deadline)
         log.warning("%s: Heroku's bucket is low: the stored counts stand for a read", app)
         return None
