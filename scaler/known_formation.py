@@ -5,9 +5,10 @@ scaler's own PATCHes, changes by hand, deploys), so its `dynoscaler_dynos` is
 Heroku's count as of its last scrape, however long ago its last read. Where
 that count equals the one the scaler stored from Heroku's own answers, nothing
 changed in between that the scaler does not know of, and the count stands for
-a formation read (scaler.service.Scaler). Without webhooks the exporter's
-counts are as old as its last read of the app, which at fleet size is many
-minutes: no count is given then, and the scaler reads.
+a formation read (scaler.service.Scaler); so it does where none is stored
+yet. Without webhooks the exporter's counts are as old as its last read of
+the app, which at fleet size is many minutes: no count is given then, and the
+scaler reads.
 
 What a query cannot show: a change made since the exporter's last scrape (5 s,
 and the delivery's own delay) is not known before a change is sent.
