@@ -377,6 +377,7 @@ def sample(url: str, seconds: float) -> dict[str, dict[str, list[float]]]:
 
 
 def _rule_suffix(rule: dict[str, Any]) -> str:
+    # an older revision's rules (--rules) had one ScaleRole rule per direction label
     direction = rule.get("labels", {}).get("direction")
     return f"{{direction={direction}}}" if direction else ""
 
