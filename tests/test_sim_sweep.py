@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy
 import pytest
 
 from dynoscaler.cli import main
 from dynoscaler.sim.lower_bound import LowerBound
 from dynoscaler.sim.metrics import RunResult
 from dynoscaler.sim.report import ScenarioResult, evaluate
-from dynoscaler.sim.sweep import Sweep, sweep, sweep_table, sweeps_pages_table
+from dynoscaler.sim.sweep import Sweep, in_goal, sweep, sweep_table, sweeps_pages_table
 from tests.sim_support import run_result, scenario
 
 SPIKE = {
@@ -137,3 +138,13 @@ def test_without_a_lower_bound_the_seeds_are_judged_on_the_other_goals():
         "Goals for dynoscaler met on 1 of 2 seeds; not on seed 2 (98.00% within: "
         ">= 99% within the deadline)."
     ) in text
+
+
+def test_a_ratio_over_the_goal_fails_the_seed_whatever_its_number_type():
+    # a simulated run's dyno-seconds are a numpy float: `ratio <= 1.25` is then a
+    # numpy bool, which `is not False` took for met (seeds.md at 7a27ee9: the
+    # slow-boot step "20 of 20" at 1.34-1.41x)
+    case = scenario(policies=["dynoscaler"])
+    run = run_result("dynoscaler", 1.0, numpy.float64(1300.0))
+    result = ScenarioResult(case, LowerBound(1000.0, True, 0.0), (run,))
+    assert not in_goal(result, run)

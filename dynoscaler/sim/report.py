@@ -134,7 +134,7 @@ def ratio_goal(result: ScenarioResult, run: RunResult) -> bool | None:
     if result.bound is None:
         return None
     ratio = result.ratio(run)
-    return ratio is not None and ratio <= RATIO_GOAL
+    return ratio is not None and bool(ratio <= RATIO_GOAL)  # a numpy bool is not False
 
 
 def flagged_in_time(run: RunResult) -> bool:
