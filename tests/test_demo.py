@@ -279,8 +279,6 @@ def test_alert_hold_reads_the_rules(tmp_path):
         )
     )
     assert measure.alert_for_seconds([rules], "ScaleRole") == 90
-    assert measure.alert_for_seconds([rules], "ScaleRole", {"direction": "up"}) == 0
-    assert measure.alert_for_seconds([rules], "ScaleRole", {"direction": "down"}) == 90
     assert measure.alert_for_seconds([rules], "Other") == 0
     with pytest.raises(ValueError):
         measure.duration_seconds("15 s")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +45,13 @@ def reaction_time(
     return None if patch is None else patch["at"] - spike_at
 
 
-def alert_for_seconds(
-    rule_files: Sequence[Path], alert: str, labels: Mapping[str, str] | None = None
-) -> float:
-    """The longest `for:` among the rules named `alert` (and carrying `labels`) in these
-    rule files (0 if none)."""
-    wanted = dict(labels or {})
+def alert_for_seconds(rule_files: Sequence[Path], alert: str) -> float:
+    """The longest `for:` among the rules named `alert` in these rule files (0 if none)."""
     holds = [
         duration_seconds(str(rule.get("for", "0s")))
         for path in rule_files
         for group in (yaml.safe_load(path.read_text()) or {}).get("groups", [])
         for rule in group.get("rules", [])
-        if rule.get("alert") == alert and wanted.items() <= dict(rule.get("labels") or {}).items()
+        if rule.get("alert") == alert
     ]
     return max(holds, default=0.0)

@@ -262,7 +262,7 @@ class Stack:
         shown = "no scale-up" if reaction is None else f"{reaction:.1f} s"
         if self.options.mode == "alertmanager":
             parts = "scrape + evaluation + group_wait"
-            scale_up_hold = self.alert_hold("ScaleRole")  # one rule, both directions
+            scale_up_hold = self.alert_hold("ScaleRole")
             hold = f"; ScaleRole's for: adds {scale_up_hold:g} s" if scale_up_hold else ""
         else:
             parts, hold = "scrape + evaluation + reconcile interval", ""
