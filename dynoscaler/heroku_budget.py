@@ -8,7 +8,9 @@ refill. The scaler's PATCHes come first: the exporter's formation poller takes
 what that share leaves after the scaler's spend, at most 1 - SCALER_RESERVE of
 it and at least POLLER_MIN_SHARE. The scaler's spend is what it counted itself
 (its dynoscaler_heroku_api_requests_total, every call that takes a token) over
-the last CHANGE_WINDOW_SECONDS, read from Prometheus (`ScalerSpend`); while
+the last CHANGE_WINDOW_SECONDS, read from Prometheus (`ScalerSpend`), plus
+that figure's standard error, so the poller aims below what is left by as much
+as the scaler's burstiness makes its next window uncertain; while
 Prometheus cannot tell, it is estimated from the formation changes the poller
 learns of (webhook deliveries, or reads that find new counts):
 SCALER_TOKENS_PER_CHANGE each (the most a change costs: its read and its
@@ -230,16 +232,25 @@ class ChangeRate:
             return len(self._times) / self.window
 
 
+# The window's parts whose scatter gives the uncertainty of the scaler's spend.
+SPEND_PARTS = 5
 # The scaler's calls that take a token, counted by the scaler itself.
+_SCALER_CALLS = 'dynoscaler_heroku_api_requests_total{{client="scaler", kind!~"{free}"}}'
+# Its rate over the window, plus that rate's standard error: the standard deviation
+# of its rates over the window's SPEND_PARTS parts over the square root of their number.
 _SCALER_SPEND = (
-    'sum(rate(dynoscaler_heroku_api_requests_total{{client="scaler", kind!~"{free}"}}[{window}ms]))'
+    "sum(rate({calls}[{window}ms])) + on () ("
+    "stddev_over_time(sum(rate({calls}[{part}ms]))[{window}ms:{part}ms]) / {root}"
+    " or vector(0))"
 )
 
 
 class ScalerSpend:
     """The scaler's Heroku tokens a second, as the poller leaves them to it: its own count
     over CHANGE_WINDOW_SECONDS from Prometheus at `prometheus_url` where that answers with
-    it, else SCALER_TOKENS_PER_CHANGE per formation change learned."""
+    it, plus that figure's standard error (the scatter of its rate over the window's
+    parts: a bursty scaler's next window may spend more than its last), else
+    SCALER_TOKENS_PER_CHANGE per formation change learned."""
 
     def __init__(
         self,
@@ -259,7 +270,12 @@ class ScalerSpend:
         if self.prometheus_url is None or time.monotonic() - self._asked < self.refresh_seconds:
             return
         self._asked = time.monotonic()
-        promql = _SCALER_SPEND.format(free="|".join(FREE_KINDS), window=round(self.window * 1000))
+        promql = _SCALER_SPEND.format(
+            calls=_SCALER_CALLS.format(free="|".join(FREE_KINDS)),
+            window=round(self.window * 1000),
+            part=round(self.window * 1000 / SPEND_PARTS),
+            root=math.sqrt(SPEND_PARTS),
+        )
         try:
             result = query(self.prometheus_url, promql, SPEND_QUERY_TIMEOUT_SECONDS)
         except PrometheusError as error:

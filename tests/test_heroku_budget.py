@@ -20,6 +20,7 @@ from exporter.collectors import StaleRead
 from exporter.collectors.formation import FormationSource
 from scaler.actuator import Actuator
 from scaler.fake_heroku import FakeHeroku, FakeHerokuServer
+from scaler.prometheus import query
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -168,6 +169,55 @@ def test_the_poller_leaves_the_scaler_what_it_counted_itself(fleet, tmp_path):
         finally:
             page.close()
     _within_the_budget(settings, rates)
+
+
+def _measured_and_mean(url: str, spend: ScalerSpend, burst: float) -> tuple[float, float]:
+    """What `spend` leaves the scaler, and the scaler's plain rate over the window, while
+    it reads formations at 30 a second, `burst` seconds on and `burst` seconds off."""
+    stop = threading.Event()
+
+    def scaler_loop() -> None:
+        actuator, n, started = Actuator(lambda: heroku.client(user="scaler")), 0, time.monotonic()
+        while not stop.is_set():
+            if int((time.monotonic() - started) / burst) % 2 == 0:
+                actuator.formation(f"app-{n % APPS:03d}")
+                n += 1
+            stop.wait(1 / 30)
+
+    scaler = threading.Thread(target=scaler_loop, daemon=True)
+    scaler.start()
+    try:
+        time.sleep(spend.window + 4)  # the window fills and is scraped
+        spend.refresh()
+        calls = 'dynoscaler_heroku_api_requests_total{client="scaler", kind="formation_read"}'
+        mean = float(query(url, f"sum(rate({calls}[{spend.window:g}s]))")[0]["value"][1])
+    finally:
+        stop.set()
+        scaler.join(timeout=10)
+    assert spend.measured is not None
+    return spend.measured, mean
+
+
+@pytest.mark.timeout(120)
+def test_the_poller_leaves_a_bursty_scaler_a_margin_its_scatter_measures(fleet, tmp_path):
+    """The scaler's spend over the window is taken with its standard error, from the
+    scatter of its rate over the window's parts: a scaler that reads in 6 s bursts is
+    left well above its mean rate, a steady one about its mean."""
+    page = metrics_page(lambda: generate_latest(REGISTRY).decode())
+    with prometheus_scraping(tmp_path, page.port) as url:
+        try:
+            # the 600 s window scaled down to 15 s: 5 parts of 3 s, each 3 scrapes
+            spend = ScalerSpend(url, window_seconds=15.0, refresh_seconds=0.0)
+            bursty, bursty_mean = _measured_and_mean(url, spend, burst=6.0)
+            steady, steady_mean = _measured_and_mean(url, spend, burst=1e6)
+        finally:
+            page.close()
+    print(
+        f"bursty {bursty:.1f}/s (mean {bursty_mean:.1f}), steady {steady:.1f}/s "
+        f"(mean {steady_mean:.1f})"
+    )
+    assert bursty >= bursty_mean * 1.2
+    assert steady == pytest.approx(steady_mean, rel=0.1)
 
 
 def test_changes_are_counted_once_per_app_and_batch():
