@@ -36,6 +36,11 @@ HEROKU_ERRORS = Counter(
     "Failed Heroku API attempts, by kind (rate_limit, server, timeout, client, limit)",
     ["app", "kind"],
 )
+FORMATION_READS = Counter(
+    "dynoscaler_scaler_formation_reads",
+    "The formation read before a change, by outcome (read, spared) and reason",
+    ["outcome", "reason"],
+)
 NOTIFICATIONS = Counter(
     "dynoscaler_scaler_notifications",
     "Notifications sent, by notifier kind and outcome (sent, failed)",

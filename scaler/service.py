@@ -263,9 +263,15 @@ class Scaler:
         if all(i.request.slots is None or i.role in sizes for i in inputs):
             known = self.known(app)
             if all(r in known and count in (None, known[r]) for r, count in counts.items()):
+                metrics.FORMATION_READS.labels("spared", "webhook_counts").inc()
                 return {role: known[role] for role in counts}
+            reason = "unconfirmed"  # no webhook-fed count, or one that differs from the stored
+        else:
+            reason = "size_unknown"
         if None in counts.values() or self.budget.spare(*self.actuator.remaining()):
+            metrics.FORMATION_READS.labels("read", reason).inc()
             return self.actuator.formation(app, deadline)
+        metrics.FORMATION_READS.labels("spared", "low_bucket").inc()
         log.warning("%s: Heroku's bucket is low: the stored counts stand for a read", app)
         return None
 

@@ -81,6 +81,12 @@ def spent(kind: str) -> float:
     return REGISTRY.get_sample_value("dynoscaler_heroku_api_requests_total", labels) or 0.0
 
 
+def counted(outcome: str, reason: str) -> float:
+    """The scaler's dynoscaler_scaler_formation_reads_total{outcome, reason}."""
+    labels = {"outcome": outcome, "reason": reason}
+    return REGISTRY.get_sample_value("dynoscaler_scaler_formation_reads_total", labels) or 0.0
+
+
 @pytest.fixture
 def loop(tmp_path, monkeypatch) -> Iterator[Loop]:
     store = f"sqlite:///{tmp_path / 's.sqlite3'}"
@@ -119,6 +125,7 @@ def loop(tmp_path, monkeypatch) -> Iterator[Loop]:
 def test_a_change_on_counts_the_webhooks_confirmed_costs_its_patch_alone(loop) -> None:
     # Nothing stored yet: the exporter's count (its first read) stands for Heroku's.
     loop.known_worker(1)
+    spared = counted("spared", "webhook_counts")
     reads, patches = spent("formation_read"), spent("formation_update")
     assert loop.deliver(3) == (1, 3, "success")
     assert (spent("formation_read") - reads, spent("formation_update") - patches) == (0, 1)
@@ -132,6 +139,7 @@ def test_a_change_on_counts_the_webhooks_confirmed_costs_its_patch_alone(loop) -
     assert loop.deliver(2) == (5, 2, "success")  # down alike
     assert (spent("formation_read") - reads, spent("formation_update") - patches) == (0, 2)
     assert loop.fake.fake.quantities()[("shop", "worker")] == 2
+    assert counted("spared", "webhook_counts") - spared == 3  # each read spared, counted
 
 
 def test_a_change_by_hand_the_exporter_saw_is_read_before_acting(loop) -> None:
@@ -139,11 +147,12 @@ def test_a_change_by_hand_the_exporter_saw_is_read_before_acting(loop) -> None:
     loop.known_worker(3)
     scale_by_hand(loop.fake.url, HEROKU_KEY, "shop", "worker", 8)  # a person, by the CLI
     loop.known_worker(8)
-    reads = spent("formation_read")
+    reads, unconfirmed = spent("formation_read"), counted("read", "unconfirmed")
     # The stored 3 and the exporter's 8 differ: Heroku is read, and the change is
     # decided from 8 (max_step 3), not sent from the stored 3.
     assert loop.deliver(10) == (8, 10, "success")
     assert spent("formation_read") - reads == 1
+    assert counted("read", "unconfirmed") - unconfirmed == 1
 
 
 def test_without_webhooks_or_prometheus_the_scaler_reads(loop) -> None:
@@ -154,9 +163,10 @@ def test_without_webhooks_or_prometheus_the_scaler_reads(loop) -> None:
     while loop.known("shop"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    reads = spent("formation_read")
+    reads, unconfirmed = spent("formation_read"), counted("read", "unconfirmed")
     assert loop.deliver(5) == (3, 5, "success")
     assert spent("formation_read") - reads == 1
+    assert counted("read", "unconfirmed") - unconfirmed == 1
     loop.source.webhooks = True
     loop.known_worker(5)
     loop.scaler.known = KnownFormation("http://127.0.0.1:9")  # Prometheus unreachable
